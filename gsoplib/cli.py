@@ -11,8 +11,17 @@ EXPLORER_APP = Path(__file__).resolve().parent.parent / "explorer" / "app.py"
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
-    command = [sys.executable, "-m", "streamlit", "run", str(EXPLORER_APP),
-               "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(EXPLORER_APP),
+        "--server.port",
+        str(args.port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     if args.headless:
         command += ["--server.headless", "true"]
     if not EXPLORER_APP.exists():

@@ -33,4 +33,3 @@ class Tap(nn.Identity):
 def taps(module: nn.Module) -> dict[str, Tap]:
     """All taps below ``module``, keyed by their module path, in registration order."""
     return {path: m for path, m in module.named_modules() if isinstance(m, Tap)}
-

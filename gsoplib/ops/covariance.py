@@ -25,7 +25,9 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 4:
         x = x.flatten(2)
     if x.dim() != 3:
-        raise ValueError(f"covariance expects (B, C, H, W) or (B, C, M), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"covariance expects (B, C, H, W) or (B, C, M), got shape {tuple(x.shape)}"
+        )
     m = x.shape[-1]
     with no_autocast(x.device):
         x = x.to(compute_dtype(x.dtype))

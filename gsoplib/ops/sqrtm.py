@@ -25,7 +25,9 @@ DEFAULT_EPS = 1e-5
 
 def _check_square(a: torch.Tensor, name: str) -> None:
     if a.dim() != 3 or a.shape[-1] != a.shape[-2]:
-        raise ValueError(f"{name} expects a batch of square matrices (B, n, n), got {tuple(a.shape)}")
+        raise ValueError(
+            f"{name} expects a batch of square matrices (B, n, n), got {tuple(a.shape)}"
+        )
 
 
 def _newton_schulz(a: torch.Tensor, iters: int, eps: float) -> torch.Tensor:
