@@ -7,6 +7,9 @@ PIP    := $(PY) -m pip
 # `make test TORCH="torch torchvision"`.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# Notebooks and demos shrink to CI size unless GSOP_FAST=0 is given.
+GSOP_FAST ?= 1
+export GSOP_FAST
 
 .PHONY: explore test lint bench install-app install-test clean
 

@@ -63,3 +63,14 @@ def test_covariance_gradcheck():
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(covariance, (x,))
     assert torch.autograd.gradcheck(position_covariance, (x,))
+
+
+def test_float32_gradient_is_accurate_for_features_with_a_large_mean():
+    x64 = torch.randn(2, 16, 196, dtype=torch.float64) + 20.0
+    upstream = torch.randn(2, 16, 16, dtype=torch.float64)
+    grads = []
+    for x in (x64, x64.float()):
+        leaf = x.clone().requires_grad_(True)
+        (covariance(leaf) * upstream.to(x.dtype)).sum().backward()
+        grads.append(leaf.grad.double())
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-4)

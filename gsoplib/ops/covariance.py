@@ -12,6 +12,28 @@ import torch
 from ._precision import compute_dtype, no_autocast
 
 
+class _Covariance(torch.autograd.Function):
+    """Sigma = (1/M) Xc Xc^T saving only X: backward recomputes Xc instead of keeping it.
+
+    With G the upstream gradient, dL/dXc = (G + G^T) Xc / M, and the centring's own backward
+    (subtracting the mean over positions) vanishes because Xc has zero mean over positions:
+    dL/dX = (G + G^T) Xc / M = S X - (S mu) 1^T with S = (G + G^T) / M, formed in one (B, C, M)
+    buffer. So the op saves nothing beyond its input and never holds two copies of X at once.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        xc = x - x.mean(dim=-1, keepdim=True)
+        return torch.bmm(xc, xc.transpose(1, 2)).div_(x.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        sym = (grad + grad.transpose(1, 2)).div_(x.shape[-1])
+        return torch.bmm(sym, x).sub_(torch.bmm(sym, x.mean(dim=-1, keepdim=True)))
+
+
 def covariance(x: torch.Tensor) -> torch.Tensor:
     """Channel covariance of feature maps, the biased (1/M) estimate.
 
@@ -20,7 +42,8 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
 
     Returns:
         (B, C, C) symmetric covariance, float32 (float64 if ``x`` is float64), computed with
-        autocast disabled. Sigma_b = (1/M) (X_b - mu_b 1^T)(X_b - mu_b 1^T)^T.
+        autocast disabled. Sigma_b = (1/M) (X_b - mu_b 1^T)(X_b - mu_b 1^T)^T. Only ``x`` is
+        saved for backward.
     """
     if x.dim() == 4:
         x = x.flatten(2)
@@ -28,11 +51,8 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"covariance expects (B, C, H, W) or (B, C, M), got shape {tuple(x.shape)}"
         )
-    m = x.shape[-1]
     with no_autocast(x.device):
-        x = x.to(compute_dtype(x.dtype))
-        xc = x - x.mean(dim=-1, keepdim=True)
-        return torch.bmm(xc, xc.transpose(1, 2)).div_(m)
+        return _Covariance.apply(x.to(compute_dtype(x.dtype)))
 
 
 def position_covariance(x: torch.Tensor) -> torch.Tensor:
@@ -54,6 +74,7 @@ def covariance_centring_matrix(x: torch.Tensor) -> torch.Tensor:
     """The authors' formulation X I_hat X^T with an explicit (M, M) centring matrix.
 
     Kept only as a reference for tests and benchmarks: it is what :func:`covariance` avoids.
+    Like the authors' code it materialises I_hat once per sample, a (B, M, M) tensor.
     x: (B, C, H, W) or (B, C, M) -> (B, C, C).
     """
     if x.dim() == 4:
@@ -62,5 +83,5 @@ def covariance_centring_matrix(x: torch.Tensor) -> torch.Tensor:
     with no_autocast(x.device):
         x = x.to(compute_dtype(x.dtype))
         eye = torch.eye(m, device=x.device, dtype=x.dtype)
-        i_hat = (eye - torch.full_like(eye, 1.0 / m)) / m
-        return x.bmm(i_hat.expand(b, m, m)).bmm(x.transpose(1, 2))
+        i_hat = ((eye - torch.full_like(eye, 1.0 / m)) / m).repeat(b, 1, 1)  # as the authors do
+        return x.bmm(i_hat).bmm(x.transpose(1, 2))

@@ -1,0 +1,113 @@
+"""Shared benchmark plumbing: timing with warm-up and medians, machine facts, JSON, tables.
+
+Every benchmark reports ratios against a baseline measured in the same run: these machines are
+noisy, and a ratio survives that where an absolute time does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def devices(requested: str) -> list[torch.device]:
+    """'auto' -> CPU, plus CUDA when present; otherwise the one device named."""
+    if requested == "auto":
+        return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {requested}: no CUDA device is available on this machine")
+    return [torch.device(requested)]
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    else:
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    return info
+
+
+def machine_label(info: dict) -> str:
+    if info["device"].startswith("cuda"):
+        return f"{info['gpu']}, torch {info['torch']}, CUDA {info['cuda']}"
+    return f"{info['cpu']} ({info['cpu_count']} cores), torch {info['torch']}"
+
+
+def median_time(
+    fn: Callable[[], object], device: torch.device, warmup: int = 2, repeats: int = 5
+) -> float:
+    """Median wall time of ``fn()`` in seconds; CUDA events on a GPU, perf_counter on a CPU."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            begin = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+def saved_tensor_bytes(fn: Callable[[], object]) -> int:
+    """Bytes of every tensor autograd saves for backward while ``fn()`` builds its graph."""
+    total = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total[0]
+
+
+def write_json(name: str, info: dict, rows: list[dict], out_dir: Path = RESULTS_DIR) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = "cuda" if info["device"].startswith("cuda") else "cpu"
+    path = out_dir / f"{name}-{tag}.json"
+    path.write_text(json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
+    return path
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """columns: (key, header, format spec) -> a GitHub markdown table."""
+    lines = [
+        "| " + " | ".join(h for _, h, _ in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for row in rows:
+        cells = [format(row[k], f) if row.get(k) is not None else "-" for k, _, f in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
