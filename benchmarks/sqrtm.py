@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -96,15 +95,26 @@ def sqrt_rows(device: torch.device, shapes, iters: int, repeats: int) -> list[di
     return rows
 
 
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
 def _peak_child(kind: str, batch: int, channels: int, m: int) -> None:
-    """Run in a fresh process: print the rise of the peak resident set over one fwd+bwd."""
+    """Run in a fresh process: print the rise of the peak resident set over one fwd+bwd.
+
+    Reads VmHWM from /proc (ru_maxrss would carry the parent's peak across fork and exec) after
+    resetting it through /proc/self/clear_refs.
+    """
     tiny = torch.randn(2, 4, 9, requires_grad=True)
     COVARIANCES[kind](tiny).sum().backward()  # load the kernels, not the big buffers
     x = torch.randn(batch, channels, m, requires_grad=True)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
     COVARIANCES[kind](x).sum().backward()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rise_bytes": (after - before) * 1024}))
+    print(json.dumps({"peak_rise_bytes": (_status_kib("VmHWM") - before) * 1024}))
 
 
 def peak_bytes(kind: str, batch: int, channels: int, m: int, device: torch.device) -> int:
