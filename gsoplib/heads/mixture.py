@@ -1,0 +1,567 @@
+"""Gated mixture of second-order pooling (GM-SOP, Wang et al. NeurIPS 2018) and its baselines.
+
+A bank of N component models (CMs) summarises the last feature map; a sparsity-constrained gate
+picks the top K per sample and the representation is the weighted sum of those K outputs
+(Sec. 2.1, Eq. 1-3), followed by BN, dropout 0.2 and the classifier (Sec. 2.3). A balance loss on
+the gate's weights (Eq. 4) keeps every CM trained.
+
+A CM is a parametric projection followed by a parameter-free pool:
+    parametric SR-SOP (Sec. 2.2, Eq. 5-6)  J = 2 steps of 1x1 conv + ReLU (C -> 256 -> 128, no BN,
+                                           no bias, as in the release), covariance, Newton-Schulz
+                                           square root, upper triangle: 128 -> 8256-d
+    parametric GAP (Sec. 3.1, item 2)      1x1 conv + ReLU (C -> 512), global average: 512-d
+
+Only the K chosen CMs run for a sample (:func:`dispatch_mixture`): the samples are grouped by CM,
+each CM runs once on its sub-batch, and the results are gathered back per sample. Running all N
+and masking (:func:`dense_masked_mixture`) gives the same output and gradients at N/K times the
+component cost; it is kept as the reference for tests and benchmarks.
+
+Heads follow the library's contract: ``head(x)`` -> logits (B, num_classes) and
+``head(x, return_aux=True)`` -> (logits, aux) where aux is the balance loss (zero for heads
+without a gate); the training loop adds aux to the task loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ops import covariance, sqrtm_newton_schulz, triu_dim, triu_vec
+from ..taps import Tap
+from ._contract import with_aux
+
+COMPONENTS = ("sop", "gap")
+NOISE_MODES = ("sample", "expert")
+GATE_INITS = ("constant", "zeros")
+GATE_BRANCHES = ("component", "gap")
+EXECUTIONS = ("dispatch", "dense")
+
+
+def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(choices)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Gate: Eq. 2-4
+# --------------------------------------------------------------------------------------------
+
+
+def balance_loss(
+    weights: torch.Tensor, alpha: float = 100.0, unbiased: bool = True
+) -> torch.Tensor:
+    """Balance loss L_B = alpha * CV(importance)^2 (GM-SOP Eq. 4; Shazeer et al. 2017, Eq. 6).
+
+    Args:
+        weights: (B, N) gate weights omega(X_s) of one mini-batch.
+        alpha: the loss weight; the paper uses 100 (alpha = 0 switches the loss off, Fig. 2).
+        unbiased: sample (N - 1) variance as in the GM-SOP release; False gives the population
+            variance of Shazeer et al.
+
+    Returns:
+        Scalar: alpha * (std(I) / mean(I))^2 with importance I_n = sum_s omega_n(X_s). Zero when
+        every CM gets the same total weight, growing with the imbalance.
+    """
+    if weights.dim() != 2:
+        raise ValueError(f"balance_loss expects (B, N) weights, got shape {tuple(weights.shape)}")
+    importance = weights.to(torch.promote_types(weights.dtype, torch.float32)).sum(dim=0)
+    if importance.numel() < 2:
+        return importance.new_zeros(())
+    variance = importance.var(correction=1 if unbiased else 0)
+    return alpha * variance / (importance.mean().square() + 1e-10)
+
+
+class GateOutput(NamedTuple):
+    """What :class:`NoisyTopKGate` computed for a batch of B samples over N experts.
+
+    weights: (B, N) omega (Eq. 3), exactly k non-zeros per row summing to 1.
+    indices: (B, k) the chosen experts, best first. top_weights: (B, k) their weights.
+    clean_logits: (B, N) W_g f. noisy_logits: (B, N) H(f) of Eq. 2 (equal to clean in eval).
+    """
+
+    weights: torch.Tensor
+    indices: torch.Tensor
+    top_weights: torch.Tensor
+    clean_logits: torch.Tensor
+    noisy_logits: torch.Tensor
+
+
+def top_k_softmax(
+    logits: torch.Tensor, k: int, random_ties: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keep the k largest logits, set the rest to -inf, softmax (GM-SOP Eq. 3).
+
+    The top k are taken on the raw logits and the softmax runs over the kept ones only, so the
+    choice is never read back from zeros. Ties go to the lower index, or, with ``random_ties``,
+    to a uniformly random one (the release breaks the ties of its constant initialisation
+    randomly). Weights are clamped to the smallest positive float, so a logit gap large enough to
+    underflow the softmax still leaves exactly k non-zeros.
+
+    Args:
+        logits: (B, N). k: 1 <= k <= N.
+
+    Returns:
+        weights (B, N), indices (B, k) best first, top_weights (B, k).
+    """
+    n = logits.shape[-1]
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and the number of experts {n}, got {k}")
+    if random_ties:
+        perm = torch.rand(logits.shape, device=logits.device).argsort(dim=-1)
+        _, pos = logits.gather(-1, perm).sort(dim=-1, descending=True, stable=True)
+        indices = perm.gather(-1, pos[:, :k])
+    else:
+        indices = logits.sort(dim=-1, descending=True, stable=True).indices[:, :k]
+    top_logits = logits.gather(-1, indices)
+    top_weights = top_logits.softmax(dim=-1).clamp(min=torch.finfo(top_logits.dtype).tiny)
+    weights = torch.zeros_like(logits).scatter(-1, indices, top_weights)
+    return weights, indices, top_weights
+
+
+class NoisyTopKGate(nn.Module):
+    """Sparsity-constrained gate (GM-SOP Eq. 2-3): noisy logits, top k, softmax over the kept.
+
+    H(f) = W_g f + gamma * softplus(W_n f), gamma ~ N(0, 1) in training only.
+
+    Args:
+        in_features: dimension of the gating branch's output f.
+        num_experts: N. k: experts kept per sample.
+        noise: 'sample' draws one gamma per sample shared by all experts and adds no floor to
+            the noise scale (the GM-SOP release); 'expert' draws gamma per (sample, expert) and
+            adds ``noise_epsilon`` to softplus (Shazeer et al. 2017).
+        noise_epsilon: floor of the noise scale; default 0 for 'sample', 1e-2 for 'expert'.
+        init: 'constant' sets W_g and W_n to 1/in_features (the release: every logit ties at
+            first and ties are broken randomly); 'zeros' as Shazeer et al. Default follows
+            ``noise``.
+
+    forward(f: (B, in_features)) -> :class:`GateOutput`. Logits are computed in float32
+    (float64 stays float64) with autocast off. In eval there is no noise and ties go to the
+    lower index, so the choice is deterministic.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_experts: int = 16,
+        k: int = 8,
+        noise: str = "sample",
+        noise_epsilon: float | None = None,
+        init: str | None = None,
+    ) -> None:
+        super().__init__()
+        _check_choice(noise, NOISE_MODES, "gate noise")
+        init = init or ("constant" if noise == "sample" else "zeros")
+        _check_choice(init, GATE_INITS, "gate init")
+        if not 1 <= k <= num_experts:
+            raise ValueError(f"k must be between 1 and num_experts={num_experts}, got {k}")
+        self.num_experts, self.k, self.noise = num_experts, k, noise
+        if noise_epsilon is None:
+            noise_epsilon = 0.0 if noise == "sample" else 1e-2
+        self.noise_epsilon = noise_epsilon
+        fill = 1.0 / in_features if init == "constant" else 0.0
+        # Plain parameters, not nn.Linear: a model-wide Linear re-initialisation must not
+        # overwrite the gate's initialisation, which decides how ties are broken at first.
+        self.w_gate = nn.Parameter(torch.full((num_experts, in_features), fill))
+        self.w_noise = nn.Parameter(torch.full((num_experts, in_features), fill))
+        self.tap_gate_clean_logits = Tap("tap_gate_clean_logits", "W_g f, (B, N)")
+        self.tap_gate_noisy_logits = Tap("tap_gate_noisy_logits", "H(f) of Eq. 2, (B, N)")
+        self.tap_gate_indices = Tap("tap_gate_indices", "chosen experts, best first, (B, k)")
+        self.tap_gate_weights = Tap("tap_gate_weights", "omega of Eq. 3, (B, N)")
+
+    def forward(self, f: torch.Tensor) -> GateOutput:
+        with torch.autocast(device_type=f.device.type, enabled=False):
+            f = f.to(torch.promote_types(f.dtype, torch.float32))
+            clean = self.tap_gate_clean_logits(F.linear(f, self.w_gate.to(f.dtype)))
+            noisy = clean
+            if self.training:
+                scale = F.softplus(F.linear(f, self.w_noise.to(f.dtype))) + self.noise_epsilon
+                columns = 1 if self.noise == "sample" else self.num_experts
+                gamma = torch.randn(f.shape[0], columns, device=f.device, dtype=f.dtype)
+                noisy = clean + gamma * scale
+            noisy = self.tap_gate_noisy_logits(noisy)
+            weights, indices, top_weights = top_k_softmax(noisy, self.k, self.training)
+        self.tap_gate_indices(indices)
+        self.tap_gate_weights(weights)
+        return GateOutput(weights, indices, top_weights, clean, noisy)
+
+    def extra_repr(self) -> str:
+        return f"num_experts={self.num_experts}, k={self.k}, noise={self.noise!r}"
+
+
+# --------------------------------------------------------------------------------------------
+# Component models: Sec. 2.2 (parametric SR-SOP) and Sec. 3.1 (parametric GAP)
+# --------------------------------------------------------------------------------------------
+
+
+def _conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return conv
+
+
+def projection(
+    in_channels: int, channels: Sequence[int], batch_norm: bool = False
+) -> nn.Sequential:
+    """1x1 conv (+ BN) + ReLU steps: (B, in_channels, H, W) -> (B, channels[-1], H, W).
+
+    For SR-SOP each step is one P_j of the J-step estimation Sigma(Q_j) = (P_j X)^T (P_j X)
+    (GM-SOP Eq. 6-8). CMs have no BN (the release; a CM sees only the samples routed to it, so
+    batch statistics would depend on the routing); the gating branch has BN (the release).
+    """
+    layers: list[nn.Module] = []
+    for width in channels:
+        layers.append(_conv1x1(in_channels, width))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(width))
+        layers.append(nn.ReLU(inplace=True))
+        in_channels = width
+    return nn.Sequential(*layers)
+
+
+def sr_sop(z: torch.Tensor, iters: int = 3) -> torch.Tensor:
+    """Matrix square-root normalised covariance pooling (GM-SOP Eq. 5 and 9; iSQRT-COV).
+
+    z: (B, c, H, W) -> (B, c(c+1)/2): covariance, Newton-Schulz root, upper triangle. float32.
+    """
+    return triu_vec(sqrtm_newton_schulz(covariance(z), iters=iters))
+
+
+class SRSOP(nn.Module):
+    """SR-SOP as a module with taps: (B, c, H, W) -> (B, c(c+1)/2), float32.
+
+    ``iters`` Newton-Schulz iterations: 3 as in the release and the GSoP-Net code (the paper's
+    Sec. 3.1 text says five). Taps: tap_cov (B, c, c), tap_cov_sqrt (B, c, c).
+    """
+
+    def __init__(self, iters: int = 3) -> None:
+        super().__init__()
+        self.iters = iters
+        self.tap_cov = Tap("tap_cov", "covariance of the projected features, (B, c, c)")
+        self.tap_cov_sqrt = Tap("tap_cov_sqrt", "its Newton-Schulz square root, (B, c, c)")
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        cov = self.tap_cov(covariance(z))
+        return triu_vec(self.tap_cov_sqrt(sqrtm_newton_schulz(cov, iters=self.iters)))
+
+    def extra_repr(self) -> str:
+        return f"iters={self.iters}"
+
+
+class GlobalAvgPool(nn.Module):
+    """(B, c, H, W) -> (B, c): the mean over positions."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z.mean(dim=(2, 3))
+
+
+class ComponentModel(nn.Module):
+    """One CM: a parametric ``project`` then a parameter-free ``pool``; (B, C, H, W) -> (B, dim)."""
+
+    def __init__(self, project: nn.Module, pool: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.project, self.pool, self.dim = project, pool, dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.project(x))
+
+
+def _component_parts(
+    component: str,
+    in_channels: int,
+    sop_channels: Sequence[int],
+    gap_dim: int,
+    iters: int,
+    batch_norm: bool = False,
+) -> tuple[nn.Module, nn.Module, int]:
+    _check_choice(component, COMPONENTS, "component")
+    if component == "sop":
+        width = sop_channels[-1] if sop_channels else in_channels
+        return projection(in_channels, sop_channels, batch_norm), SRSOP(iters), triu_dim(width)
+    return projection(in_channels, [gap_dim], batch_norm), GlobalAvgPool(), gap_dim
+
+
+def make_component(
+    component: str,
+    in_channels: int,
+    sop_channels: Sequence[int] = (256, 128),
+    gap_dim: int = 512,
+    iters: int = 3,
+) -> ComponentModel:
+    """A CM by kind: 'sop' (:func:`parametric_srsop`) or 'gap' (:func:`parametric_gap`)."""
+    return ComponentModel(*_component_parts(component, in_channels, sop_channels, gap_dim, iters))
+
+
+def parametric_srsop(
+    in_channels: int, channels: Sequence[int] = (256, 128), iters: int = 3
+) -> ComponentModel:
+    """Parametric SR-SOP CM (GM-SOP Sec. 2.2): 1x1 convs C -> 256 -> 128 with ReLU, then SR-SOP.
+
+    (B, C, H, W) -> (B, 8256). ``channels=()`` gives the plain, parameter-free SR-SOP of the
+    input's C channels (the paper's "SR-SOP" baseline): (B, C(C+1)/2).
+    """
+    return make_component("sop", in_channels, channels, iters=iters)
+
+
+def parametric_gap(in_channels: int, dim: int = 512) -> ComponentModel:
+    """Parametric GAP CM (GM-SOP Sec. 3.1, ResNet-18-Xd): 1x1 conv C -> dim + ReLU, then GAP.
+
+    (B, C, H, W) -> (B, dim).
+    """
+    return make_component("gap", in_channels, gap_dim=dim)
+
+
+class GateBranch(nn.Module):
+    """The gating network's prediction layers f (GM-SOP Sec. 2.3): (B, C, H, W) -> (B, dim).
+
+    'component': the same architecture as a CM, with BN after each 1x1 conv (the release), so
+    f is 8256-d for SR-SOP and 512-d for GAP; it costs about one more CM per sample.
+    'gap': the input's global average, C-d; nearly free.
+    No taps: it is the gate's input, not a CM.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        in_channels: int,
+        component: str = "sop",
+        sop_channels: Sequence[int] = (256, 128),
+        gap_dim: int = 512,
+        iters: int = 3,
+    ) -> None:
+        super().__init__()
+        _check_choice(kind, GATE_BRANCHES, "gate branch")
+        _check_choice(component, COMPONENTS, "component")
+        self.kind, self.component, self.iters = kind, component, iters
+        if kind == "gap":
+            self.project, self.dim = nn.Identity(), in_channels
+        else:
+            self.project, _, self.dim = _component_parts(
+                component, in_channels, sop_channels, gap_dim, iters, batch_norm=True
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.project(x)
+        if self.kind == "component" and self.component == "sop":
+            return sr_sop(z, self.iters)
+        return z.mean(dim=(2, 3))
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}, dim={self.dim}"
+
+
+# --------------------------------------------------------------------------------------------
+# Combining the chosen components
+# --------------------------------------------------------------------------------------------
+
+
+def dispatch_mixture(
+    x: torch.Tensor,
+    components: Sequence[nn.Module],
+    indices: torch.Tensor,
+    top_weights: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of the K chosen CMs per sample, running each CM only on the samples routed to it.
+
+    The B*K (sample, CM) pairs are sorted by CM, CM n runs once on its contiguous sub-batch (not
+    at all when no sample chose it), and the outputs are put back in sample-major order. The
+    weighted sum over each sample's K outputs is a batched matmul rather than an index_add, so it
+    is deterministic on GPUs. No loop over samples; one host sync for the sub-batch sizes.
+
+    Args:
+        x: (B, C, H, W). components: N modules (B', C, H, W) -> (B', D).
+        indices, top_weights: (B, K) from the gate.
+
+    Returns:
+        (representation (B, D), per-pair outputs (B, K, D) in the order of ``indices``).
+    """
+    batch, k = indices.shape
+    flat = indices.reshape(-1)
+    order = flat.argsort(stable=True)
+    counts = torch.bincount(flat, minlength=len(components)).tolist()
+    # One gather per CM: a single (B*K, C, H, W) gather is a buffer too large for the CPU
+    # allocator to reuse, and costs more in page faults than the copy itself.
+    samples = (order // k).split(counts)
+    outputs = torch.cat(
+        [cm(x.index_select(0, rows)) for cm, rows in zip(components, samples) if rows.numel()]
+    )
+    reps = outputs.index_select(0, order.argsort()).view(batch, k, -1)
+    return torch.bmm(top_weights.to(reps.dtype).unsqueeze(1), reps).squeeze(1), reps
+
+
+def all_components(x: torch.Tensor, components: Sequence[nn.Module]) -> torch.Tensor:
+    """Every CM on every sample: (B, C, H, W) -> (B, N, D)."""
+    return torch.stack([cm(x) for cm in components], dim=1)
+
+
+def dense_masked_mixture(
+    x: torch.Tensor, components: Sequence[nn.Module], weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference: run all N CMs on every sample and weight by the (B, N) gate, zeros included.
+
+    Same output and gradients as :func:`dispatch_mixture` at N/K times the component cost; this
+    is what GM-SOP avoids (Sec. 2.1). Returns (representation (B, D), all outputs (B, N, D)).
+    """
+    reps = all_components(x, components)
+    return torch.bmm(weights.to(reps.dtype).unsqueeze(1), reps).squeeze(1), reps
+
+
+# --------------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------------
+
+
+def classifier(dim: int, num_classes: int, dropout: float = 0.2) -> nn.Sequential:
+    """BN, dropout, FC after the representation (GM-SOP Sec. 2.3): (B, dim) -> (B, num_classes)."""
+    return nn.Sequential(nn.BatchNorm1d(dim), nn.Dropout(dropout), nn.Linear(dim, num_classes))
+
+
+class GatedMixtureHead(nn.Module):
+    """GM-SOP / GM-GAP head (GM-SOP Sec. 2, Fig. 1): (B, C, H, W) -> (B, num_classes).
+
+    gate branch f -> :class:`NoisyTopKGate` -> weighted sum of the K chosen of N CMs -> BN ->
+    dropout -> FC. ``head(x, return_aux=True)`` also returns the balance loss (Eq. 4) of the
+    batch, which the training loop adds to the task loss.
+
+    Args:
+        in_channels: C of the feature map.
+        component: 'sop' (parametric SR-SOP, 8256-d) or 'gap' (parametric GAP, ``gap_dim``-d).
+        num_components, k: N and K (GM-SOP-16-8 by default).
+        num_classes: FC outputs.
+        noise, noise_epsilon, gate_init: see :class:`NoisyTopKGate`.
+        alpha, unbiased: see :func:`balance_loss`.
+        gate_branch: 'component' (the release) or 'gap'; see :class:`GateBranch`.
+        sop_channels: the J 1x1 conv widths of a SR-SOP CM (release: 256, 128).
+        gap_dim: width of a GAP CM. iters: Newton-Schulz iterations.
+        dropout: before the FC (0.2 in the paper).
+        execution: 'dispatch' runs only the K chosen CMs per sample (the method);
+            'dense' runs all N and masks, the reference for tests and benchmarks.
+
+    Taps: gate.tap_gate_{clean_logits, noisy_logits, indices, weights}; tap_component_norms
+    (B, K) the L2 norm of each chosen CM's output, in the order of tap_gate_indices; for SR-SOP,
+    components.n.pool.tap_cov / tap_cov_sqrt, (B_n, c, c) for the B_n samples routed to CM n
+    in batch order (not called when none was).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        component: str = "sop",
+        num_components: int = 16,
+        k: int = 8,
+        *,
+        num_classes: int = 1000,
+        noise: str = "sample",
+        noise_epsilon: float | None = None,
+        gate_init: str | None = None,
+        alpha: float = 100.0,
+        unbiased: bool = True,
+        gate_branch: str = "component",
+        sop_channels: Sequence[int] = (256, 128),
+        gap_dim: int = 512,
+        iters: int = 3,
+        dropout: float = 0.2,
+        execution: str = "dispatch",
+    ) -> None:
+        super().__init__()
+        _check_choice(execution, EXECUTIONS, "execution")
+        self.component, self.execution = component, execution
+        self.alpha, self.unbiased = alpha, unbiased
+        self.components = nn.ModuleList(
+            make_component(component, in_channels, sop_channels, gap_dim, iters)
+            for _ in range(num_components)
+        )
+        self.dim = self.components[0].dim
+        self.gate_branch = GateBranch(
+            gate_branch, in_channels, component, sop_channels, gap_dim, iters
+        )
+        self.gate = NoisyTopKGate(
+            self.gate_branch.dim, num_components, k, noise, noise_epsilon, gate_init
+        )
+        self.tap_component_norms = Tap("tap_component_norms", "|| M_i(X) || of the chosen, (B, K)")
+        self.classifier = classifier(self.dim, num_classes, dropout)
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False):
+        gate = self.gate(self.gate_branch(x))
+        if self.execution == "dispatch":
+            rep, reps = dispatch_mixture(x, self.components, gate.indices, gate.top_weights)
+        else:
+            rep, all_reps = dense_masked_mixture(x, self.components, gate.weights)
+            reps = all_reps.gather(1, gate.indices.unsqueeze(-1).expand(-1, -1, self.dim))
+        self.tap_component_norms(reps.detach().norm(dim=-1))
+        logits = self.classifier(rep)
+        aux = balance_loss(gate.weights, self.alpha, self.unbiased) if return_aux else None
+        return with_aux(logits, aux, return_aux)
+
+    def extra_repr(self) -> str:
+        return f"component={self.component!r}, dim={self.dim}, execution={self.execution!r}"
+
+
+class AverageMixtureHead(nn.Module):
+    """Ave-SOP-N / Ave-GAP-N (GM-SOP Sec. 3.1, items 3 and 6): all N CMs, equal weights 1/N.
+
+    (B, C, H, W) -> (B, num_classes) through BN, dropout and FC as :class:`GatedMixtureHead`;
+    aux is zero. Taps: tap_component_norms (B, N); for SR-SOP components.n.pool.tap_cov /
+    tap_cov_sqrt, (B, c, c).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        component: str = "sop",
+        num_components: int = 16,
+        *,
+        num_classes: int = 1000,
+        sop_channels: Sequence[int] = (256, 128),
+        gap_dim: int = 512,
+        iters: int = 3,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.component = component
+        self.components = nn.ModuleList(
+            make_component(component, in_channels, sop_channels, gap_dim, iters)
+            for _ in range(num_components)
+        )
+        self.dim = self.components[0].dim
+        self.tap_component_norms = Tap("tap_component_norms", "|| M_i(X) ||, (B, N)")
+        self.classifier = classifier(self.dim, num_classes, dropout)
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False):
+        reps = all_components(x, self.components)
+        self.tap_component_norms(reps.detach().norm(dim=-1))
+        return with_aux(self.classifier(reps.mean(dim=1)), None, return_aux)
+
+    def extra_repr(self) -> str:
+        return f"component={self.component!r}, dim={self.dim}, N={len(self.components)}"
+
+
+class ComponentHead(nn.Module):
+    """A single CM as the head (GM-SOP Tables 2-4 baselines): (B, C, H, W) -> (B, num_classes).
+
+    component='sop': parametric SR-SOP (``sop_channels=()`` for the plain SR-SOP of the C input
+    channels); component='gap': ResNet-18-Xd with X = ``gap_dim`` (512d, 8256d). Then BN,
+    dropout and FC as the mixtures, so the baselines differ from them only in the pooling.
+    Taps (SR-SOP): component.pool.tap_cov, component.pool.tap_cov_sqrt, (B, c, c).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        component: str = "sop",
+        *,
+        num_classes: int = 1000,
+        sop_channels: Sequence[int] = (256, 128),
+        gap_dim: int = 512,
+        iters: int = 3,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self.component = make_component(component, in_channels, sop_channels, gap_dim, iters)
+        self.classifier = classifier(self.component.dim, num_classes, dropout)
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False):
+        return with_aux(self.classifier(self.component(x)), None, return_aux)
