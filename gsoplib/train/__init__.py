@@ -1,0 +1,38 @@
+"""Floor 4: training. SGD recipes, the trainer (AMP, channels_last, compile, resume), DDP.
+
+>>> from gsoplib.train import TrainConfig, train
+>>> train(TrainConfig("small_gsop1", "fashion_mnist", out_dir="runs/gsop1", epochs=8))
+"""
+
+from .log import plot_history, read_jsonl, write_jsonl
+from .recipes import RECIPES, list_recipes, lr_factor, recipe
+from .trainer import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    PLOT_NAME,
+    STATE_NAME,
+    ComponentUsage,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    train,
+)
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "METRICS_NAME",
+    "PLOT_NAME",
+    "RECIPES",
+    "STATE_NAME",
+    "ComponentUsage",
+    "TrainConfig",
+    "Trainer",
+    "evaluate",
+    "list_recipes",
+    "lr_factor",
+    "plot_history",
+    "read_jsonl",
+    "recipe",
+    "train",
+    "write_jsonl",
+]

@@ -1,0 +1,531 @@
+"""The training loop: plain PyTorch SGD over a dataset, with everything needed to trust a run.
+
+One epoch: per-iteration learning rate from the recipe's schedule, forward under autocast (bf16 on
+CUDA), cross-entropy (optionally label-smoothed) plus the model's auxiliary loss (the GM-SOP
+balance loss, GM-SOP Eq. 7; zero for other heads) times ``aux_weight``, optional gradient
+clipping, SGD step. Then evaluation on the test split, a row of metrics in ``metrics.jsonl``, the
+figure ``metrics.png``, the checkpoint ``model.safetensors`` and the resume state ``resume.pt``.
+
+Reproducible by construction: the model is initialised from ``seed``; the data order, the
+augmentation and the global random stream (dropout, gate noise) of every epoch are re-seeded from
+(seed, rank, epoch). So a run resumed from the state saved after epoch k repeats, on a CPU, the
+very numbers of the run that was never interrupted; a kill loses at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from gsoplib import checkpoint
+from gsoplib.data import DataInfo, load_dataset, make_loader
+from gsoplib.taps import taps
+
+from . import distributed
+from .log import plot_history, write_jsonl
+from .recipes import RECIPES, SCHEDULES, lr_factor, recipe
+
+RECIPE_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "nesterov",
+    "schedule",
+    "milestones",
+    "gamma",
+    "warmup_epochs",
+    "label_smoothing",
+)
+# Fields a resumed run may change: where and how fast it runs, not what it computes.
+RESUMABLE_CHANGES = ("out_dir", "device", "workers", "progress", "data_root", "compile", "epochs")
+
+CHECKPOINT_NAME = "model.safetensors"
+STATE_NAME = "resume.pt"
+METRICS_NAME = "metrics.jsonl"
+PLOT_NAME = "metrics.png"
+PLOT_INTERVAL_S = 30.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Recipe fields left as None come from ``recipe``.
+
+    ``batch_size`` is the global batch: with N processes each takes batch_size / N.
+    ``amp`` and ``channels_last`` default to on for CUDA and off for the CPU.
+    """
+
+    model: str
+    dataset: str
+    out_dir: str = "runs/latest"
+    recipe: str = "fast"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    nesterov: bool | None = None
+    schedule: str | None = None
+    milestones: list[float] | None = None
+    gamma: float | None = None
+    warmup_epochs: float | None = None
+    label_smoothing: float | None = None
+    model_kwargs: dict = field(default_factory=dict)
+    data_root: str | None = None
+    data_options: dict = field(default_factory=dict)
+    train_subset: int | None = None
+    test_subset: int | None = None
+    aux_weight: float = 1.0
+    grad_clip: float | None = None
+    amp: bool | None = None
+    channels_last: bool | None = None
+    compile: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    workers: int = 2
+    resident: bool | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        defaults = recipe(self.recipe)
+        for name in RECIPE_FIELDS:
+            if getattr(self, name) is None:
+                setattr(self, name, defaults[name])
+        self.milestones = list(self.milestones)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; valid schedules: {', '.join(SCHEDULES)}"
+            )
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def machine() -> dict:
+    """What the run ran on, for the checkpoint's metadata."""
+    info = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info["cpu"] = cpu
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def _topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    k = min(k, logits.shape[1])
+    return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
+
+
+class ComponentUsage:
+    """Counts how often each component of a gated mixture head is chosen, via its taps.
+
+    Hooks every tap named ``tap_gate_indices`` ((B, K) chosen component indices) while active;
+    a model without one counts nothing. Removes its hooks on exit.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.counts: torch.Tensor | None = None
+        self.handles = []
+
+    def _hook(self, num_components: int | None):
+        def hook(module, args, output):
+            indices = args[0].detach().reshape(-1)
+            size = num_components or int(indices.max()) + 1
+            counts = torch.bincount(indices, minlength=size)
+            if self.counts is None:
+                self.counts = counts
+            else:
+                grow = max(len(self.counts), len(counts))
+                self.counts = F.pad(self.counts, (0, grow - len(self.counts))) + F.pad(
+                    counts, (0, grow - len(counts))
+                )
+
+        return hook
+
+    def __enter__(self) -> ComponentUsage:
+        modules = dict(self.model.named_modules())
+        for path, tap in taps(self.model).items():
+            if tap.name != "tap_gate_indices":
+                continue
+            parent = modules.get(path.rpartition(".")[0], self.model)
+            n = getattr(parent, "num_components", None)
+            self.handles.append(tap.register_forward_hook(self._hook(n)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def fractions(self, ctx: distributed.Context) -> list[float] | None:
+        """Share of all (sample, chosen slot) pairs routed to each component, over all ranks.
+
+        None for a model without a gate. Every rank must call it (it all-reduces).
+        """
+        if self.counts is None:
+            return None
+        counts = distributed.all_reduce_sum(self.counts.double(), ctx)
+        return (counts / counts.sum().clamp_min(1)).tolist()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader,
+    ctx: distributed.Context | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Cross-entropy (no smoothing), top-1 and top-5 accuracy over ``loader``, over all ranks."""
+    device = loader.device
+    ctx = ctx or distributed.Context(0, 1, 0, device)
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    try:
+        for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            logits = logits.float()
+            sums += torch.stack(
+                [
+                    F.cross_entropy(logits, y, reduction="sum"),
+                    _topk_correct(logits, y, 1),
+                    _topk_correct(logits, y, 5),
+                    torch.tensor(len(y), device=device),
+                ]
+            ).double()
+    finally:
+        model.train(was_training)
+    loss, top1, top5, n = distributed.all_reduce_sum(sums, ctx).tolist()
+    n = max(n, 1)
+    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n, "samples": int(n)}
+
+
+class Trainer:
+    """Trains ``config.model`` on ``config.dataset``; see the module docstring.
+
+    ``model_factory(name, num_classes=..., in_chans=..., **model_kwargs)`` builds the model;
+    the default is :func:`gsoplib.models.create_model`. ``command``, the command line that
+    started the run, is recorded in the checkpoint's metadata.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model_factory: Callable[..., nn.Module] | None = None,
+        command: str | None = None,
+    ):
+        if model_factory is None:
+            from gsoplib.models import create_model as model_factory
+        self.config = config
+        self.command = command
+        self.factory = model_factory
+        self.out_dir = Path(config.out_dir)
+        self.ctx = distributed.setup(config.device)
+        self.device = self.ctx.device
+        cuda = self.device.type == "cuda"
+        self.amp = cuda if config.amp is None else config.amp
+        self.channels_last = cuda if config.channels_last is None else config.channels_last
+        if cuda:
+            torch.backends.cudnn.benchmark = not config.deterministic
+            torch.backends.cudnn.deterministic = config.deterministic
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if config.batch_size % self.ctx.world_size:
+            raise ValueError(
+                f"batch_size {config.batch_size} is not divisible by the {self.ctx.world_size} "
+                "processes"
+            )
+
+        data_options = dict(config.data_options)
+        train_split = load_dataset(config.dataset, True, config.data_root, **data_options)
+        test_split = load_dataset(config.dataset, False, config.data_root, **data_options)
+        if config.train_subset:
+            train_split = train_split.subset(config.train_subset, config.seed)
+        if config.test_subset:
+            test_split = test_split.subset(config.test_subset, config.seed)
+        self.info: DataInfo = train_split.info
+        common = dict(
+            device=self.device,
+            seed=config.seed,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            resident=config.resident,
+            workers=config.workers,
+        )
+        per_rank = config.batch_size // self.ctx.world_size
+        self.train_loader = make_loader(train_split, per_rank, train=True, **common)
+        self.test_loader = make_loader(test_split, max(per_rank, 256), train=False, **common)
+        if len(self.train_loader) == 0:
+            raise ValueError(f"the training split has no batch of {per_rank} samples")
+
+        self.model_kwargs = {
+            "num_classes": self.info.num_classes,
+            "in_chans": self.info.in_chans,
+            **config.model_kwargs,
+        }
+        torch.manual_seed(config.seed)
+        self.model = self.factory(config.model, **self.model_kwargs).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.usage = ComponentUsage(self.model)
+        gated = any(t.name == "tap_gate_indices" for t in taps(self.model).values())
+        self.net = distributed.wrap(self.model, self.ctx, find_unused_parameters=gated)
+        if config.compile:
+            self.net = torch.compile(self.net)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov and config.momentum > 0,
+        )
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self.wall_time = 0.0
+        self._plotted = time.perf_counter()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _state(self, epoch: int) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "epoch": epoch,
+            "model": checkpoint.clean_state_dict(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "history": self.history,
+            "wall_time_s": self.wall_time,
+        }
+
+    def resume(self) -> bool:
+        """Load ``resume.pt`` from the output folder; False when there is none."""
+        path = self.out_dir / STATE_NAME
+        if not path.exists():
+            return False
+        state = checkpoint.load_state(path)
+        saved, current = state["config"], self.config.to_dict()
+        changed = sorted(
+            k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k]
+        )
+        if changed:
+            raise ValueError(
+                f"{path} was saved by a run with different {', '.join(changed)}; "
+                "resume with the same settings or choose another output folder"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = list(state["history"])
+        self.start_epoch = int(state["epoch"])
+        self.wall_time = float(state["wall_time_s"])
+        return True
+
+    def _save(self, epoch: int) -> None:
+        """After ``epoch`` epochs: resume state first, then the checkpoint, metrics and plot.
+
+        The plot costs about half a second, so it is redrawn at most every PLOT_INTERVAL_S
+        seconds, and always after the last epoch.
+        """
+        if not self.ctx.is_main:
+            return
+        checkpoint.save_state(self.out_dir / STATE_NAME, self._state(epoch))
+        self.save_checkpoint(self.out_dir / CHECKPOINT_NAME)
+        write_jsonl(self.out_dir / METRICS_NAME, self.history)
+        now = time.perf_counter()
+        if epoch == self.config.epochs or now - self._plotted >= PLOT_INTERVAL_S:
+            plot_history(
+                self.history,
+                self.out_dir / PLOT_NAME,
+                f"{self.config.model} on {self.info.name} ({self.config.recipe})",
+            )
+            self._plotted = now
+
+    def save_checkpoint(self, path: str | os.PathLike) -> Path:
+        """The model with its metadata: data facts, training config, the last epoch's metrics."""
+        last = self.history[-1] if self.history else {}
+        train_meta = {
+            **self.config.to_dict(),
+            "epochs_done": len(self.history),
+            "world_size": self.ctx.world_size,
+            "device_type": self.device.type,
+            "amp": self.amp,
+            "channels_last": self.channels_last,
+            "wall_time_s": round(self.wall_time, 2),
+            "machine": machine(),
+        }
+        if self.command:
+            train_meta["command"] = self.command
+        train_meta.pop("progress")
+        return checkpoint.save_checkpoint(
+            path,
+            self.model,
+            model_name=self.config.model,
+            model_kwargs=self.model_kwargs,
+            classes=self.info.classes,
+            input_size=self.info.input_size,
+            in_chans=self.info.in_chans,
+            mean=self.info.mean,
+            std=self.info.std,
+            dataset=self.info.name,
+            data_options={**self.info.options, **self.config.data_options},
+            train_config=train_meta,
+            metrics={k: v for k, v in last.items() if k != "component_usage"},
+        )
+
+    # -- loop --------------------------------------------------------------------------------
+
+    def _lr(self, t: float) -> float:
+        c = self.config
+        return c.lr * lr_factor(t, c.epochs, c.schedule, c.milestones, c.gamma, c.warmup_epochs)
+
+    def train_epoch(self, epoch: int) -> dict:
+        c, loader, device = self.config, self.train_loader, self.device
+        loader.set_epoch(epoch)
+        torch.manual_seed(c.seed * 1_000_003 + epoch * 1009 + self.ctx.rank)
+        self.net.train()
+        sums = torch.zeros(4, dtype=torch.float64, device=device)
+        steps = len(loader)
+        show = c.progress and self.ctx.is_main
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not show)
+        self.usage.counts = None
+        start = time.perf_counter()
+        lr = self._lr(epoch)
+        with self.usage:
+            for i, (x, y) in enumerate(bar):
+                lr = self._lr(epoch + i / steps)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    logits, aux = self.net(x, return_aux=True)
+                logits = logits.float()
+                loss = F.cross_entropy(logits, y, label_smoothing=c.label_smoothing)
+                loss = loss + c.aux_weight * aux.float()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.grad_clip:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+                self.optimizer.step()
+                n = len(y)
+                sums += torch.stack(
+                    [
+                        loss.detach() * n,
+                        _topk_correct(logits.detach(), y, 1),
+                        aux.detach() * n,
+                        torch.tensor(n, device=device),
+                    ]
+                ).double()
+                if show and (i % 20 == 0 or i == steps - 1):
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+        loss_sum, correct, aux_sum, n = distributed.all_reduce_sum(sums, self.ctx).tolist()
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(
+                f"the training loss became {loss_sum} in epoch {epoch + 1}; "
+                "lower the learning rate or set grad_clip"
+            )
+        row = {
+            "train_loss": loss_sum / n,
+            "train_top1": correct / n,
+            "aux_loss": aux_sum / n,
+            "lr": lr,
+            "images_per_s": n / seconds,
+            "train_time_s": seconds,
+        }
+        usage = self.usage.fractions(self.ctx)
+        if usage is not None:
+            row["component_usage"] = usage
+        return row
+
+    def fit(self, resume: bool = False) -> dict:
+        """Train to ``config.epochs`` (from the saved state if ``resume``); the last metrics row.
+
+        Raises FileExistsError when the output folder already holds a run and ``resume`` is off.
+        """
+        if resume:
+            self.resume()
+        elif (self.out_dir / STATE_NAME).exists():
+            raise FileExistsError(
+                f"{self.out_dir} already holds a run; resume it or choose another output folder"
+            )
+        if self.ctx.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(
+                json.dumps(self.config.to_dict(), indent=2) + "\n"
+            )
+        try:
+            for epoch in range(self.start_epoch, self.config.epochs):
+                begin = time.perf_counter()
+                row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+                # The plain module under DDP: ranks may hold one batch more or less of test data,
+                # and evaluation needs no gradient synchronisation.
+                net = self.model if self.ctx.enabled else self.net
+                test = evaluate(net, self.test_loader, self.ctx, self.amp, self.channels_last)
+                row.update({f"test_{k}": v for k, v in test.items() if k != "samples"})
+                row["epoch_time_s"] = time.perf_counter() - begin
+                self.wall_time += row["epoch_time_s"]
+                self.history.append(row)
+                if self.ctx.is_main and self.config.progress:
+                    tqdm.write(
+                        f"epoch {epoch + 1}: train loss {row['train_loss']:.4f} "
+                        f"top-1 {row['train_top1']:.4f} | test loss {row['test_loss']:.4f} "
+                        f"top-1 {row['test_top1']:.4f} top-5 {row['test_top5']:.4f} | "
+                        f"{row['images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f} s"
+                    )
+                self._save(epoch + 1)
+                distributed.barrier(self.ctx)
+        finally:
+            distributed.cleanup(self.ctx)
+        return dict(self.history[-1]) if self.history else {}
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    model_factory: Callable[..., nn.Module] | None = None,
+) -> dict:
+    """Run ``config`` to the end (see :class:`Trainer`); returns the last epoch's metrics."""
+    return Trainer(config, model_factory).fit(resume=resume)
+
+
+__all__ = [
+    "RECIPES",
+    "ComponentUsage",
+    "TrainConfig",
+    "Trainer",
+    "evaluate",
+    "train",
+]

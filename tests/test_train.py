@@ -1,0 +1,371 @@
+"""The trainer: schedules, metrics, determinism, resume after a kill, and 2-process DDP."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from gsoplib.checkpoint import load_checkpoint, load_state
+from gsoplib.train import (
+    RECIPES,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    lr_factor,
+    read_jsonl,
+    recipe,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMING = ("images_per_s", "train_time_s", "epoch_time_s")
+
+TINY_SOURCE = """
+import time
+import torch
+from torch import nn
+from gsoplib.taps import Tap
+
+
+class Tiny(nn.Module):
+    \"\"\"conv -> BN -> ReLU -> GAP -> FC; optional fake gate that routes to 4 components.\"\"\"
+
+    def __init__(self, num_classes=8, in_chans=3, width=8, gated=False, aux=0.0, delay=0.0):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, width, 3, padding=1)
+        self.bn = nn.BatchNorm2d(width)
+        self.fc = nn.Linear(width, num_classes)
+        self.drop = nn.Dropout(0.1)
+        self.gated, self.aux, self.delay = gated, aux, delay
+        self.num_components = 4
+        self.tap_gate_indices = Tap("tap_gate_indices")
+
+    def forward(self, x, return_aux=False):
+        if self.delay:
+            time.sleep(self.delay)
+        f = self.drop(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+        if self.gated:
+            # Component 3 is never chosen: usage must still report it, as 0.
+            self.tap_gate_indices(f[:, :2].argmax(1, keepdim=True) + (f[:, 2:3] > 0).long())
+        logits = self.fc(f)
+        aux = logits.new_tensor(self.aux)
+        return (logits, aux) if return_aux else logits
+
+
+def factory(name, **kwargs):
+    if name != "tiny":
+        raise KeyError(f"unknown model {name!r}; valid models: tiny")
+    return Tiny(**kwargs)
+"""
+namespace: dict = {}
+exec(TINY_SOURCE, namespace)
+factory = namespace["factory"]
+
+DATA = {"num_train": 384, "num_test": 128, "image_size": 12, "smoothing": 1.0}
+
+
+def config(out, **overrides) -> TrainConfig:
+    fields = dict(
+        model="tiny",
+        dataset="second_order",
+        out_dir=str(out),
+        epochs=3,
+        batch_size=32,
+        lr=0.2,
+        data_options=dict(DATA),
+        device="cpu",
+        progress=False,
+    )
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def _without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+# -- schedules and recipes ---------------------------------------------------------------------
+
+
+def test_step_schedule_decays_at_milestone_epochs():
+    f = [lr_factor(t, 110, "step", [80, 95], 0.1) for t in (0, 79.99, 80, 94.5, 95, 109)]
+    assert f == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_cosine_schedule_with_warmup():
+    assert lr_factor(0.0, 10, "cosine", warmup_epochs=1) == 0
+    assert lr_factor(0.5, 10, "cosine", warmup_epochs=1) == pytest.approx(0.5)
+    assert lr_factor(1.0, 10, "cosine", warmup_epochs=1) == pytest.approx(1.0)
+    assert lr_factor(5.5, 10, "cosine", warmup_epochs=1) == pytest.approx(0.5)
+    assert lr_factor(10.0, 10, "cosine", warmup_epochs=1) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="valid schedules: step, cosine, constant"):
+        lr_factor(0, 1, "linear")
+
+
+def test_paper_recipes_are_the_papers_numbers():
+    cifar = recipe("gsop-cifar100")  # GSoP-Net Sec. 4
+    assert (cifar["lr"], cifar["epochs"], cifar["milestones"], cifar["batch_size"]) == (
+        0.25,
+        110,
+        [80, 95],
+        128,
+    )
+    assert cifar["weight_decay"] == 1e-4 and cifar["momentum"] == 0.9
+    imagenet = recipe("gsop-imagenet")
+    assert imagenet["milestones"] == [30, 60, 90] and imagenet["batch_size"] == 160
+    gm = recipe("gmsop-imagenet64")  # GM-SOP: {50, 15, 10} epochs, wd 5e-4, batch 256
+    assert gm["milestones"] == [50, 65] and gm["epochs"] == 75 and gm["weight_decay"] == 5e-4
+    for name, fields in RECIPES.items():
+        assert fields["source"], name
+    with pytest.raises(ValueError, match="valid recipes: fast, gmsop"):
+        recipe("adam")
+
+
+def test_config_fills_from_the_recipe_and_keeps_overrides():
+    c = TrainConfig("m", "d", recipe="gsop-cifar100", epochs=5)
+    assert c.epochs == 5 and c.lr == 0.25 and c.milestones == [80, 95]
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        TrainConfig("m", "d", batch_size=0)
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+
+class FixedLogits(nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits[: len(x)]
+
+
+class _Batches(list):
+    device = torch.device("cpu")
+
+
+def test_evaluate_computes_loss_top1_top5_by_hand():
+    logits = torch.tensor(
+        [[5.0, 4, 3, 2, 1, 0], [0.0, 1, 2, 3, 4, 5], [1.0, 0, 0, 0, 0, 0], [0.0, 0, 0, 0, 0, 9]]
+    )
+    y = torch.tensor([0, 0, 0, 5])
+    loader = _Batches([(torch.zeros(4, 1), y)])
+    m = evaluate(FixedLogits(logits), loader)
+    assert m["top1"] == 0.75  # sample 1 is wrong
+    assert m["top5"] == 0.75  # sample 1's label is ranked last of 6
+    expected = torch.nn.functional.cross_entropy(logits, y).item()
+    assert m["loss"] == pytest.approx(expected)
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+def test_training_learns_and_writes_metrics_plot_checkpoint(tmp_path):
+    final = train(config(tmp_path / "run", epochs=4, lr=0.3), model_factory=factory)
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    for key in ("test_top1", "test_top5", "test_loss", "lr", "images_per_s", "train_top1"):
+        assert key in final and math.isfinite(final[key])
+    assert final["test_top5"] >= final["test_top1"]
+    assert (tmp_path / "run" / "metrics.png").stat().st_size > 10_000
+    ck = load_checkpoint(tmp_path / "run" / "model.safetensors", model_factory=factory)
+    assert ck.metrics["test_top1"] == final["test_top1"]
+    assert ck.classes[0] == "corr(+,+,+)" and ck.in_chans == 3 and ck.input_size == (12, 12)
+    train_meta = ck.meta["train"]
+    assert train_meta["recipe"] == "fast" and train_meta["lr"] == 0.3
+    assert train_meta["epochs_done"] == 4 and train_meta["wall_time_s"] > 0
+    assert ck.meta["model"]["kwargs"] == {"num_classes": 8, "in_chans": 3}
+    assert ck.meta["data"]["options"]["num_train"] == 384
+
+
+def test_training_is_deterministic_on_cpu(tmp_path):
+    a = train(config(tmp_path / "a"), model_factory=factory)
+    b = train(config(tmp_path / "b"), model_factory=factory)
+    assert _without_timing([a]) == _without_timing([b])
+    c = train(config(tmp_path / "c", seed=1), model_factory=factory)
+    assert c["train_loss"] != a["train_loss"]
+
+
+def test_every_option_runs_label_smoothing_clip_amp_channels_last(tmp_path):
+    final = train(
+        config(
+            tmp_path / "run",
+            epochs=1,
+            label_smoothing=0.1,
+            grad_clip=1.0,
+            amp=True,
+            channels_last=True,
+            recipe="gsop-cifar100",
+            lr=0.05,
+        ),
+        model_factory=factory,
+    )
+    assert math.isfinite(final["train_loss"])
+
+
+def test_auxiliary_loss_is_added_and_component_usage_reported(tmp_path):
+    cfg = config(
+        tmp_path / "run", epochs=1, lr=0.0 + 1e-9, model_kwargs={"gated": True, "aux": 0.5}
+    )
+    final = train(cfg, model_factory=factory)
+    assert final["aux_loss"] == pytest.approx(0.5)
+    usage = final["component_usage"]
+    assert len(usage) == 4 and usage[3] == 0 and sum(usage) == pytest.approx(1.0)
+    plain = train(
+        config(tmp_path / "plain", epochs=1, lr=1e-9, model_kwargs={"gated": False, "aux": 0.0}),
+        model_factory=factory,
+    )
+    # Same weights (lr ~ 0), same data: the objective differs by exactly the aux weight * 0.5.
+    assert final["train_loss"] - plain["train_loss"] == pytest.approx(0.5, abs=1e-4)
+    assert "component_usage" not in plain
+
+
+def test_an_existing_run_is_not_overwritten_and_resume_checks_settings(tmp_path):
+    train(config(tmp_path / "run", epochs=1), model_factory=factory)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(config(tmp_path / "run", epochs=1), model_factory=factory)
+    with pytest.raises(ValueError, match="different lr"):
+        train(config(tmp_path / "run", epochs=2, lr=0.5), resume=True, model_factory=factory)
+
+
+def test_resume_after_an_interruption_repeats_the_uninterrupted_run(tmp_path, monkeypatch):
+    reference = train(config(tmp_path / "ref"), model_factory=factory)
+    original = Trainer.train_epoch
+
+    def interrupted(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "run"), model_factory=factory)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert load_state(tmp_path / "run" / "resume.pt")["epoch"] == 1
+    resumed = train(config(tmp_path / "run"), resume=True, model_factory=factory)
+    assert _without_timing([resumed]) == _without_timing([reference])
+    ref_rows = read_jsonl(tmp_path / "ref" / "metrics.jsonl")
+    run_rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert _without_timing(run_rows) == _without_timing(ref_rows)
+
+
+SCRIPT = """
+import json, sys
+from gsoplib.train import TrainConfig, Trainer
+{tiny}
+cfg = TrainConfig(**json.loads(sys.argv[1]))
+final = Trainer(cfg, factory).fit(resume="--resume" in sys.argv)
+print("FINAL", json.dumps(final))
+"""
+
+
+def _script(tmp_path) -> Path:
+    path = tmp_path / "run_tiny.py"
+    path.write_text(SCRIPT.format(tiny=textwrap.dedent(TINY_SOURCE)))
+    return path
+
+
+def _config_json(out, **overrides) -> str:
+    return json.dumps(config(out, **overrides).to_dict())
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_reproduces_the_uninterrupted_run(tmp_path):
+    script = _script(tmp_path)
+    slow = {"model_kwargs": {"delay": 0.02}, "epochs": 3}
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), _config_json(out, **slow)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state = out / "resume.pt"
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert state.exists(), "the first epoch never finished"
+    time.sleep(0.1)  # 12 steps of >= 20 ms per epoch: the kill lands inside epoch 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert load_state(state)["epoch"] == 1
+    assert len(read_jsonl(out / "metrics.jsonl")) == 1
+    resumed = subprocess.run(
+        [sys.executable, str(script), _config_json(out, **slow), "--resume"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    reference = subprocess.run(
+        [sys.executable, str(script), _config_json(tmp_path / "ref", **slow)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    def final(run):
+        line = next(x for x in run.stdout.splitlines() if x.startswith("FINAL"))
+        return json.loads(line[len("FINAL ") :])
+
+    assert _without_timing([final(resumed)]) == _without_timing([final(reference)])
+    assert _without_timing(read_jsonl(out / "metrics.jsonl")) == _without_timing(
+        read_jsonl(tmp_path / "ref" / "metrics.jsonl")
+    )
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_matches_one_process_within_noise(tmp_path):
+    script = _script(tmp_path)
+    fields = {"epochs": 4, "lr": 0.3, "batch_size": 32}
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            _config_json(tmp_path / "ddp", **fields),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    single = train(config(tmp_path / "one", **fields), model_factory=factory)
+    rows = read_jsonl(tmp_path / "ddp" / "metrics.jsonl")
+    assert len(rows) == 4  # one writer: rank 0
+    meta = load_checkpoint(tmp_path / "ddp" / "model.safetensors", model_factory=factory).meta
+    assert meta["train"]["world_size"] == 2
+    both = rows[-1]
+    # Same global batch and data; only the BatchNorm statistics (per rank) and the order differ.
+    assert both["train_loss"] == pytest.approx(single["train_loss"], rel=0.1)
+    assert both["test_loss"] == pytest.approx(single["test_loss"], rel=0.1)
+    assert abs(both["test_top1"] - single["test_top1"]) < 0.1
+    assert both["train_loss"] < rows[0]["train_loss"]  # it trained
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_and_saves_plain_weights(tmp_path):
+    final = train(config(tmp_path / "run", epochs=1, compile=True), model_factory=factory)
+    assert math.isfinite(final["train_loss"])
+    ck = load_checkpoint(tmp_path / "run" / "model.safetensors", model_factory=factory)
+    assert not any("_orig_mod" in key for key in ck.model.state_dict())
