@@ -1,13 +1,493 @@
-"""`gsop`: the command line. Each subcommand is a thin layer over the library."""
+"""`gsop`: the command line. Each subcommand is a thin layer over the library.
+
+    gsop train --model small_gsop1 --dataset fashion_mnist --epochs 8 --out runs/gsop1
+    gsop eval --checkpoint runs/gsop1/model.safetensors
+    gsop inspect shirt.png --checkpoint fmnist_small_gsop1
+    gsop bench --models small_vanilla small_gsop1
+    gsop explore
+Several GPUs: torchrun --nproc-per-node N -m gsoplib.cli train ...
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 EXPLORER_APP = Path(__file__).resolve().parent.parent / "explorer" / "app.py"
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Help wrapped at spaces only, so names like gsop-cifar100 stay whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors as one line: no usage block, just what was wrong and the choices."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class UserError(Exception):
+    """Bad input from the command line; printed as one line, exit status 2."""
+
+
+def _model_names() -> list[str]:
+    try:
+        from gsoplib.models import list_models
+    except ImportError:
+        return []
+    return list_models()
+
+
+def _key_values(pairs: list[str], flag: str) -> dict:
+    """KEY=VALUE strings -> dict; VALUE parsed as JSON (numbers, true, lists) else kept a string."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _resolve_checkpoint(name: str) -> Path:
+    """A checkpoint path, or the file of a bundled checkpoint of that name."""
+    path = Path(name)
+    if path.exists():
+        return path
+    from gsoplib.pretrained import list_pretrained, pretrained_path
+
+    if name in list_pretrained():
+        return pretrained_path(name)
+    bundled = ", ".join(list_pretrained()) or "none"
+    raise UserError(f"--checkpoint {name!r} is neither a file nor a bundled checkpoint ({bundled})")
+
+
+# -- train ---------------------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gsoplib.train import TrainConfig, Trainer
+
+    _set_threads(args)
+    overrides = {
+        key: getattr(args, key)
+        for key in (
+            "epochs",
+            "batch_size",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "schedule",
+            "milestones",
+            "gamma",
+            "warmup_epochs",
+            "label_smoothing",
+        )
+        if getattr(args, key) is not None
+    }
+    if args.nesterov is not None:
+        overrides["nesterov"] = args.nesterov
+    out = args.out or f"runs/{args.model}-{args.dataset}"
+    config = TrainConfig(
+        model=args.model,
+        dataset=args.dataset,
+        out_dir=out,
+        recipe=args.recipe,
+        model_kwargs=_key_values(args.model_kw, "--model-kw"),
+        data_root=args.data_root,
+        data_options=_key_values(args.data_option, "--data-option"),
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+        aux_weight=args.aux_weight,
+        grad_clip=args.grad_clip,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        seed=args.seed,
+        deterministic=args.deterministic,
+        device=args.device,
+        workers=args.workers,
+        resident=args.resident,
+        progress=not args.no_progress,
+        **overrides,
+    )
+    trainer = Trainer(config, command=shlex.join(["gsop", *args.argv]))
+    final = trainer.fit(resume=args.resume)
+    if trainer.ctx.is_main:
+        print(json.dumps({"out_dir": out, **final}, sort_keys=True))
+    return 0
+
+
+def _add_train(sub) -> None:
+    from gsoplib.data import list_datasets
+    from gsoplib.train import list_recipes
+
+    models = _model_names()
+    p = sub.add_parser(
+        "train",
+        help="train a model on a dataset",
+        description="Train a model with SGD; writes model.safetensors, metrics.jsonl, "
+        "metrics.png and resume.pt to --out after every epoch.",
+        epilog="Example: gsop train --model small_gsop1 --dataset fashion_mnist --epochs 8 "
+        "--out runs/gsop1. Several GPUs: torchrun --nproc-per-node N -m gsoplib.cli train ...",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        choices=models or None,
+        metavar="NAME",
+        help=f"model to build, one of: {', '.join(models) or '(gsoplib.models is not built)'}",
+    )
+    p.add_argument(
+        "--dataset",
+        required=True,
+        choices=list_datasets(),
+        metavar="NAME",
+        help=f"dataset, one of: {', '.join(list_datasets())}",
+    )
+    p.add_argument(
+        "--recipe",
+        default="fast",
+        choices=list_recipes(),
+        metavar="NAME",
+        help=f"optimiser and schedule preset (default fast), one of: {', '.join(list_recipes())}; "
+        "the flags below override its fields",
+    )
+    p.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
+    p.add_argument(
+        "--batch-size", type=int, help="global batch size over all processes (default: recipe's)"
+    )
+    p.add_argument("--out", help="output folder (default runs/MODEL-DATASET)")
+    p.add_argument(
+        "--device", default="auto", help="auto (GPU if present, else CPU), cpu, cuda or cuda:N"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run saved in --out (resume.pt)"
+    )
+    opt = p.add_argument_group("optimiser and schedule (override the recipe)")
+    opt.add_argument("--lr", type=float, help="base learning rate")
+    opt.add_argument("--momentum", type=float, help="SGD momentum")
+    opt.add_argument("--weight-decay", type=float, help="L2 weight decay")
+    opt.add_argument(
+        "--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum"
+    )
+    opt.add_argument("--schedule", choices=["step", "cosine", "constant"], help="lr schedule")
+    opt.add_argument(
+        "--milestones", type=float, nargs="+", help="epochs at which a step schedule decays"
+    )
+    opt.add_argument("--gamma", type=float, help="step schedule decay factor")
+    opt.add_argument("--warmup-epochs", type=float, help="linear warm-up length in epochs")
+    opt.add_argument("--label-smoothing", type=float, help="label smoothing of the loss, 0 to 1")
+    opt.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    opt.add_argument(
+        "--aux-weight",
+        type=float,
+        default=1.0,
+        help="weight of the model's auxiliary loss (GM-SOP balance loss; default 1)",
+    )
+    run = p.add_argument_group("data and execution")
+    run.add_argument("--data-root", help="folder holding the dataset (default: GSOP_DATA, cache)")
+    run.add_argument(
+        "--data-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="dataset option, repeatable (e.g. image_size=64, num_train=2000)",
+    )
+    run.add_argument(
+        "--model-kw",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra model constructor argument, repeatable (value parsed as JSON)",
+    )
+    run.add_argument("--train-subset", type=int, help="train on a seeded random subset this size")
+    run.add_argument("--test-subset", type=int, help="evaluate on a seeded subset this size")
+    run.add_argument("--seed", type=int, default=0, help="seed of init, order, augmentation")
+    run.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bf16 autocast (default: on for CUDA, off for CPU)",
+    )
+    run.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels_last memory format (default: on for CUDA)",
+    )
+    run.add_argument("--compile", action="store_true", help="torch.compile the model")
+    run.add_argument(
+        "--deterministic", action="store_true", help="deterministic cuDNN (CPU always is)"
+    )
+    run.add_argument(
+        "--resident",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the dataset on the device (default: yes for in-memory datasets)",
+    )
+    run.add_argument("--workers", type=int, default=2, help="DataLoader workers for streamed data")
+    run.add_argument("--threads", type=int, help="CPU threads for torch")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+
+# -- eval ----------------------------------------------------------------------------------------
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from gsoplib.checkpoint import load_checkpoint
+    from gsoplib.data import load_dataset, make_loader
+    from gsoplib.train import evaluate
+    from gsoplib.train.distributed import resolve_device
+
+    _set_threads(args)
+    device = resolve_device(args.device)
+    ck = load_checkpoint(_resolve_checkpoint(args.checkpoint), device)
+    data = ck.meta["data"]
+    name = args.dataset or data["name"]
+    if not name:
+        raise UserError(f"{ck.path} records no dataset; pass --dataset")
+    options = _key_values(args.data_option, "--data-option")
+    if not options and name == data["name"]:
+        options = dict(data.get("options", {}))  # the trainer records reader options only
+    split = load_dataset(name, args.split == "train", args.data_root, **options)
+    if list(split.info.classes) != ck.classes:
+        raise UserError(
+            f"{name} has classes {list(split.info.classes)[:4]}..., the checkpoint "
+            f"{ck.classes[:4]}...; evaluate on the dataset it was trained on"
+        )
+    loader = make_loader(split, args.batch_size, train=False, device=device)
+    metrics = evaluate(ck.model, loader, amp=device.type == "cuda" and args.amp is not False)
+    stored = ck.metrics.get("test_top1")
+    result = {"checkpoint": str(ck.path), "dataset": name, "split": args.split, **metrics}
+    if stored is not None:
+        result["stored_test_top1"] = stored
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on its dataset",
+        description="Evaluate a checkpoint (loss, top-1, top-5) on the test split of the dataset "
+        "recorded in its metadata, and print the result as one JSON line.",
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="a .safetensors file or a bundled checkpoint name"
+    )
+    p.add_argument("--dataset", help="dataset (default: the one recorded in the checkpoint)")
+    p.add_argument("--data-root", help="folder holding the dataset (default: GSOP_DATA, cache)")
+    p.add_argument(
+        "--data-option", action="append", metavar="KEY=VALUE", help="dataset option, repeatable"
+    )
+    p.add_argument("--split", choices=["test", "train"], default="test", help="default test")
+    p.add_argument("--batch-size", type=int, default=512, help="evaluation batch size")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 on CUDA"
+    )
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(func=_cmd_eval)
+
+
+# -- inspect -------------------------------------------------------------------------------------
+
+
+def load_image(path: str | Path, in_chans: int, size: tuple[int, int]):
+    """An image file -> uint8 (1, C, H, W): EXIF-rotated, mode-converted, resized to ``size``.
+
+    Raises UserError for a file that is missing, not an image or too large to decode safely.
+    """
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    from torchvision.transforms.functional import pil_to_tensor
+
+    path = Path(path)
+    if in_chans not in (1, 3):
+        raise UserError(f"images can feed 1- or 3-channel models; this one takes {in_chans}")
+    if not path.is_file():
+        raise UserError(f"{path} does not exist or is not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image)
+                image = image.convert("L" if in_chans == 1 else "RGB")
+                image = ImageOps.fit(image, (size[1], size[0]))
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"{path} is not an image PIL can read safely") from None
+    except OSError as error:
+        raise UserError(f"{path} could not be read as an image ({error})") from None
+    return pil_to_tensor(image).unsqueeze(0)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import torch
+
+    from gsoplib.checkpoint import load_checkpoint
+    from gsoplib.data import normalize
+    from gsoplib.train.distributed import resolve_device
+
+    device = resolve_device(args.device)
+    ck = load_checkpoint(_resolve_checkpoint(args.checkpoint), device)
+    pixels = load_image(args.image, ck.in_chans, ck.input_size).to(device)
+    x = normalize(pixels, ck.mean, ck.std)
+    with torch.no_grad():
+        probs = ck.model(x).softmax(dim=1)[0]
+    k = min(5, probs.numel())
+    top = probs.topk(k)
+    print(f"{args.image}: {ck.model_name} ({ck.path.name})")
+    for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
+        print(f"  {rank}. {ck.classes[i]:<20} {p:7.2%}")
+    try:
+        from gsoplib.probe import probe
+    except ImportError:
+        print("  (per-block summary unavailable: gsoplib.probe is not built)")
+        return 0
+    inspection = probe(ck.model, x)
+    summary = inspection.summary()
+    lines = summary.splitlines() if isinstance(summary, str) else list(summary)
+    for line in lines:
+        print(f"  {line}")
+    return 0
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="classify an image and summarise what every block computed",
+        description="Classify IMAGE with a checkpoint: the top-5 classes, then one line per "
+        "block or head from gsoplib.probe (channel weights, position maps, gate choices).",
+    )
+    p.add_argument("image", metavar="IMAGE", help="an image file (PNG, JPEG, ...)")
+    p.add_argument(
+        "--checkpoint", required=True, help="a .safetensors file or a bundled checkpoint name"
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    p.set_defaults(func=_cmd_inspect)
+
+
+# -- bench ---------------------------------------------------------------------------------------
+
+
+def throughput(model, x, y, amp: bool, steps: int) -> tuple[float, float]:
+    """Images/s of a training step (forward, backward, SGD) and of inference, after a warm-up."""
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    device = x.device
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits, aux = model(x, return_aux=True)
+        loss = F.cross_entropy(logits.float(), y) + aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def infer():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            model(x)
+
+    def rate(fn) -> float:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        begin = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return steps * len(x) / (time.perf_counter() - begin)
+
+    model.train()
+    train_rate = rate(step)
+    model.eval()
+    return train_rate, rate(infer)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from gsoplib.models import create_model
+    from gsoplib.train.distributed import resolve_device
+
+    _set_threads(args)
+    device = resolve_device(args.device)
+    names = args.models or _model_names()
+    unknown = [n for n in names if n not in _model_names()]
+    if unknown:
+        raise UserError(f"unknown model {unknown[0]!r}; valid models: {', '.join(_model_names())}")
+    size = args.image_size
+    x = torch.randn(args.batch_size, args.in_chans, size, size, device=device)
+    y = torch.randint(0, args.num_classes, (args.batch_size,), device=device)
+    amp = device.type == "cuda" if args.amp is None else args.amp
+
+    rows = []
+    for name in names:
+        torch.manual_seed(0)
+        model = create_model(name, num_classes=args.num_classes, in_chans=args.in_chans)
+        train_rate, infer_rate = throughput(model.to(device), x, y, amp, args.steps)
+        params = sum(p.numel() for p in model.parameters())
+        rows.append((name, params, train_rate, infer_rate))
+    print(f"device {device}, batch {args.batch_size}, {args.in_chans}x{size}x{size}, amp {amp}")
+    print(f"{'model':<24}{'params':>12}{'train img/s':>14}{'infer img/s':>14}")
+    for name, params, train_rate, infer_rate in rows:
+        print(f"{name:<24}{params:>12,}{train_rate:>14.0f}{infer_rate:>14.0f}")
+    return 0
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure training and inference throughput of models",
+        description="Images per second of a training step (forward, backward, SGD) and of "
+        "inference, on random data, for each model.",
+    )
+    p.add_argument("--models", nargs="+", metavar="NAME", help="models to measure (default: all)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--image-size", type=int, default=28, help="input side (default 28)")
+    p.add_argument("--in-chans", type=int, default=1, help="input channels (default 1)")
+    p.add_argument("--num-classes", type=int, default=10, help="classes (default 10)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps after one warm-up")
+    p.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast"
+    )
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(func=_cmd_bench)
+
+
+# -- explore -------------------------------------------------------------------------------------
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
@@ -30,19 +510,42 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gsop", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_explore(sub) -> None:
     explore = sub.add_parser("explore", help="launch the Streamlit explorer")
     explore.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
     explore.add_argument("--headless", action="store_true", help="do not open a browser")
     explore.set_defaults(func=_cmd_explore)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="gsop",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_eval(sub)
+    _add_inspect(sub)
+    _add_bench(sub)
+    _add_explore(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    args.argv = argv
+    from gsoplib.checkpoint import CheckpointError
+    from gsoplib.data import DatasetNotFoundError
+
+    try:
+        return args.func(args)
+    except (UserError, CheckpointError, DatasetNotFoundError, FileExistsError, ValueError) as err:
+        if os.environ.get("GSOP_DEBUG"):
+            raise
+        print(f"gsop {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
