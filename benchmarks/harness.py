@@ -80,6 +80,32 @@ def median_time(
     return statistics.median(times)
 
 
+def round_robin_medians(
+    steps: dict[str, Callable[[], None]], device: torch.device, warmup: int, repeats: int
+) -> dict[str, float]:
+    """Median seconds per step; each round times one step of every variant in turn."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            if device.type == "cuda":
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                torch.cuda.synchronize(device)
+                start.record()
+                step()
+                end.record()
+                torch.cuda.synchronize(device)
+                times[name].append(start.elapsed_time(end) / 1e3)
+            else:
+                begin = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - begin)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def saved_tensor_bytes(fn: Callable[[], object]) -> int:
     """Bytes of every tensor autograd saves for backward while ``fn()`` builds its graph."""
     total = [0]

@@ -20,9 +20,7 @@ round) so that drifting load on a shared machine hits every variant alike.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +28,14 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import devices, machine_info, machine_label, markdown_table, write_json  # noqa: E402
+from harness import (  # noqa: E402
+    devices,
+    machine_info,
+    machine_label,
+    markdown_table,
+    round_robin_medians,
+    write_json,
+)
 
 from gsoplib.heads.mixture import (  # noqa: E402
     AverageMixtureHead,
@@ -92,32 +97,6 @@ def train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
         (logits.logsumexp(dim=1).mean() + aux).backward()
 
     return step
-
-
-def round_robin_medians(
-    steps: dict[str, Callable[[], None]], device: torch.device, warmup: int, repeats: int
-) -> dict[str, float]:
-    """Median seconds per step; each round times one step of every variant in turn."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            if device.type == "cuda":
-                start = torch.cuda.Event(enable_timing=True)
-                end = torch.cuda.Event(enable_timing=True)
-                torch.cuda.synchronize(device)
-                start.record()
-                step()
-                end.record()
-                torch.cuda.synchronize(device)
-                times[name].append(start.elapsed_time(end) / 1e3)
-            else:
-                begin = time.perf_counter()
-                step()
-                times[name].append(time.perf_counter() - begin)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def measure(

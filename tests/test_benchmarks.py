@@ -39,3 +39,21 @@ def test_sqrtm_benchmark_quick_run_writes_rows(tmp_path):
     assert all(row["fwd_bwd_ms"] > 0 for row in result["rows"])
     assert result["machine"]["torch"]
     assert "| NS memory-efficient |" in out.stdout
+
+
+@pytest.mark.slow
+def test_blocks_benchmark_quick_run_measures_every_variant_against_vanilla(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "blocks.py"), "--quick", "--device", "cpu",
+         "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )
+    rows = json.loads((tmp_path / "blocks-quick-cpu.json").read_text())["rows"]
+    by_variant = {row["variant"]: row for row in rows}
+    assert set(by_variant) == {"vanilla", "SE", "CBAM", "GSoP channel (Net1)", "GSoP position",
+                               "iSQRT-COV head", "GSoP-Net2"}
+    assert by_variant["vanilla"]["time_ratio"] == 1.0
+    assert all(row["step_ms"] > 0 and row["saved_mb"] > 0 for row in rows)
+    # A block adds activations to save; the ratio is measured, not assumed.
+    assert by_variant["GSoP channel (Net1)"]["saved_ratio"] > 1.0
+    assert "| GSoP channel (Net1) |" in out.stdout
