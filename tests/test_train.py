@@ -137,6 +137,14 @@ def test_config_fills_from_the_recipe_and_keeps_overrides():
         TrainConfig("m", "d", batch_size=0)
 
 
+def test_augmentation_follows_the_recipe_and_can_be_switched_off(tmp_path):
+    assert TrainConfig("m", "d", recipe="fast").augment is True
+    on = Trainer(config(tmp_path / "on"), factory)
+    off = Trainer(config(tmp_path / "off", augment=False), factory)
+    assert on.train_loader.augment and not off.train_loader.augment
+    assert not on.test_loader.augment
+
+
 # -- evaluation --------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ RECIPES: dict[str, dict] = {
         "gamma": 0.1,
         "warmup_epochs": 0.0,
         "label_smoothing": 0.0,
+        "augment": True,
     },
     "gsop-cifar100": {
         "source": "GSoP-Net Sec. 4 (CIFAR-100): 110 epochs, lr 0.25 -> 0.025 -> 0.0025 at 80/95",
@@ -39,6 +40,7 @@ RECIPES: dict[str, dict] = {
         "gamma": 0.1,
         "warmup_epochs": 0.0,
         "label_smoothing": 0.0,
+        "augment": True,
     },
     "gmsop-imagenet64": {
         "source": "GM-SOP Sec. 3.3 (downsampled ImageNet 64x64): {50, 15, 10} epochs, lr 0.1, "
@@ -54,6 +56,7 @@ RECIPES: dict[str, dict] = {
         "gamma": 0.1,
         "warmup_epochs": 0.0,
         "label_smoothing": 0.0,
+        "augment": True,
     },
     "gmsop-places365": {
         "source": "GM-SOP Sec. 3.4 (Places365 100x100): {25, 5, 5, 5} epochs, lr 0.1, decay 0.1",
@@ -68,6 +71,7 @@ RECIPES: dict[str, dict] = {
         "gamma": 0.1,
         "warmup_epochs": 0.0,
         "label_smoothing": 0.0,
+        "augment": True,
     },
     "fast": {
         "source": "gsoplib: short cosine schedule with warm-up and label smoothing for small "
@@ -83,6 +87,7 @@ RECIPES: dict[str, dict] = {
         "gamma": 0.1,
         "warmup_epochs": 0.5,
         "label_smoothing": 0.1,
+        "augment": True,
     },
 }
 

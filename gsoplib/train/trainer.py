@@ -49,6 +49,7 @@ RECIPE_FIELDS = (
     "gamma",
     "warmup_epochs",
     "label_smoothing",
+    "augment",
 )
 # Fields a resumed run may change: where and how fast it runs, not what it computes.
 RESUMABLE_CHANGES = ("out_dir", "device", "workers", "progress", "data_root", "compile", "epochs")
@@ -83,6 +84,7 @@ class TrainConfig:
     gamma: float | None = None
     warmup_epochs: float | None = None
     label_smoothing: float | None = None
+    augment: bool | None = None
     model_kwargs: dict = field(default_factory=dict)
     data_root: str | None = None
     data_options: dict = field(default_factory=dict)
@@ -285,7 +287,9 @@ class Trainer:
             workers=config.workers,
         )
         per_rank = config.batch_size // self.ctx.world_size
-        self.train_loader = make_loader(train_split, per_rank, train=True, **common)
+        self.train_loader = make_loader(
+            train_split, per_rank, train=True, augment=config.augment, **common
+        )
         self.test_loader = make_loader(test_split, max(per_rank, 256), train=False, **common)
         if len(self.train_loader) == 0:
             raise ValueError(f"the training split has no batch of {per_rank} samples")
