@@ -109,8 +109,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         if getattr(args, key) is not None
     }
-    if args.nesterov is not None:
-        overrides["nesterov"] = args.nesterov
+    for key in ("nesterov", "augment"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     out = args.out or f"runs/{args.model}-{args.dataset}"
     config = TrainConfig(
         model=args.model,
@@ -202,6 +203,12 @@ def _add_train(sub) -> None:
     opt.add_argument("--gamma", type=float, help="step schedule decay factor")
     opt.add_argument("--warmup-epochs", type=float, help="linear warm-up length in epochs")
     opt.add_argument("--label-smoothing", type=float, help="label smoothing of the loss, 0 to 1")
+    opt.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random crop and flip of training images (default: the recipe's)",
+    )
     opt.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     opt.add_argument(
         "--aux-weight",
@@ -504,6 +511,9 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     ]
     if args.headless:
         command += ["--server.headless", "true"]
+    if args.checkpoint is not None:
+        _resolve_checkpoint(args.checkpoint)  # one clear line now rather than an error in the app
+        command += ["--", "--checkpoint", args.checkpoint]
     if not EXPLORER_APP.exists():
         print(f"gsop explore: the explorer app is not built yet; it will run: {' '.join(command)}")
         return 0
@@ -514,6 +524,10 @@ def _add_explore(sub) -> None:
     explore = sub.add_parser("explore", help="launch the Streamlit explorer")
     explore.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
     explore.add_argument("--headless", action="store_true", help="do not open a browser")
+    explore.add_argument(
+        "--checkpoint",
+        help="bundled checkpoint name or .safetensors path to open (default: pick in the app)",
+    )
     explore.set_defaults(func=_cmd_explore)
 
 

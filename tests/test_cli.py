@@ -62,7 +62,7 @@ def test_every_subcommand_has_complete_help(capsys):
         "eval": ["--checkpoint", "--dataset", "--split", "--device"],
         "inspect": ["IMAGE", "--checkpoint", "--device"],
         "bench": ["--models", "--batch-size", "--image-size", "--device", "--steps"],
-        "explore": ["--port", "--headless"],
+        "explore": ["--port", "--headless", "--checkpoint"],
     }
     for command, words in expected.items():
         with pytest.raises(SystemExit) as info:
@@ -116,14 +116,25 @@ def test_the_module_entry_point_runs():
 def test_explore_launches_streamlit_on_the_app(capsys, monkeypatch):
     calls = []
     monkeypatch.setattr(cli.subprocess, "call", lambda command: calls.append(command) or 0)
-    code, out, _ = run(capsys, "explore", "--headless", "--port", "8600")
-    assert code == 0
-    if cli.EXPLORER_APP.exists():
-        (command,) = calls
-        assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == str(cli.EXPLORER_APP)
-        assert "8600" in command and command[-2:] == ["--server.headless", "true"]
-    else:
-        assert not calls and "not built yet" in out
+    code, _, _ = run(capsys, "explore", "--headless", "--port", "8600")
+    assert code == 0 and cli.EXPLORER_APP.exists()
+    (command,) = calls
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == str(cli.EXPLORER_APP)
+    assert "8600" in command and command[-2:] == ["--server.headless", "true"]
+
+
+def test_explore_passes_the_checkpoint_to_the_app_and_refuses_unknown_ones(
+    capsys, monkeypatch, tmp_path
+):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda command: calls.append(command) or 0)
+    ckpt = tmp_path / "model.safetensors"
+    ckpt.write_bytes(b"")
+    assert run(capsys, "explore", "--checkpoint", str(ckpt))[0] == 0
+    assert calls[-1][-3:] == ["--", "--checkpoint", str(ckpt)]
+    code, _, err = run(capsys, "explore", "--checkpoint", "nonesuch")
+    assert code == 2 and err.count("\n") == 1 and "neither a file nor a bundled checkpoint" in err
+    assert len(calls) == 1
 
 
 # -- end to end --------------------------------------------------------------------------------
