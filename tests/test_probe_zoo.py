@@ -5,8 +5,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
 from gsoplib import attribution, viz  # noqa: E402
@@ -14,6 +18,7 @@ from gsoplib.models import create_model, list_models  # noqa: E402
 from gsoplib.probe import probe  # noqa: E402
 
 SMALL = [name for name in list_models() if name.startswith("small")]
+FIGURES = Path(__file__).parent / "output" / "figures"  # kept for a look after the run
 EXPECTED_KIND = {  # the kinds of the parts each variant must report, in network order
     "small_vanilla": [],
     "small_se": ["se"] * 9,
@@ -87,8 +92,14 @@ def test_every_figure_renders_for_the_zoo_models(name, images):
     figures = viz.figures(insp, 0)
     parts = [r.path for r in insp.parts()]
     assert len(figures) > 1 and all(any(p in title for title in figures) for p in parts)
+    folder = FIGURES / name
+    folder.mkdir(parents=True, exist_ok=True)
     for title, fig in figures.items():
         assert min(fig.get_size_inches()) > 0 and fig.axes, title
+        path = folder / (re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") + ".png")
+        fig.savefig(path, dpi=80)
+        with Image.open(path) as png:
+            assert png.size == tuple(round(80 * v) for v in fig.get_size_inches()), title
 
 
 @pytest.mark.parametrize("name", ["small_gsop1", "small_gsop_pos", "small_gmsop"])
