@@ -1,0 +1,89 @@
+"""The bundled checkpoints: present, small, trained by the CLI, and as accurate as they say."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gsoplib.data import load_dataset, make_loader
+from gsoplib.pretrained import (
+    FOLDER,
+    list_pretrained,
+    load_pretrained,
+    pretrained_info,
+    pretrained_path,
+)
+from gsoplib.train import evaluate
+
+FASHION = {
+    "fmnist_small_vanilla": "first-order baseline",
+    "fmnist_small_se": "SE block",
+    "fmnist_small_gsop1": "GSoP-Net1, channel-wise blocks",
+    "fmnist_small_gsop_pos": "GSoP position-wise blocks",
+    "fmnist_small_gsop2": "GSoP-Net2, iSQRT-COV head",
+    "fmnist_small_gmsop": "GM-SOP gated mixture head",
+}
+SECOND_ORDER = {
+    "second_order_small_vanilla": "first-order baseline",
+    "second_order_small_gsop1": "GSoP-Net1",
+}
+HAS_FMNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists()
+
+
+def test_every_kind_of_block_and_head_is_bundled_and_small():
+    names = set(list_pretrained())
+    missing = sorted((set(FASHION) | set(SECOND_ORDER)) - names)
+    assert not missing, f"missing bundled checkpoints: {missing}"
+    total = sum(p.stat().st_size for p in FOLDER.glob("*.safetensors"))
+    assert total < 15.5e6, f"bundled checkpoints take {total / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("name", sorted(FASHION) + sorted(SECOND_ORDER))
+def test_metadata_records_how_it_was_trained(name):
+    meta = pretrained_info(name)
+    train = meta["train"]
+    assert name.endswith(meta["model"]["name"])
+    assert meta["data"]["name"] == (
+        "fashion_mnist" if name.startswith("fmnist") else "second_order"
+    )
+    assert train["command"].startswith("gsop train")
+    assert train["recipe"] and train["epochs_done"] == train["epochs"]
+    assert train["wall_time_s"] > 0 and train["machine"]["cpu_count"] >= 1
+    assert 0 < meta["metrics"]["test_top1"] <= 1
+
+
+def test_bundled_gsop_net1_reaches_93_percent_on_fashion_mnist():
+    assert pretrained_info("fmnist_small_gsop1")["metrics"]["test_top1"] >= 0.93
+
+
+def test_unknown_name_lists_the_bundled_ones():
+    with pytest.raises(ValueError, match="bundled: .*fmnist_small_gsop1"):
+        pretrained_path("fmnist_resnet50")
+
+
+def _reevaluate(name: str) -> tuple[float, float]:
+    ck = load_pretrained(name)
+    data = ck.meta["data"]
+    split = load_dataset(data["name"], False, download=False, **data["options"])
+    assert list(split.info.classes) == ck.classes
+    metrics = evaluate(ck.model, make_loader(split, 500, train=False))
+    return metrics["top1"], ck.metrics["test_top1"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not HAS_FMNIST,
+    reason="needs Fashion-MNIST: install Debian's dataset-fashion-mnist "
+    "(/usr/share/datasets/fashion-mnist)",
+)
+@pytest.mark.parametrize("name", sorted(FASHION))
+def test_fashion_mnist_checkpoint_reproduces_its_stored_accuracy(name):
+    torch.manual_seed(0)
+    measured, stored = _reevaluate(name)
+    assert measured == pytest.approx(stored, abs=2e-3)
+
+
+@pytest.mark.parametrize("name", sorted(SECOND_ORDER))
+def test_second_order_checkpoint_reproduces_its_stored_accuracy(name):
+    measured, stored = _reevaluate(name)
+    assert measured == pytest.approx(stored, abs=2e-3)
