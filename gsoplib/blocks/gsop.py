@@ -33,6 +33,7 @@ from ..taps import Tap
 
 FUSIONS = ("avg", "max", "cat")
 UPSAMPLES = ("bilinear", "nearest", "box")
+EMBED_IMPLS = ("conv", "einsum")
 
 
 def _kaiming(module: nn.Module) -> nn.Module:
@@ -53,20 +54,42 @@ class RowwiseEmbedding(nn.Module):
 
     The matrix is reshaped to (B, d, d, 1): row i becomes channel i, BN normalises each row and a
     grouped conv with kernel (d, 1) and d groups maps each row to ``expansion`` numbers.
+
+    ``impl`` chooses how the row-wise conv runs, with the same parameters either way (state dicts
+    load into both): 'conv' the grouped convolution (default), 'einsum' the same map as one
+    batched contraction out[b, i, e] = sum_j W[i, e, j] rows[b, i, j] + bias[i, e], a (d, B, d) x
+    (d, d, e) batched GEMM. Which is faster depends on the device (cuDNN's grouped convs are slow
+    for kernel (d, 1) with d groups on some GPUs); ``benchmarks/gpu.py`` measures both.
     """
 
-    def __init__(self, dim: int, expansion: int = 4) -> None:
+    def __init__(self, dim: int, expansion: int = 4, impl: str = "conv") -> None:
         super().__init__()
-        self.dim = dim
+        if impl not in EMBED_IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(EMBED_IMPLS)}, got {impl!r}")
+        self.dim, self.expansion, self.impl = dim, expansion, impl
         self.bn = nn.BatchNorm2d(dim)
         self.conv = nn.Conv2d(dim, expansion * dim, kernel_size=(dim, 1), groups=dim, bias=True)
 
     def forward(self, cov: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.bn_rows(cov))
+        return self.row_conv(self.bn_rows(cov))
 
     def bn_rows(self, cov: torch.Tensor) -> torch.Tensor:
         """Row-wise BN: (B, d, d) -> (B, d, d, 1)."""
         return self.bn(cov.unsqueeze(-1))
+
+    def row_conv(self, rows: torch.Tensor) -> torch.Tensor:
+        """The row-wise conv: (B, d, d, 1) -> (B, expansion * d, 1, 1)."""
+        if self.impl == "conv":
+            return self.conv(rows)
+        d, e = self.dim, self.expansion
+        # Output channel i*e + k of the grouped conv belongs to group (row) i.
+        weight = self.conv.weight.view(d, e, d)
+        out = torch.einsum("bij,iej->bie", rows.squeeze(-1), weight.to(rows.dtype))
+        out = out + self.conv.bias.view(d, e).to(out.dtype)
+        return out.reshape(rows.shape[0], d * e, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, expansion={self.expansion}, impl={self.impl!r}"
 
 
 class GSoPChannel(nn.Module):
@@ -79,6 +102,8 @@ class GSoPChannel(nn.Module):
         pre_relu: apply a ReLU to the input before reducing (the code's quirk; paper False).
         mid_act: a ReLU between the row-wise conv and the final conv (paper and code: False).
         expansion: row conv output per row (4 in the paper: c -> 4c).
+        embed_impl: how the row-wise conv runs, 'conv' or 'einsum' (see
+            :class:`RowwiseEmbedding`); same parameters and results either way.
 
     Parameters: C*c + c (reduce) + 2c (BN) + 2c (row BN) + 4c*c + 4c (row conv) + 4c*C + C
     (expand): 0.72 M for C = 1024, c = 128 (Table 2).
@@ -96,6 +121,7 @@ class GSoPChannel(nn.Module):
         pre_relu: bool = False,
         mid_act: bool = False,
         expansion: int = 4,
+        embed_impl: str = "conv",
     ) -> None:
         super().__init__()
         self.channels, self.rd_channels = channels, rd_channels
@@ -105,7 +131,7 @@ class GSoPChannel(nn.Module):
             nn.BatchNorm2d(rd_channels),
             nn.ReLU(inplace=True),
         )
-        self.embed = RowwiseEmbedding(rd_channels, expansion)
+        self.embed = RowwiseEmbedding(rd_channels, expansion, embed_impl)
         self.mid_act = nn.ReLU(inplace=True) if mid_act else nn.Identity()
         self.expand = nn.Conv2d(expansion * rd_channels, channels, 1, bias=True)
         self.tap_input = Tap("tap_input", "the tensor the block rescales, (B, C, H, W)")
@@ -119,7 +145,7 @@ class GSoPChannel(nn.Module):
         x = self.tap_input(x)
         cov = self.tap_cov(covariance(self.reduce(self.pre_act(x))))
         rows = self.tap_cov_bn(self.embed.bn_rows(cov).squeeze(-1)).unsqueeze(-1)
-        weights = torch.sigmoid(self.expand(self.mid_act(self.embed.conv(rows))))
+        weights = torch.sigmoid(self.expand(self.mid_act(self.embed.row_conv(rows))))
         return self.tap_output(x * self.tap_channel_weights(weights).to(x.dtype))
 
     def extra_repr(self) -> str:
@@ -138,6 +164,7 @@ class GSoPPosition(nn.Module):
         upsample: how the h x w weight map returns to H x W: 'bilinear' (default), 'nearest', or
             'box' (adaptive average pooling, what the authors' code uses).
         expansion: row conv output per row (4: hw -> 4hw).
+        embed_impl: 'conv' or 'einsum', see :class:`RowwiseEmbedding`.
 
     Parameters: C*c + c + 2c (reduce + BN) + 2hw (row BN) + 4hw*hw + 4hw (row conv) +
     4hw*hw + hw: 0.16 M for C = 1024, c = 128, hw = 64 (Table 2).
@@ -155,6 +182,7 @@ class GSoPPosition(nn.Module):
         pre_relu: bool = False,
         upsample: str = "bilinear",
         expansion: int = 4,
+        embed_impl: str = "conv",
     ) -> None:
         super().__init__()
         if upsample not in UPSAMPLES:
@@ -166,7 +194,7 @@ class GSoPPosition(nn.Module):
         self.reduce = nn.Sequential(
             nn.Conv2d(channels, rd_channels, 1, bias=True), nn.BatchNorm2d(rd_channels)
         )
-        self.embed = RowwiseEmbedding(positions, expansion)
+        self.embed = RowwiseEmbedding(positions, expansion, embed_impl)
         self.expand = nn.Sequential(
             nn.ReLU(inplace=True), nn.Conv2d(expansion * positions, positions, 1, bias=True)
         )

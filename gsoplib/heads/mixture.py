@@ -23,6 +23,7 @@ without a gate); the training loop adds aux to the task loss.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -38,7 +39,7 @@ COMPONENTS = ("sop", "gap")
 NOISE_MODES = ("sample", "expert")
 GATE_INITS = ("constant", "zeros")
 GATE_BRANCHES = ("component", "gap")
-EXECUTIONS = ("dispatch", "dense")
+EXECUTIONS = ("dispatch", "dense", "grouped")
 
 
 def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
@@ -392,6 +393,90 @@ def dispatch_mixture(
     return torch.bmm(top_weights.to(reps.dtype).unsqueeze(1), reps).squeeze(1), reps
 
 
+def _stacked_projection(components: Sequence[ComponentModel]) -> list[torch.Tensor]:
+    """The 1x1 conv weights of N CMs stacked per step: [(N, out_j, in_j)] for j = 1..J."""
+    steps = [
+        [m for m in cm.project if isinstance(m, nn.Conv2d)] for cm in components
+    ]
+    for convs in steps:
+        for conv in convs:
+            if conv.kernel_size != (1, 1) or conv.bias is not None or conv.stride != (1, 1):
+                raise ValueError("grouped execution needs CMs of bias-free 1x1 convs + ReLU")
+        if len(convs) != len(steps[0]) or len(convs) * 2 != len(components[0].project):
+            raise ValueError("grouped execution needs CMs of 1x1 conv + ReLU steps without BN")
+    return [
+        torch.stack([convs[j].weight.flatten(1) for convs in steps]) for j in range(len(steps[0]))
+    ]
+
+
+def grouped_mixture(
+    x: torch.Tensor,
+    components: Sequence[ComponentModel],
+    indices: torch.Tensor,
+    top_weights: torch.Tensor,
+    capacity_factor: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`dispatch_mixture` with all N CMs run at once as batched GEMMs over padded groups.
+
+    The (sample, CM) pairs are placed in an (N, capacity) grid, row n holding the samples routed
+    to CM n in batch order; the CMs' 1x1 convs become one batched GEMM per step over the stacked
+    weights (N, out, in), and covariance, Newton-Schulz and the pooling run once over all
+    N * capacity rows. A handful of kernels instead of a few per CM, and N * capacity / (B * K)
+    times the dispatched work, close to 1 when the balance loss keeps the routing even.
+
+    capacity_factor None: capacity is the largest sub-batch, read with one host sync; the result
+        equals :func:`dispatch_mixture` (to float rounding). A float: capacity is
+        min(B, ceil(capacity_factor * B * K / N)), known without reading the device, so a
+        training step has no host sync; pairs past a CM's capacity (the latest samples of the
+        batch routed to it) are dropped, contributing zero, as in capacity-limited MoE layers.
+        capacity_factor >= N / K never drops.
+
+    CMs must be :class:`ComponentModel` of bias-free 1x1 convs + ReLU steps (the SR-SOP and GAP
+    CMs of this module). Their ``pool`` modules are not called, so SR-SOP's per-CM taps
+    (tap_cov, tap_cov_sqrt) record nothing on this path. Returns what :func:`dispatch_mixture`
+    returns; dropped pairs have zero rows in the per-pair outputs.
+    """
+    batch, k = indices.shape
+    n_cm = len(components)
+    weights = _stacked_projection(components)
+    flat = indices.reshape(-1)
+    order = flat.argsort(stable=True)
+    # scatter_add, not bincount: CUDA's bincount reads the input's maximum back to the host.
+    counts = torch.zeros(n_cm, dtype=torch.long, device=flat.device)
+    counts.scatter_add_(0, flat, torch.ones_like(flat))
+    if capacity_factor is None:
+        capacity = int(counts.max())
+    else:
+        capacity = min(batch, max(1, math.ceil(capacity_factor * batch * k / n_cm)))
+    sorted_cm = flat.index_select(0, order)
+    rank = torch.arange(flat.numel(), device=flat.device) - (counts.cumsum(0) - counts)[sorted_cm]
+    kept = rank < capacity
+    # Dropped pairs point at one spare slot past the grid: its row is never read back as a kept
+    # pair's output, and it reads a row of zeros.
+    slot_sorted = torch.where(kept, sorted_cm * capacity + rank, n_cm * capacity)
+    sample_of_slot = torch.zeros(n_cm * capacity + 1, dtype=torch.long, device=flat.device)
+    sample_of_slot.scatter_(0, slot_sorted, order // k)
+    slot_of_pair = torch.empty_like(slot_sorted).scatter_(0, order, slot_sorted)
+
+    # (N * capacity, M, C) channels-last rows: each 1x1 conv is a (N, capacity * M, C) bmm.
+    m = x.shape[-2] * x.shape[-1]
+    z = x.flatten(2).transpose(1, 2).index_select(0, sample_of_slot[:-1])
+    z = z.reshape(n_cm, capacity * m, -1)
+    for w in weights:
+        z = torch.relu(torch.bmm(z, w.to(z.dtype).transpose(1, 2)))
+    z = z.reshape(n_cm * capacity, m, -1)
+    pool = components[0].pool
+    if isinstance(pool, SRSOP):
+        out = sr_sop(z.transpose(1, 2), pool.iters)
+    elif isinstance(pool, GlobalAvgPool):
+        out = z.mean(dim=1)
+    else:
+        raise ValueError(f"grouped execution does not know the pool {type(pool).__name__}")
+    out = torch.cat([out, out.new_zeros(1, out.shape[1])])
+    reps = out.index_select(0, slot_of_pair).view(batch, k, -1)
+    return torch.bmm(top_weights.to(reps.dtype).unsqueeze(1), reps).squeeze(1), reps
+
+
 def all_components(x: torch.Tensor, components: Sequence[nn.Module]) -> torch.Tensor:
     """Every CM on every sample: (B, C, H, W) -> (B, N, D)."""
     return torch.stack([cm(x) for cm in components], dim=1)
@@ -437,8 +522,12 @@ class GatedMixtureHead(nn.Module):
         sop_channels: the J 1x1 conv widths of a SR-SOP CM (release: 256, 128).
         gap_dim: width of a GAP CM. iters: Newton-Schulz iterations.
         dropout: before the FC (0.2 in the paper).
-        execution: 'dispatch' runs only the K chosen CMs per sample (the method);
-            'dense' runs all N and masks, the reference for tests and benchmarks.
+        execution: 'dispatch' runs only the K chosen CMs per sample (the method), one CM
+            after another; 'grouped' runs the same K of N as batched GEMMs over padded
+            groups (:func:`grouped_mixture`; fewer kernels, for GPUs); 'dense' runs all N and
+            masks, the reference for tests and benchmarks.
+        capacity_factor: for 'grouped' only; see :func:`grouped_mixture` (None: exact, one
+            host sync per step; a float: no sync, pairs past a CM's capacity dropped).
 
     Taps: gate.tap_gate_{clean_logits, noisy_logits, indices, weights}; tap_component_norms
     (B, K) the L2 norm of each chosen CM's output, in the order of tap_gate_indices; for SR-SOP,
@@ -465,10 +554,12 @@ class GatedMixtureHead(nn.Module):
         iters: int = 3,
         dropout: float = 0.2,
         execution: str = "dispatch",
+        capacity_factor: float | None = None,
     ) -> None:
         super().__init__()
         _check_choice(execution, EXECUTIONS, "execution")
         self.component, self.execution = component, execution
+        self.capacity_factor = capacity_factor
         self.alpha, self.unbiased = alpha, unbiased
         self.components = nn.ModuleList(
             make_component(component, in_channels, sop_channels, gap_dim, iters)
@@ -488,6 +579,10 @@ class GatedMixtureHead(nn.Module):
         gate = self.gate(self.gate_branch(x))
         if self.execution == "dispatch":
             rep, reps = dispatch_mixture(x, self.components, gate.indices, gate.top_weights)
+        elif self.execution == "grouped":
+            rep, reps = grouped_mixture(
+                x, self.components, gate.indices, gate.top_weights, self.capacity_factor
+            )
         else:
             rep, all_reps = dense_masked_mixture(x, self.components, gate.weights)
             reps = all_reps.gather(1, gate.indices.unsqueeze(-1).expand(-1, -1, self.dim))

@@ -31,7 +31,14 @@ class _Covariance(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         sym = (grad + grad.transpose(1, 2)).div_(x.shape[-1])
-        return torch.bmm(sym, x).sub_(torch.bmm(sym, x.mean(dim=-1, keepdim=True)))
+        mean = x.mean(dim=-1, keepdim=True)
+        if x.shape[-1] > 1 and x.stride(1) == 1:
+            # Position-major x (a flattened channels_last map): compute (dL/dX)^T = X^T S - 1 mu^T S
+            # so the gradient comes out in x's own layout, and the conv before it gets a
+            # channels_last gradient without a copy.
+            xt = x.transpose(1, 2)
+            return torch.bmm(xt, sym).sub_(torch.bmm(mean.transpose(1, 2), sym)).transpose(1, 2)
+        return torch.bmm(sym, x).sub_(torch.bmm(sym, mean))
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
@@ -43,7 +50,9 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, C, C) symmetric covariance, float32 (float64 if ``x`` is float64), computed with
         autocast disabled. Sigma_b = (1/M) (X_b - mu_b 1^T)(X_b - mu_b 1^T)^T. Only ``x`` is
-        saved for backward.
+        saved for backward. A channels_last ``x`` is used in place, without a copy, and its
+        gradient is channels_last too: one batched GEMM forward on the centred features, one
+        (plus a matrix-vector product for the mean) backward.
     """
     if x.dim() == 4:
         x = x.flatten(2)
