@@ -1,0 +1,88 @@
+"""Which mixture components each class uses: GM-SOP gate weights grouped by class.
+
+GM-SOP (Sec. 3, Eq. 2-3) routes every image to the K of N component models with the largest
+gate logits and weighs them by omega. Averaging omega over the images of one class shows whether
+classes share components or each class has its own; :func:`gsoplib.viz.gate_usage` shows the
+same weights image by image.
+
+>>> insp = probe(model, images, class_names=classes)
+>>> names, usage = class_component_usage(insp, "head")     # usage: (classes, N)
+>>> fig = class_usage_figure(insp, "head")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .probe import Inspection
+
+
+def class_component_usage(
+    insp: Inspection, path: str, labels: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Mean gate weight omega per class and component.
+
+    Args:
+        insp: an inspection of B images through a model with a gated mixture at ``path``.
+        path: the mixture's module path (its record holds ``tap_gate_weights``, (B, N)).
+        labels: B class names, one per image (e.g. the true classes); default each image's
+            predicted class.
+
+    Returns:
+        (names, usage, counts): the classes present, in ``insp.class_names`` order (names not
+        among them last, sorted); usage (len(names), N) the mean of omega over each class's
+        images (each row sums to 1); counts (len(names),) how many images each class has.
+    """
+    record = insp[path]
+    if "tap_gate_weights" not in record:
+        raise ValueError(f"{record.label} ({record.kind}) has no tap_gate_weights; "
+                         f"it has {', '.join(record.tensors) or 'none'}")
+    weights = record["tap_gate_weights"].double().numpy()
+    if labels is None:
+        labels = [top[0].name for top in insp.top]
+    labels = list(labels)
+    if len(labels) != weights.shape[0]:
+        raise ValueError(f"labels has {len(labels)} entries for a batch of {weights.shape[0]}")
+    order = {name: i for i, name in enumerate(insp.class_names)}
+    names = sorted(set(labels), key=lambda n: (order.get(n, len(order)), n))
+    members = np.array([[label == name for label in labels] for name in names])
+    counts = members.sum(axis=1)
+    usage = members @ weights / counts[:, None]
+    return names, usage, counts
+
+
+def class_usage_figure(
+    insp: Inspection,
+    path: str,
+    labels: Sequence[str] | None = None,
+    *,
+    figsize: tuple[float, float] = (8.0, 3.8),
+) -> Figure:
+    """A classes x components grid of the mean gate weight (see :func:`class_component_usage`),
+    rows labelled with the class and its number of images."""
+    names, usage, counts = class_component_usage(insp, path, labels)
+    n = usage.shape[1]
+    fig = Figure(figsize=figsize)
+    fig.subplots_adjust(left=0.22, right=0.97, bottom=0.15, top=0.86)
+    ax = fig.subplots()
+    im = ax.imshow(usage, cmap="Blues", aspect="auto", interpolation="nearest",
+                   norm=Normalize(0, max(float(usage.max()), 1e-6)))
+    ax.set_yticks(np.arange(len(names)), [f"{name} ({c})" for name, c in zip(names, counts)],
+                  fontsize=8)
+    if n <= 16:
+        ax.set_xticks(np.arange(n))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(8, integer=True))
+    ax.set_xlabel("component")
+    ax.set_title(f"{insp[path].label}: mean gate weight per class ({int(counts.sum())} images)",
+                 fontsize=10)
+    fig.colorbar(im, ax=ax, label="mean omega", pad=0.02)
+    return fig
+
+
+__all__ = ["class_component_usage", "class_usage_figure"]

@@ -1,0 +1,174 @@
+"""Structure of the teaching notebooks (issue 7); their outputs are checked by nbval.
+
+Every notebook in ``notebooks/`` opens with "Learning goals" and closes with "Summary" and
+"Exercises" (each exercise a "### Exercise N" heading and a code cell with a TODO stub); a
+solutions notebook in ``notebooks/solutions/`` answers every exercise with a "### Solution N".
+All notebooks are committed executed top to bottom without errors, cells whose output is not
+compared assert something, and no notebook defines library code: notebooks explain, gsoplib
+implements.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+SOLUTIONS = NOTEBOOKS / "solutions"
+EXPECTED = [
+    "01_covariance_pooling",
+    "02_matrix_square_root",
+    "03_gsop_block",
+    "04_gated_mixture",
+    "05_training",
+    "06_inspecting",
+]
+# A function in a notebook may be a small callback (a hook, a plotting helper); anything longer
+# is library code and belongs in gsoplib.
+MAX_DEF_LINES = 6
+FAST_READ = 'os.environ.get("GSOP_FAST", "1") == "1"'
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$", re.MULTILINE)
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _headings(nb) -> list[tuple[int, int, str]]:
+    """(cell index, level, text) of every markdown heading, in order."""
+    return [
+        (i, len(m.group(1)), m.group(2))
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "markdown"
+        for m in HEADING.finditer(cell.source)
+    ]
+
+
+def _numbered(nb, word: str) -> list[int]:
+    return [int(m.group(1)) for _, level, text in _headings(nb)
+            if level == 3 and (m := re.fullmatch(rf"{word} (\d+)", text))]
+
+
+def library_code(source: str) -> list[str]:
+    """What in a code cell's source is library code: classes, and functions longer than
+    MAX_DEF_LINES lines. IPython magics and shell lines are dropped before parsing."""
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    found = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, ast.ClassDef):
+            found.append(f"class {node.name}")
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_DEF_LINES:
+                found.append(f"def {node.name} ({length} lines)")
+    return found
+
+
+def _main_paths() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _all_paths() -> list[Path]:
+    return _main_paths() + sorted(SOLUTIONS.glob("*.ipynb"))
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [str(p.relative_to(NOTEBOOKS)) for p in paths]
+
+
+def test_the_six_notebooks_in_order():
+    assert [p.stem for p in _main_paths()] == EXPECTED
+
+
+def test_sanitizer_config_is_valid():
+    config = configparser.ConfigParser()
+    assert config.read(NOTEBOOKS / "nbval_sanitize.cfg"), "notebooks/nbval_sanitize.cfg is missing"
+    assert config.sections()
+    for section in config.sections():
+        re.compile(config[section]["regex"])
+        assert "replace" in config[section], f"section {section!r} has no replace"
+
+
+@pytest.mark.parametrize("path", _main_paths(), ids=_ids(_main_paths()))
+def test_goals_summary_and_exercises(path):
+    nb = _read(path)
+    headings = _headings(nb)
+    texts = [text for _, _, text in headings]
+    assert headings and headings[0][1] == 1, "the notebook opens with a title"
+    first_markdown = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"][:2]
+    assert any(i in first_markdown and t == "Learning goals" for i, _, t in headings), (
+        "'Learning goals' is a heading in the opening markdown"
+    )
+    assert "Summary" in texts and "Exercises" in texts
+    assert texts.index("Summary") < texts.index("Exercises")
+    after = headings[texts.index("Exercises") + 1:]
+    assert all(level >= 3 for _, level, _ in after), "nothing but exercises after 'Exercises'"
+
+
+@pytest.mark.parametrize("path", _main_paths(), ids=_ids(_main_paths()))
+def test_exercises_have_todo_stubs_and_solutions(path):
+    nb = _read(path)
+    numbers = _numbered(nb, "Exercise")
+    assert numbers and numbers == list(range(1, len(numbers) + 1)), "Exercise 1, 2, ... in order"
+    starts = [i for i, level, text in _headings(nb) if level == 3 and text.startswith("Exercise ")]
+    for n, start, end in zip(numbers, starts, starts[1:] + [len(nb.cells)]):
+        stubs = [c for c in nb.cells[start + 1:end] if c.cell_type == "code" and "TODO" in c.source]
+        assert stubs, f"exercise {n} has no code cell with a TODO stub"
+    solutions = SOLUTIONS / f"{path.stem}_solutions.ipynb"
+    assert solutions.exists(), f"{solutions.name} is missing"
+    assert sorted(_numbered(_read(solutions), "Solution")) == numbers
+
+
+def test_every_solutions_notebook_belongs_to_a_notebook():
+    stems = {p.stem for p in _main_paths()}
+    for path in SOLUTIONS.glob("*.ipynb"):
+        assert path.stem.removesuffix("_solutions") in stems, f"{path.name} answers no notebook"
+
+
+@pytest.mark.parametrize("path", _all_paths(), ids=_ids(_all_paths()))
+def test_committed_executed_without_errors(path):
+    nb = _read(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code]
+    assert all(isinstance(n, int) for n in counts), "every code cell has been executed"
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), (
+        "executed once, top to bottom"
+    )
+    for i, cell in enumerate(code):
+        for out in cell.outputs:
+            assert out.output_type != "error", f"code cell {i} stored an error: {out.get('ename')}"
+            if out.output_type == "stream" and out.name == "stderr":
+                assert "Traceback" not in out.text, f"code cell {i} printed a traceback"
+
+
+@pytest.mark.parametrize("path", _all_paths(), ids=_ids(_all_paths()))
+def test_no_library_code_and_asserted_ignored_outputs(path):
+    nb = _read(path)
+    sources = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert any(re.search(r"^\s*(from|import) gsoplib", s, re.MULTILINE) for s in sources), (
+        "the notebook uses gsoplib"
+    )
+    for i, source in enumerate(sources):
+        found = library_code(source)
+        assert not found, f"code cell {i} defines library code: {', '.join(found)}"
+        if source.startswith("# NBVAL_IGNORE_OUTPUT"):
+            assert re.search(r"^\s*assert ", source, re.MULTILINE), (
+                f"code cell {i} ignores its output but asserts nothing"
+            )
+        if "GSOP_FAST" in source:
+            assert FAST_READ in source, f"code cell {i} reads GSOP_FAST another way"
+
+
+def test_library_code_rule_catches_classes_and_long_functions():
+    module = "from torch import nn\n\nclass Net(nn.Module):\n    pass\n"
+    long_def = "def f(x):\n" + "".join(f"    x = x + {i}\n" for i in range(8)) + "    return x\n"
+    short_def = "def pack(t):\n    seen.append(t)\n    return t\n"
+    assert library_code(module) == ["class Net"]
+    assert library_code(long_def) == ["def f (10 lines)"]
+    assert library_code(short_def) == []
+    assert library_code("%matplotlib inline\nx = 1\n") == []
