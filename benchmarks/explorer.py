@@ -1,0 +1,205 @@
+"""The explorer's latency targets (issue 8): app ready <= 10 s, one image to every view <= 1 s.
+
+    python benchmarks/explorer.py            # writes benchmarks/results/explorer-cpu.json
+    python benchmarks/explorer.py --quick    # fewer repeats, a smoke run
+
+Rows:
+- ``decode+convert``: upload bytes -> upright image -> model input tensor, for a gallery PNG
+  (28x28), a 12-megapixel phone JPEG (4032x3024, EXIF-rotated) and a 16-bit PNG (1024x768);
+  the same functions the app calls (explorer/images.py).
+- ``upload to all views``: decode+convert of an upload, then every view the app renders for it
+  without Integrated Gradients (explorer/pipeline.py ``all_views``: the probe, every part's
+  figures as PNG, Grad-CAM and Occlusion), per model kind, after the model's warm-up (the app
+  warms a model when it loads it), one torch thread as in the app. Bundled checkpoints when
+  they ship, else untrained ones of the same architectures (the cost does not depend on the
+  weights).
+- ``server ready``: ``streamlit run`` launched -> ``/_stcore/health`` answers "ok", and then the
+  first complete script run of a fresh session (AppTest in a fresh interpreter: imports, the
+  sidebar, the default gallery image), together the time a user waits for the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+# ROOT first: this script's own name would otherwise shadow the explorer package.
+sys.path.insert(0, str(ROOT))
+from harness import machine_info, machine_label, markdown_table, median_time, write_json  # noqa: E402
+
+from explorer import pipeline  # noqa: E402
+from explorer.images import decode_image, to_model_image, to_tensor  # noqa: E402
+
+APP = ROOT / "explorer" / "app.py"
+FIRST_RUN = """
+import sys, time
+begin = time.perf_counter()
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
+assert not at.exception, at.exception
+print(time.perf_counter() - begin)
+"""
+
+
+def phone_jpeg() -> bytes:
+    """A 12-megapixel photo-like JPEG (smooth gradients plus noise) stored rotated."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:3024, 0:4032]
+    base = np.stack([x / 16, y / 12, (x + y) / 28], axis=-1) % 256
+    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
+
+
+def deep_png() -> bytes:
+    ramp = (np.arange(1024 * 768, dtype=np.uint32).reshape(768, 1024) % 65536).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def decode_rows(repeats: int) -> list[dict]:
+    gallery = (ROOT / "explorer" / "gallery" / "fashion_mnist" / "9-00000.png").read_bytes()
+    files = {
+        "gallery PNG 28x28": gallery,
+        "phone JPEG 4032x3024": phone_jpeg(),
+        "16-bit PNG 1024x768": deep_png(),
+    }
+    rows = []
+    for label, data in files.items():
+
+        def run(data=data) -> torch.Tensor:
+            picture = to_model_image(decode_image(data).image, 1, (28, 28))
+            return to_tensor(picture, (0.286,), (0.353,))
+
+        seconds = median_time(run, torch.device("cpu"), warmup=1, repeats=repeats)
+        rows.append({"step": "decode+convert", "input": label, "bytes": len(data),
+                     "ms": 1e3 * seconds})
+    return rows
+
+
+def checkpoints(folder: Path) -> dict[str, object]:
+    """Name -> loaded checkpoint: the bundled ones, else untrained small models saved here."""
+    from gsoplib.checkpoint import load_checkpoint, save_checkpoint
+    from gsoplib.models import create_model
+    from gsoplib.pretrained import list_pretrained, load_pretrained
+
+    bundled = list_pretrained()
+    if bundled:
+        return {name: load_pretrained(name) for name in bundled}
+    out = {}
+    for name in ("small_vanilla", "small_gsop1", "small_gsop_pos", "small_gsop2", "small_gmsop"):
+        kwargs = {"num_classes": 10, "in_chans": 1}
+        torch.manual_seed(0)
+        path = save_checkpoint(
+            folder / f"{name}.safetensors", create_model(name, **kwargs), model_name=name,
+            model_kwargs=kwargs, classes=[str(i) for i in range(10)], input_size=(28, 28),
+            in_chans=1, mean=(0.286,), std=(0.353,), dataset="fashion_mnist",
+        )
+        out[f"{name} (untrained)"] = load_checkpoint(path)
+    return out
+
+
+def pipeline_rows(repeats: int) -> list[dict]:
+    import tempfile
+    import threading
+
+    data = phone_jpeg()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, ckpt in checkpoints(Path(folder)).items():
+            lock = threading.Lock()
+            pipeline.warm_up(ckpt, lock)
+
+            def run(ckpt=ckpt, lock=lock) -> dict[str, bytes]:
+                picture = to_model_image(decode_image(data).image, ckpt.in_chans,
+                                         ckpt.input_size)
+                return pipeline.all_views(ckpt, lock, to_tensor(picture, ckpt.mean, ckpt.std))
+
+            seconds = median_time(run, torch.device("cpu"), warmup=1, repeats=repeats)
+            figures = len(run())
+            rows.append({"step": "upload to all views", "input": f"phone JPEG, {name}",
+                         "figures": figures, "ms": 1e3 * seconds})
+    return rows
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_ready_seconds() -> float:
+    """``streamlit run`` launched -> the health endpoint answers "ok"."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+               "--server.port", str(port), "--server.address", "127.0.0.1",
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    begin = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - begin < 60:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                            timeout=2) as reply:
+                    if reply.read() == b"ok":
+                        return time.perf_counter() - begin
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("streamlit did not answer its health check within 60 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def first_run_seconds() -> float:
+    """A fresh interpreter's first complete run of the app script (imports included)."""
+    out = subprocess.run([sys.executable, "-c", FIRST_RUN, str(APP)], capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    repeats = 2 if args.quick else 5
+    torch.set_num_threads(1)  # as the app does (explorer/app.py)
+    load = os.getloadavg()[0]
+    rows = decode_rows(repeats) + pipeline_rows(repeats)
+    server = min(server_ready_seconds() for _ in range(1 if args.quick else 3))
+    first = min(first_run_seconds() for _ in range(1 if args.quick else 3))
+    rows.append({"step": "server ready", "input": "streamlit run -> health ok", "ms": 1e3 * server})
+    rows.append({"step": "first script run", "input": "fresh interpreter", "ms": 1e3 * first})
+    rows.append({"step": "app ready", "input": "server + first run", "ms": 1e3 * (server + first)})
+    info = machine_info(torch.device("cpu"))
+    # These 2-core machines are shared: the load average says how much else was running.
+    info["load_average_1min"] = load
+    path = write_json("explorer", info, rows, args.out)
+    print(f"{machine_label(info)}\n")
+    print(markdown_table(rows, [("step", "step", "s"), ("input", "input", "s"),
+                                ("figures", "figures", "d"), ("ms", "median ms", ".1f")]))
+    print(f"load average at the start: {load:.1f} on {os.cpu_count()} cores")
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""gsoplib explorer: what each second-order part of a network did with an image.
+
+    gsop explore                                    # or: make explore
+    streamlit run explorer/app.py -- --checkpoint model.safetensors
+
+Layout only; every panel is its own module and every number comes from gsoplib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Streamlit runs this file as a script, so the folder above is not on the path by itself.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+import torch  # noqa: E402
+
+from explorer import compare, image_panel, model_panel, views  # noqa: E402
+
+
+def _script_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="explorer/app.py", allow_abbrev=False)
+    parser.add_argument("--checkpoint", help="a bundled checkpoint's name or a .safetensors path "
+                        "to open first")
+    return parser.parse_known_args(sys.argv[1:])[0]
+
+
+# Sessions run in threads of one process and the models are small: one intra-op thread each is
+# many times faster than two that spin against each other and against other processes.
+torch.set_num_threads(1)
+st.set_page_config(page_title="gsoplib explorer", page_icon=":material/blur_on:", layout="wide")
+args = _script_args()
+
+with st.sidebar:
+    loaded = model_panel.choose("a_", "Model", default=args.checkpoint)
+    if loaded is not None:
+        model_panel.card(loaded, views.second_order_parts(loaded))
+    comparing = st.toggle("Compare with a second checkpoint", key="compare")
+    other = model_panel.choose("b_", "Second model") if comparing else None
+    options = views.options()
+
+st.title("Second-order pooling explorer")
+if loaded is None:
+    st.info("Choose a checkpoint in the sidebar.")
+    st.stop()
+
+inputs = image_panel.render(loaded.spec)
+if not inputs:
+    st.info("Pick a sample image or upload one.")
+    st.stop()
+
+if comparing and other is not None:
+    compare.render(loaded, other, inputs, options)
+elif comparing:
+    st.info("Choose the second checkpoint in the sidebar to compare.")
+else:
+    views.render(loaded, inputs, options)

@@ -1,0 +1,170 @@
+"""Untrusted image bytes -> an upright PIL image -> a model's input.
+
+Pure functions with no Streamlit import, so the command line can share them. Every failure a user
+can cause raises :class:`ImageInputError` with one sentence naming the file and what was expected.
+
+Decoding is restricted to the formats in :data:`FORMATS` (Pillow never tries another plug-in),
+the pixel count is checked from the header before any pixel is decoded (decompression bombs), and
+large JPEGs are decoded at a reduced scale (``Image.draft``) because the model input is small.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
+MAX_FILE_MB = 25
+MAX_PIXELS = 50_000_000
+WORKING_SIZE = 1024
+"""Longest side kept after decoding: enough to show the original, far above any model input."""
+
+Fit = Literal["crop", "pad"]
+
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+
+
+class ImageInputError(ValueError):
+    """An image a user supplied cannot be used; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An upright image ready to show, with what the file said about itself.
+
+    ``image`` is in mode L, LA, RGB or RGBA, its longest side at most the working size;
+    ``mode`` and ``size`` (width, height) are those of the file as stored.
+    """
+
+    name: str
+    image: Image.Image
+    format: str
+    mode: str
+    size: tuple[int, int]
+
+    @property
+    def description(self) -> str:
+        return f"{self.format} {self.mode} {self.size[0]}x{self.size[1]}"
+
+
+def decode_image(
+    data: bytes,
+    name: str = "image",
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_FILE_MB * 2**20,
+    working_size: int = WORKING_SIZE,
+) -> DecodedImage:
+    """Decode PNG, JPEG, BMP, GIF (first frame) or WebP bytes of any mode into an upright image.
+
+    EXIF orientation (phone photos) is applied, 16-bit grayscale is scaled to 8 bits, palette
+    images are expanded, CMYK and other colour spaces become RGB; transparency is kept.
+    """
+    if len(data) == 0:
+        raise ImageInputError(f"'{name}' is empty (0 bytes); expected an image file.")
+    if len(data) > max_bytes:
+        raise ImageInputError(
+            f"'{name}' is {len(data) / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB "
+            "upload limit."
+        )
+    try:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except Image.DecompressionBombError as err:
+        raise ImageInputError(_too_many_pixels(name, None, max_pixels)) from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as err:
+        raise ImageInputError(
+            f"'{name}' is not an image in a supported format ({', '.join(FORMATS)})."
+        ) from err
+    if image.width * image.height > max_pixels:
+        raise ImageInputError(_too_many_pixels(name, image.size, max_pixels))
+    stored_format, stored_mode, stored_size = image.format or "?", image.mode, image.size
+    if stored_format == "JPEG":
+        image.draft(image.mode, (working_size, working_size))
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        image = _display_mode(image)
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
+        raise ImageInputError(
+            f"'{name}' is truncated or corrupt and could not be decoded ({err})."
+        ) from err
+    image.thumbnail((working_size, working_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return DecodedImage(name, image, stored_format, stored_mode, stored_size)
+
+
+def _too_many_pixels(name: str, size: tuple[int, int] | None, max_pixels: int) -> str:
+    limit = f"the {max_pixels / 1e6:g} megapixel limit"
+    if size is None:
+        return f"'{name}' declares far more pixels than {limit} (a decompression bomb?)."
+    megapixels = size[0] * size[1] / 1e6
+    return f"'{name}' is {size[0]}x{size[1]} ({megapixels:.1f} megapixels), over {limit}."
+
+
+def _display_mode(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> L, LA, RGB or RGBA, keeping what each channel means."""
+    mode = image.mode
+    if mode in {"L", "LA", "RGB", "RGBA"}:
+        return image
+    if mode in _SIXTEEN_BIT:
+        # convert("L") would clip every value above 255 to white; scale the 16-bit range instead.
+        values = np.asarray(image, dtype=np.float32) / 257.0
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+    if mode == "1":
+        return image.convert("L")
+    if mode == "La":
+        return image.convert("LA")
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
+        return image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def to_model_image(
+    image: Image.Image,
+    channels: int,
+    size: tuple[int, int],
+    *,
+    fit: Fit = "crop",
+    invert: bool = False,
+    background: int = 0,
+) -> Image.Image:
+    """The picture the model sees: ``channels`` (1 -> mode L, 3 -> RGB), ``size`` = (H, W).
+
+    Transparent pixels are laid over a ``background`` grey level first (0 = black, like
+    Fashion-MNIST's background). ``fit="crop"`` scales the shorter side to the target and crops
+    the centre; ``"pad"`` keeps the whole picture and pads with the background. ``invert`` turns
+    dark-on-light photos into light-on-dark, the way Fashion-MNIST draws garments.
+    """
+    if channels not in (1, 3):
+        raise ImageInputError(f"the model expects {channels} input channels; only 1 or 3 work.")
+    if image.mode in _ALPHA_MODES:
+        base = Image.new("RGBA", image.size, (background, background, background, 255))
+        image = Image.alpha_composite(base, image.convert("RGBA"))
+    image = image.convert("L" if channels == 1 else "RGB")
+    if invert:
+        image = ImageOps.invert(image)
+    height, width = size
+    if fit == "crop":
+        return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
+    if fit == "pad":
+        fill = background if channels == 1 else (background,) * 3
+        return ImageOps.pad(image, (width, height), Image.Resampling.LANCZOS, color=fill)
+    raise ImageInputError(f"unknown fit {fit!r}; expected 'crop' or 'pad'.")
+
+
+def to_tensor(
+    image: Image.Image, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """(C, H, W) float32: pixel / 255, then (x - mean) / std per channel, as in training."""
+    values = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
+    values = values.unsqueeze(0) if values.ndim == 2 else values.permute(2, 0, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    return (values - mean_t) / std_t

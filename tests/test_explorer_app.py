@@ -1,0 +1,670 @@
+"""The explorer: decoding of every image mode and every bad input; the app driven by AppTest."""
+
+from __future__ import annotations
+
+import io
+import struct
+import sys
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+# explorer/ is an app folder, not an installed package: make it importable under plain `pytest`.
+sys.path.insert(0, str(ROOT))
+
+from explorer.images import (  # noqa: E402
+    MAX_FILE_MB,
+    ImageInputError,
+    decode_image,
+    to_model_image,
+    to_tensor,
+)
+
+# ---------------------------------------------------------------- sample files of every kind
+
+
+def encode(image: Image.Image, fmt: str, **kw) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kw)
+    return buffer.getvalue()
+
+
+def quadrants(width: int = 60, height: int = 40) -> Image.Image:
+    """RGB image: top-left red, top-right green, bottom-left blue, bottom-right white."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    h, w = height // 2, width // 2
+    pixels[:h, :w] = (255, 0, 0)
+    pixels[:h, w:] = (0, 255, 0)
+    pixels[h:, :w] = (0, 0, 255)
+    pixels[h:, w:] = (255, 255, 255)
+    return Image.fromarray(pixels)
+
+
+def noise(size: int = 64) -> Image.Image:
+    """Random RGB pixels: they do not compress, so cutting the file loses pixel data."""
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), np.uint8))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height grey pixels and holds none: a bomb's header."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (width + 1))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def exif_rotated_jpeg() -> bytes:
+    """Stored 60x40 landscape with EXIF orientation 6: shown upright it is 40x60, rotated 90 deg
+    clockwise, so the stored top-left (red) quadrant lands top-right."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(quadrants(), "JPEG", quality=95, exif=exif)
+
+
+def two_frame_gif() -> bytes:
+    """First frame white, second black: only the first must be decoded."""
+    frames = [Image.new("L", (16, 16), 255), Image.new("L", (16, 16), 0)]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+
+
+def sixteen_bit_png() -> bytes:
+    """16-bit grayscale ramp 0 .. 65535 (mode I;16) across 256 columns."""
+    ramp = np.tile(np.arange(256, dtype=np.uint16) * 257, (8, 1))
+    return encode(Image.fromarray(ramp), "PNG")
+
+
+def transparent_png(mode: str) -> bytes:
+    """A white square in the middle of a fully transparent 20x20 canvas (RGBA or palette)."""
+    image = Image.new("RGBA", (20, 20), (255, 255, 255, 0))
+    image.paste((255, 255, 255, 255), (5, 5, 15, 15))
+    if mode == "P":
+        image = image.convert("P", palette=Image.Palette.ADAPTIVE)
+        transparent = image.getpixel((0, 0))
+        return encode(image, "PNG", transparency=transparent)
+    return encode(image, "PNG")
+
+
+SAMPLES: dict[str, tuple[str, bytes, str]] = {
+    # key: (file name, bytes, mime type)
+    "grayscale": ("gray.png", encode(quadrants().convert("L"), "PNG"), "image/png"),
+    "rgb jpeg": ("photo.jpg", encode(quadrants(), "JPEG", quality=95), "image/jpeg"),
+    "rgba": ("alpha.png", transparent_png("RGBA"), "image/png"),
+    "palette": ("palette.png", transparent_png("P"), "image/png"),
+    "16-bit": ("deep.png", sixteen_bit_png(), "image/png"),
+    "cmyk": ("print.jpg", encode(Image.new("CMYK", (24, 24), (255, 0, 0, 0)), "JPEG"),
+             "image/jpeg"),
+    "exif-rotated": ("phone.jpg", exif_rotated_jpeg(), "image/jpeg"),
+    "gif": ("anim.gif", two_frame_gif(), "image/gif"),
+    "bmp": ("bitmap.bmp", encode(quadrants(), "BMP"), "image/bmp"),
+    "webp": ("web.webp", encode(quadrants(), "WEBP", quality=95), "image/webp"),
+}
+
+BAD_INPUTS: dict[str, tuple[tuple[str, bytes, str], str]] = {
+    # key: ((file name, bytes, mime type), text the error must contain)
+    "empty": (("empty.png", b"", "image/png"), "is empty"),
+    "not an image": (("notes.png", b"these are my notes, not a picture\n" * 20, "image/png"),
+                     "not an image in a supported format"),
+    "truncated": (("cut.png", encode(noise(), "PNG")[:2000], "image/png"),
+                  "truncated or corrupt"),
+    "too many pixels": (("huge.png", png_header_only(10_000, 8_000), "image/png"),
+                        "over the 50 megapixel limit"),
+    "decompression bomb": (("bomb.png", png_header_only(40_000, 40_000), "image/png"),
+                           "decompression bomb"),
+    "over the size limit": (("big.bmp", b"BM" + bytes(MAX_FILE_MB * 2**20 + 1), "image/bmp"),
+                            f"over the {MAX_FILE_MB} MB upload limit"),
+}
+
+
+# ---------------------------------------------------------------- decoding, no app
+
+
+@pytest.mark.parametrize("kind", list(SAMPLES))
+def test_every_mode_decodes_to_a_displayable_image_and_a_model_input(kind):
+    name, data, _ = SAMPLES[kind]
+    decoded = decode_image(data, name)
+    assert decoded.image.mode in {"L", "LA", "RGB", "RGBA"}
+    for channels, mode in ((1, "L"), (3, "RGB")):
+        picture = to_model_image(decoded.image, channels, (28, 28))
+        assert (picture.mode, picture.size) == (mode, (28, 28))
+        tensor = to_tensor(picture, (0.5,) * channels, (0.25,) * channels)
+        assert tensor.shape == (channels, 28, 28)
+        assert tensor.min() >= -2.0 and tensor.max() <= 2.0
+
+
+def test_exif_orientation_is_applied():
+    decoded = decode_image(SAMPLES["exif-rotated"][1])
+    assert decoded.size == (60, 40) and decoded.image.size == (40, 60)
+    red = np.array([255, 0, 0])
+    top_right = np.asarray(decoded.image)[5, 35].astype(int)
+    assert np.abs(top_right - red).max() < 40
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped():
+    decoded = decode_image(SAMPLES["16-bit"][1])
+    assert decoded.mode == "I;16"
+    row = np.asarray(decoded.image)[0].astype(int)
+    np.testing.assert_array_equal(row, np.arange(256))
+
+
+def test_gif_first_frame_only():
+    decoded = decode_image(SAMPLES["gif"][1])
+    assert np.asarray(decoded.image.convert("L")).min() == 255
+
+
+def test_cmyk_becomes_rgb():
+    decoded = decode_image(SAMPLES["cmyk"][1])
+    assert decoded.mode == "CMYK" and decoded.image.mode == "RGB"
+    r, g, b = np.asarray(decoded.image)[12, 12].astype(int)
+    assert r < 40 and g > 215 and b > 215
+
+
+@pytest.mark.parametrize("kind", ["rgba", "palette"])
+def test_transparency_is_laid_over_the_background(kind):
+    decoded = decode_image(SAMPLES[kind][1])
+    for background in (0, 200):
+        picture = np.asarray(
+            to_model_image(decoded.image, 1, (20, 20), background=background)
+        )
+        assert picture[0, 0] == background and picture[10, 10] == 255
+
+
+def test_pad_keeps_the_whole_picture_and_crop_fills_the_frame():
+    wide = Image.new("L", (100, 50), 255)
+    padded = np.asarray(to_model_image(wide, 1, (10, 10), fit="pad"))
+    cropped = np.asarray(to_model_image(wide, 1, (10, 10), fit="crop"))
+    assert padded[0, 5] == 0 and padded[5, 5] == 255
+    assert cropped.min() == 255
+
+
+def test_invert_turns_light_backgrounds_dark():
+    light = Image.new("RGB", (8, 8), (250, 250, 250))
+    assert np.asarray(to_model_image(light, 1, (4, 4), invert=True)).max() <= 5
+
+
+def test_large_jpeg_is_decoded_at_a_reduced_scale():
+    big = encode(quadrants(4000, 3000), "JPEG", quality=80)
+    decoded = decode_image(big, working_size=512)
+    assert decoded.size == (4000, 3000)
+    assert max(decoded.image.size) == 512
+
+
+@pytest.mark.parametrize("kind", list(BAD_INPUTS))
+def test_bad_input_is_one_clear_sentence(kind):
+    (name, data, _), expected = BAD_INPUTS[kind]
+    with pytest.raises(ImageInputError) as info:
+        decode_image(data, name)
+    message = str(info.value)
+    assert expected in message and name in message
+    assert message.endswith(".") and "\n" not in message
+
+
+def test_unsupported_channel_count_is_an_error():
+    with pytest.raises(ImageInputError, match="only 1 or 3"):
+        to_model_image(Image.new("RGB", (4, 4)), 4, (4, 4))
+
+
+# ---------------------------------------------------------------- the images panel alone
+
+
+def images_panel_script():
+    """Runs as the app script (in this process, so ROOT is on the path already): the images
+    panel for a 1-channel 28x28 model."""
+    import streamlit as st
+
+    from explorer.image_panel import InputSpec, render
+
+    inputs = render(InputSpec(1, (28, 28), (0.5,), (0.5,)))
+    st.session_state["converted"] = [(i.name, i.source.mode, i.tensor.shape) for i in inputs]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Streamlit's caches outlive an AppTest: each test starts from cold ones."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def images_panel() -> AppTest:
+    return AppTest.from_function(images_panel_script, default_timeout=30).run()
+
+
+def test_images_panel_converts_uploads_of_every_mode_and_reports_each_bad_one():
+    at = images_panel()
+    assert at.session_state["converted"] == [("9-00000.png", "L", (1, 28, 28))]
+    good = [SAMPLES[kind] for kind in SAMPLES]
+    bad = [BAD_INPUTS[kind][0] for kind in BAD_INPUTS]
+    at.file_uploader(key="upload_images").set_value(good + bad).run()
+    assert not at.exception
+    converted = at.session_state["converted"]
+    assert [name for name, _, _ in converted[1:]] == [name for name, _, _ in good]
+    assert all(shape == (1, 28, 28) for _, _, shape in converted)
+    modes = [mode for _, mode, _ in converted[1:]]
+    assert modes == ["L", "RGB", "RGBA", "P", "I;16", "CMYK", "RGB", "P", "RGB", "RGB"]
+    errors = [e.value for e in at.error]
+    assert len(errors) == len(bad)
+    for (_, expected), message in zip(BAD_INPUTS.values(), errors):
+        assert expected in message
+    # original beside converted input, for every image that decoded
+    assert len(at.image) == 2 * len(converted)
+
+
+# ---------------------------------------------------------------- checkpoints the app refuses
+
+APP = ROOT / "explorer" / "app.py"
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def make_checkpoint(folder: Path, model_name: str, in_chans: int = 1) -> Path:
+    """An untrained ``model_name`` for 28x28 Fashion-MNIST-like input, saved as a checkpoint."""
+    from gsoplib.checkpoint import save_checkpoint
+    from gsoplib.models import create_model
+
+    kwargs = {"num_classes": len(FASHION_CLASSES), "in_chans": in_chans}
+    torch.manual_seed(0)
+    model = create_model(model_name, **kwargs).eval()
+    return save_checkpoint(
+        folder / f"{model_name}.safetensors", model, model_name=model_name, model_kwargs=kwargs,
+        classes=FASHION_CLASSES, input_size=(28, 28), in_chans=in_chans,
+        mean=(0.286,) * in_chans, std=(0.353,) * in_chans, dataset="fashion_mnist",
+        train_config={"recipe": "untrained, for tests"}, metrics={"test_top1": 0.1},
+    )
+
+
+def app() -> AppTest:
+    return AppTest.from_file(str(APP), default_timeout=30).run()
+
+
+def upload_checkpoint(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.radio(key="a_source").set_value("Upload").run()
+    at.file_uploader(key="a_upload").set_value((name, data, "application/octet-stream"))
+    return at.run()
+
+
+def pickled_bytes() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"weight": torch.zeros(3)}, buffer)
+    return buffer.getvalue()
+
+
+def plain_safetensors() -> bytes:
+    return safetensors.torch.save({"weight": torch.zeros(3)})
+
+
+REFUSED_CHECKPOINTS = {
+    # key: (file name, bytes, text the error must contain)
+    "pickled": ("model.safetensors", pickled_bytes(), "is a pickled PyTorch file"),
+    "corrupt": ("junk.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json",
+                "is not a valid safetensors file"),
+    "truncated": ("cut.safetensors", plain_safetensors()[:-5], "is not a valid safetensors file"),
+    "no metadata": ("bare.safetensors", plain_safetensors(), "without gsoplib metadata"),
+    "empty": ("empty.safetensors", b"", "is not a valid safetensors file"),
+}
+
+
+@pytest.mark.parametrize("kind", list(REFUSED_CHECKPOINTS))
+def test_a_refused_checkpoint_upload_is_one_message_and_the_session_goes_on(kind):
+    name, data, expected = REFUSED_CHECKPOINTS[kind]
+    at = upload_checkpoint(app(), name, data)
+    assert not at.exception
+    [error] = at.error
+    assert expected in error.value and f"'{name}'" in error.value
+    assert "/tmp" not in error.value
+    at.radio(key="a_source").set_value("File path").run()
+    assert not at.exception and not at.error
+
+
+def test_checkpoint_upload_over_the_size_limit_is_refused(monkeypatch):
+    from explorer import model_panel
+
+    monkeypatch.setattr(model_panel, "MAX_CHECKPOINT_MB", 1)
+    at = upload_checkpoint(app(), "huge.safetensors", bytes(2 * 2**20))
+    assert not at.exception
+    assert "over the 1 MB checkpoint upload limit" in at.error[0].value
+
+
+def test_missing_checkpoint_path_is_one_message(tmp_path):
+    at = app()
+    at.radio(key="a_source").set_value("File path").run()
+    at.text_input(key="a_path").input(str(tmp_path / "nowhere.safetensors")).run()
+    assert not at.exception
+    assert "nowhere.safetensors does not exist" in at.error[0].value
+
+
+def test_a_checkpoint_for_another_architecture_is_refused(tmp_path):
+    """Weights of small_gsop1 under metadata that names small_se: they do not fit."""
+    import json
+
+    source = make_checkpoint(tmp_path, "small_gsop1")
+    tensors = safetensors.torch.load_file(str(source))
+    with safetensors.safe_open(str(source), "pt") as f:
+        meta = json.loads(f.metadata()["gsoplib"])
+    meta["model"]["name"] = "small_se"
+    data = safetensors.torch.save(tensors, metadata={"gsoplib": json.dumps(meta)})
+    at = upload_checkpoint(app(), "swapped.safetensors", data)
+    assert not at.exception
+    [error] = at.error
+    assert "does not fit model 'small_se'" in error.value and "'swapped.safetensors'" in error.value
+    meta["model"]["name"] = "resnet_9000"
+    data = safetensors.torch.save(tensors, metadata={"gsoplib": json.dumps(meta)})
+    at.file_uploader(key="a_upload").set_value(("future.safetensors", data, "application/x"))
+    at.run()
+    assert not at.exception
+    assert "names a model this gsoplib cannot build" in at.error[0].value
+
+
+# ---------------------------------------------------------------- the app on real checkpoints
+
+from explorer import pipeline  # noqa: E402
+from explorer.image_panel import gallery_for  # noqa: E402
+from explorer.views import VIEWS  # noqa: E402
+from gsoplib.checkpoint import load_checkpoint  # noqa: E402
+from gsoplib.pretrained import FOLDER as PRETRAINED  # noqa: E402
+from gsoplib.pretrained import list_pretrained, pretrained_path  # noqa: E402
+from gsoplib.probe import probe  # noqa: E402
+
+KINDS = ("small_gsop2", "small_gsop_pos", "small_gmsop", "small_vanilla")
+EXPECTED_BUNDLED = tuple(f"fmnist_small_{m}" for m in
+                         ("vanilla", "se", "gsop1", "gsop_pos", "gsop2", "gmsop")) + (
+    "second_order_small_vanilla", "second_order_small_gsop1")
+FASHION = gallery_for("fashion_mnist")
+DEFAULT_SAMPLE = "9-00000.png"  # the sample the app starts with: Fashion-MNIST test image #0
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """One untrained checkpoint per kind of second-order part (and a first-order one)."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    return {name: make_checkpoint(folder, name) for name in KINDS}
+
+
+def open_path(path: Path, at: AppTest | None = None, prefix: str = "a_") -> AppTest:
+    at = at or app()
+    at.radio(key=f"{prefix}source").set_value("File path").run()
+    at.text_input(key=f"{prefix}path").input(str(path)).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def show(at: AppTest, view: str) -> AppTest:
+    at.radio(key="view").set_value(view).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def direct_probe(path: Path, names: list[str]):
+    """gsoplib.probe on the gallery samples ``names``, decoded as the explorer decodes them."""
+    ckpt = load_checkpoint(path)
+    spec = (ckpt.in_chans, ckpt.input_size, ckpt.mean, ckpt.std)
+    tensors = [
+        to_tensor(to_model_image(decode_image(p.read_bytes()).image, spec[0], spec[1]),
+                  spec[2], spec[3])
+        for p in (FASHION.files[[f.name for f in FASHION.files].index(n)] for n in names)
+    ]
+    return probe(ckpt.model, torch.stack(tensors), class_names=ckpt.classes)
+
+
+def table_matches(table, insp, image: int = 0) -> None:
+    top = insp.top[image]
+    assert list(table["class"]) == [p.name for p in top]
+    np.testing.assert_allclose(list(table["probability"]), [p.probability for p in top],
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_view_of_every_kind_of_model(kind, checkpoints):
+    at = open_path(checkpoints[kind])
+    card = " ".join(m.value for m in at.sidebar.markdown)
+    assert kind in card and "fashion_mnist" in card
+    insp = direct_probe(checkpoints[kind], [DEFAULT_SAMPLE])
+    parts = [r.path for r in insp.parts()]
+    assert ("none" in card) == (not parts)
+    for path in parts:
+        assert f"`{path}`" in card
+    # original and converted input, then the prediction figure
+    assert len(at.image) == 3
+    table_matches(at.table[0].value, insp)
+    assert at.code[0].value == insp.summary()
+    assert "True class: **Ankle boot**" in [m.value for m in at.main.markdown]
+
+    at = show(at, "Blocks")
+    blocks = [r for r in insp.parts() if r.kind not in pipeline.HEAD_KINDS]
+    headings = [m.value for m in at.main.markdown if m.value.startswith("#### ")]
+    assert [h.split("`")[1] for h in headings] == [r.path for r in blocks]
+    assert [c.value for c in at.main.caption] == [r.summary() for r in blocks]
+    captions = [c for image in at.image[2:] for c in image.captions]
+    for record in blocks:
+        if "tap_channel_weights" in record:
+            assert f"{record.path}: channel weights" in captions
+        if "tap_pos_weights" in record:
+            assert f"{record.path}: position weights" in captions
+        assert f"{record.path}: covariance" in captions
+    if not blocks:
+        assert "no second-order blocks" in at.info[0].value
+
+    at = show(at, "Head")
+    heads = [r for r in insp.parts() if r.kind in pipeline.HEAD_KINDS]
+    captions = [c for image in at.image[2:] for c in image.captions]
+    for record in heads:
+        if record.kind == "isqrt_cov":
+            assert f"{record.path}: covariance" in captions
+            assert f"{record.path}: Newton-Schulz" in captions
+        if record.kind == "gated_mixture":
+            assert f"{record.path}: gate" in captions
+            assert f"{record.path}: gate weights per class" in captions
+            at.radio(key="usage_over").set_value("chosen").run()
+            assert not at.exception
+    if not heads:
+        assert "first-order head" in at.info[0].value
+
+    at = show(at, "Attributions")
+    [figure] = [c for image in at.image[2:] for c in image.captions]
+    assert "Grad-CAM" in figure and "Occlusion" in figure and "Integrated" not in figure
+    assert figure.startswith(f"attributions for {insp.top[0][0].name}")
+
+    at = show(at, "Downloads")
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Inspection (JSON)", "Inspection arrays (NPZ)", "Every figure (ZIP of PNGs)"]
+
+
+def test_integrated_gradients_only_behind_the_slow_switch(checkpoints):
+    at = show(open_path(checkpoints["small_gsop2"]), "Attributions")
+    [target] = [s for s in at.selectbox if (s.key or "").startswith("target-")]
+    target.set_value(3).run()
+    at.toggle(key="integrated_gradients").set_value(True).run()
+    assert not at.exception and not at.error
+    [figure] = [c for image in at.image[2:] for c in image.captions]
+    assert figure.startswith(f"attributions for {FASHION_CLASSES[3]}")
+    assert "Integrated Gradients" in figure
+
+
+def test_downloads_hold_the_inspection(checkpoints):
+    import json
+    import threading
+    import zipfile
+
+    ckpt = load_checkpoint(checkpoints["small_gmsop"])
+    image = to_tensor(to_model_image(decode_image(FASHION.files[0].read_bytes()).image, 1,
+                                     (28, 28)), ckpt.mean, ckpt.std)
+    insp = pipeline.inspect(ckpt, threading.Lock(), image)
+    data = json.loads(pipeline.inspection_json(insp))
+    assert data["predictions"][0][0]["name"] == insp.top[0][0].name
+    assert [b["path"] for b in data["blocks"]] == list(insp.blocks)
+    arrays = np.load(io.BytesIO(pipeline.inspection_npz(insp)))
+    np.testing.assert_array_equal(arrays["head/tap_gate_weights"],
+                                  insp["head"]["tap_gate_weights"].numpy())
+    pngs = pipeline.all_views(ckpt, threading.Lock(), image)
+    with zipfile.ZipFile(io.BytesIO(pipeline.figures_zip(pngs))) as archive:
+        names = archive.namelist()
+        assert len(names) == len(pngs) and "head-gate.png" in names
+        assert archive.read("prediction.png")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_uploads_of_every_mode_and_every_bad_file_in_the_app(checkpoints):
+    at = open_path(checkpoints["small_gsop_pos"])
+    good = [SAMPLES[kind] for kind in SAMPLES]
+    bad = [BAD_INPUTS[kind][0] for kind in BAD_INPUTS]
+    at.file_uploader(key="upload_images").set_value(good + bad).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == len(bad)
+    for (_, expected), message in zip(BAD_INPUTS.values(), errors):
+        assert expected in message
+    choices = at.selectbox(key="image").options
+    assert len(choices) == 1 + len(good)
+    # the session goes on: uploads of every mode can be inspected
+    for kind in ("exif-rotated", "16-bit", "cmyk"):
+        at.selectbox(key="image").set_value(1 + list(SAMPLES).index(kind)).run()
+        assert not at.exception
+        assert at.table[0].value["class"][0] in FASHION_CLASSES
+    at.radio(key="view").set_value("Blocks").run()
+    assert not at.exception and len(at.error) == len(bad)
+    assert any(c.endswith("position weights") for image in at.image for c in image.captions)
+
+
+def test_compare_mode_shows_two_checkpoints_on_the_same_image(checkpoints):
+    at = open_path(checkpoints["small_gsop2"])
+    at.toggle(key="compare").set_value(True).run()
+    assert not at.exception
+    # The second picker starts on the first bundled checkpoint: two prediction tables at once.
+    assert at.selectbox(key="b_bundled").value == list_pretrained()[0]
+    assert len(at.table) == 2
+    at.radio(key="b_source").set_value("File path").run()
+    assert "Choose the second checkpoint" in at.info[0].value
+    at = open_path(checkpoints["small_gmsop"], at, prefix="b_")
+    tables = [t.value for t in at.table]
+    assert len(tables) == 2
+    table_matches(tables[0], direct_probe(checkpoints["small_gsop2"], [DEFAULT_SAMPLE]))
+    table_matches(tables[1], direct_probe(checkpoints["small_gmsop"], [DEFAULT_SAMPLE]))
+    at = show(at, "Head")
+    captions = [c for image in at.image for c in image.captions]
+    assert "head.pool: Newton-Schulz" in captions and "head: gate" in captions
+    at = show(at, "Attributions")
+    assert sum("Grad-CAM" in c for image in at.image for c in image.captions) == 2
+
+
+def test_the_bundled_checkpoints_are_offered():
+    """Whatever gsoplib/pretrained holds is offered, and every one the issue names once it
+    ships; with none, the app says so and offers a path or an upload."""
+    at = app()
+    assert not at.exception
+    bundled = list_pretrained()
+    if not bundled:
+        assert at.radio(key="a_source").options == ["File path", "Upload"]
+        assert "No checkpoint is bundled" in at.sidebar.caption[0].value
+        return
+    assert at.radio(key="a_source").value == "Bundled"
+    offered = at.selectbox(key="a_bundled").options
+    assert offered == bundled
+    for name in EXPECTED_BUNDLED:
+        if (PRETRAINED / f"{name}.safetensors").is_file():
+            assert name in offered
+
+
+@pytest.mark.parametrize(
+    "name",
+    list_pretrained() or [pytest.param(None, marks=pytest.mark.skip(
+        reason="no checkpoint is bundled in gsoplib/pretrained yet"))],
+)
+def test_each_bundled_checkpoint_in_the_app(name):
+    at = app()
+    at.selectbox(key="a_bundled").set_value(name).run()
+    assert not at.exception and not at.error
+    ckpt = load_checkpoint(pretrained_path(name))
+    assert ckpt.model_name in " ".join(m.value for m in at.sidebar.markdown)
+    table = at.table[0].value
+    assert set(table["class"]) <= set(ckpt.classes)
+    if ckpt.meta["data"]["name"] == "fashion_mnist" and ckpt.metrics.get("test_top1", 0) > 0.85:
+        # test image #0 is an easy ankle boot: a trained model gets it
+        assert table["class"][0] == "Ankle boot"
+    for view in VIEWS[1:]:
+        show(at, view)
+
+
+@contextmanager
+def one_runtime_for_all_sessions():
+    """Let AppTests run concurrently, as sessions of one served app do.
+
+    Each ``AppTest.run`` installs a mock ``Runtime`` as the process-wide instance and removes it
+    when its run ends, which pulls the runtime from under any other session still running. Here
+    the runs install theirs on a subclass instead, and one shared mock runtime serves them all,
+    as one Runtime serves every session of ``streamlit run``. The config getter, which every run
+    patches and restores, is restored once at the end. Streamlit's "magic" rewrites the script's
+    syntax tree on every AppTest run, which Python 3.11 cannot do in two threads at once
+    ("AST constructor recursion depth mismatch"); the app uses no magic, so it is off here.
+    """
+    from unittest.mock import MagicMock, patch
+
+    from streamlit import config
+    from streamlit.components.v2.component_manager import BidiComponentManager
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.caching.storage.dummy_cache_storage import MemoryCacheStorageManager
+    from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    from streamlit.testing.v1 import app_test
+
+    shared = MagicMock(spec=Runtime)
+    shared.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
+    shared.dataframe_source_mgr = DataframeSourceManager()
+    shared.cache_storage_manager = MemoryCacheStorageManager()
+    shared.bidi_component_registry = BidiComponentManager()
+    get_option = config.get_option
+    magic = config.get_option("runner.magicEnabled")
+    per_run = type("Runtime", (Runtime,), {})
+    with patch.object(app_test, "Runtime", per_run):
+        Runtime._instance = shared
+        config.set_option("runner.magicEnabled", False)
+        try:
+            yield
+        finally:
+            Runtime._instance = None
+            config.get_option = get_option
+            config.set_option("runner.magicEnabled", magic)
+
+
+def test_ten_concurrent_sessions_each_get_their_own_image(checkpoints):
+    """Ten sessions share one cached model and probe ten different samples at once; each sees
+    what a direct gsoplib.probe of its own image gives (the model's lock keeps their hooks
+    apart)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = checkpoints["small_gsop2"]
+    open_path(path)  # the model is loaded and cached once, as for a served app
+    samples = [f.name for f in FASHION.files][::3]
+    assert len(samples) == 10
+
+    def session(sample: str):
+        at = open_path(path)
+        at.multiselect(key="gallery_fashion_mnist").set_value([sample]).run()
+        assert not at.exception and not at.error
+        return at.table[0].value, at.code[0].value
+
+    with one_runtime_for_all_sessions(), ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(session, samples))
+    summaries = set()
+    for sample, (table, summary) in zip(samples, results):
+        direct = direct_probe(path, [sample])
+        table_matches(table, direct)
+        assert summary == direct.summary()
+        summaries.add(summary)
+    assert len(summaries) == len(samples)

@@ -1,0 +1,175 @@
+"""The explorer in a real browser: `streamlit run` on 127.0.0.1, driven by Playwright + Chromium.
+
+Uploads an image, waits for every view to render, and saves full-page screenshots to
+``tests/output/screenshots/``; with ``GSOP_SCREENSHOTS=docs`` also to ``docs/screenshots/``, the
+committed copies the README shows.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "explorer" / "app.py"
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = [ROOT / "tests" / "output" / "screenshots"] + (
+    [ROOT / "docs" / "screenshots"] if os.environ.get("GSOP_SCREENSHOTS") == "docs" else []
+)
+PREFERRED = "fmnist_small_gsop2"  # blocks and an iSQRT-COV head: every view has figures
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Chromium at {CHROMIUM}"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    """The bundled GSoP-Net2 checkpoint when it ships, else an untrained one saved for the test
+    (a bundled name or a path: the app's --checkpoint takes either)."""
+    from gsoplib.pretrained import list_pretrained
+
+    if PREFERRED in list_pretrained():
+        return PREFERRED
+    from test_explorer_app import make_checkpoint
+
+    return str(make_checkpoint(tmp_path_factory.mktemp("ckpt"), "small_gsop2"))
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory):
+    """Base URL of the app, served headless; its log is printed if it fails to come up."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+        "--", "--checkpoint", checkpoint,
+    ]  # fmt: skip
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer within 60 s:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+def wait_idle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the script has started after an interaction and then finished."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector(IDLE, timeout=timeout_ms)
+
+
+def photo() -> bytes:
+    """A light phone-style photo: a dark shape on a pale background, EXIF-rotated."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (320, 240), (235, 232, 228))
+    ImageDraw.Draw(image).rectangle((100, 40, 220, 200), fill=(40, 50, 70))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
+
+
+def screenshot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main element, so the window is first made
+    as tall as that element's content (a full-page screenshot alone keeps the viewport)."""
+    viewport = page.viewport_size
+    height = page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollHeight")
+    page.set_viewport_size({"width": viewport["width"], "height": min(max(height, 600), 8000)})
+    page.wait_for_timeout(300)
+    for folder in SHOTS:
+        page.screenshot(path=str(folder / name), full_page=True)
+    page.set_viewport_size(viewport)
+
+
+def test_upload_renders_every_view_and_saves_screenshots(server, browser):
+    from explorer.views import VIEWS
+
+    for folder in SHOTS:
+        folder.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(server)
+    wait_idle(page)
+    page.set_input_files(
+        ".st-key-upload_images input[type=file]",
+        files=[{"name": "phone.jpg", "mimeType": "image/jpeg", "buffer": photo()}],
+    )
+    page.get_by_text("phone.jpg: JPEG RGB 320x240").wait_for(timeout=60_000)
+    wait_idle(page)
+    # The gallery's default sample comes first: inspect the upload.
+    page.locator(".st-key-image").click()
+    page.get_by_role("option", name="2. phone.jpg").click()
+    wait_idle(page)
+    for view in VIEWS:
+        page.locator(".st-key-view").get_by_text(view, exact=True).click()
+        wait_idle(page)
+        assert page.locator("[data-testid='stException']").count() == 0, view
+        assert page.locator("[data-testid='stAlertContentError']").count() == 0, view
+        content = page.locator(f".st-key-view-{view.lower()}")
+        content.wait_for(timeout=60_000)
+        assert content.locator("img, [data-testid='stTable'], [data-testid='stDownloadButton']") \
+            .count() > 0, view
+        screenshot(page, f"explorer-{view.lower()}.png")
+    page.close()
