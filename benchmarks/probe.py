@@ -14,7 +14,6 @@ one channel), the median wall time of:
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -70,7 +69,7 @@ def zoo(names: list[str] | None) -> list[tuple[str, torch.nn.Module, torch.Tenso
 
 def render(figs: dict, dpi: int) -> None:
     for fig in figs.values():
-        fig.savefig(io.BytesIO(), format="png", dpi=dpi)
+        viz.to_png(fig, dpi)
 
 
 def measure(model, x, classes, device, dpi: int, repeats: int) -> dict:

@@ -39,9 +39,7 @@ METHOD_TITLES = {
 
 def png(fig: Figure, dpi: int = DPI) -> bytes:
     """A Figure as PNG bytes (what the page shows and the download buttons hand out)."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+    return viz.to_png(fig, dpi)
 
 
 def inspect(
