@@ -54,8 +54,15 @@ notebooks: $(VENV)/.dev
 	OMP_NUM_THREADS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=600 notebooks/[0-9]*.ipynb notebooks/solutions/*.ipynb
 
-bench: $(VENV)/.dev
+# The CPU benchmarks behind the README's tables, one after another (about 7 minutes on 2 cores;
+# run them on a quiet machine). benchmarks/gpu.py is the GPU suite.
+bench: $(VENV)/.app $(VENV)/.dev
 	$(PY) benchmarks/sqrtm.py
+	$(PY) benchmarks/blocks.py
+	$(PY) benchmarks/mixture.py
+	$(PY) benchmarks/loader.py
+	$(PY) benchmarks/probe.py
+	$(PY) benchmarks/explorer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
