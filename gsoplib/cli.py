@@ -506,6 +506,10 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         str(EXPLORER_APP),
         "--server.port",
         str(args.port),
+        # A specific address also keeps a headless streamlit from looking up this machine's
+        # external IP on the network at start-up; 0.0.0.0 serves every interface.
+        "--server.address",
+        args.address,
         "--browser.gatherUsageStats",
         "false",
     ]
@@ -523,6 +527,11 @@ def _cmd_explore(args: argparse.Namespace) -> int:
 def _add_explore(sub) -> None:
     explore = sub.add_parser("explore", help="launch the Streamlit explorer")
     explore.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    explore.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address to serve on (default 127.0.0.1, this machine only; 0.0.0.0 for all)",
+    )
     explore.add_argument("--headless", action="store_true", help="do not open a browser")
     explore.add_argument(
         "--checkpoint",
