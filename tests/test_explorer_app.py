@@ -607,14 +607,17 @@ def one_runtime_for_all_sessions():
     Each ``AppTest.run`` installs a mock ``Runtime`` as the process-wide instance and removes it
     when its run ends, which pulls the runtime from under any other session still running. Here
     the runs install theirs on a subclass instead, and one shared mock runtime serves them all,
-    as one Runtime serves every session of ``streamlit run``. The config getter, which every run
-    patches and restores, is restored once at the end. Streamlit's "magic" rewrites the script's
+    as one Runtime serves every session of ``streamlit run``. Each run also swaps the
+    process-wide config getter for one that says ``global.appTest`` and puts the old one back
+    when it ends, so a run finishing early would turn the test mode off under the others (their
+    widgets' format functions go unrecorded: a KeyError on the next run). Here one getter is
+    installed for all runs and theirs are no-ops. Streamlit's "magic" rewrites the script's
     syntax tree on every AppTest run, which Python 3.11 cannot do in two threads at once
     ("AST constructor recursion depth mismatch"); the app uses no magic, so it is off here.
     """
+    from contextlib import nullcontext
     from unittest.mock import MagicMock, patch
 
-    from streamlit import config
     from streamlit.components.v2.component_manager import BidiComponentManager
     from streamlit.runtime import Runtime
     from streamlit.runtime.caching.storage.dummy_cache_storage import MemoryCacheStorageManager
@@ -622,24 +625,25 @@ def one_runtime_for_all_sessions():
     from streamlit.runtime.media_file_manager import MediaFileManager
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
     from streamlit.testing.v1 import app_test
+    from streamlit.testing.v1.util import patch_config_options
 
     shared = MagicMock(spec=Runtime)
     shared.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
     shared.dataframe_source_mgr = DataframeSourceManager()
     shared.cache_storage_manager = MemoryCacheStorageManager()
     shared.bidi_component_registry = BidiComponentManager()
-    get_option = config.get_option
-    magic = config.get_option("runner.magicEnabled")
     per_run = type("Runtime", (Runtime,), {})
-    with patch.object(app_test, "Runtime", per_run):
+    options = {"global.appTest": True, "runner.magicEnabled": False}
+    with (
+        patch.object(app_test, "Runtime", per_run),
+        patch_config_options(options),
+        patch.object(app_test, "patch_config_options", lambda _: nullcontext()),
+    ):
         Runtime._instance = shared
-        config.set_option("runner.magicEnabled", False)
         try:
             yield
         finally:
             Runtime._instance = None
-            config.get_option = get_option
-            config.set_option("runner.magicEnabled", magic)
 
 
 def test_ten_concurrent_sessions_each_get_their_own_image(checkpoints):
