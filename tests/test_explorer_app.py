@@ -590,7 +590,10 @@ def test_each_bundled_checkpoint_in_the_app(name):
     at.selectbox(key="a_bundled").set_value(name).run()
     assert not at.exception and not at.error
     ckpt = load_checkpoint(pretrained_path(name))
-    assert ckpt.model_name in " ".join(m.value for m in at.sidebar.markdown)
+    card = " ".join(m.value for m in at.sidebar.markdown)
+    assert ckpt.model_name in card
+    assert f"test top-1 **{100 * ckpt.metrics['test_top1']:.2f}%**" in card
+    assert f"{ckpt.meta['train']['epochs']} epochs" in card
     table = at.table[0].value
     assert set(table["class"]) <= set(ckpt.classes)
     if ckpt.meta["data"]["name"] == "fashion_mnist" and ckpt.metrics.get("test_top1", 0) > 0.85:
