@@ -6,7 +6,7 @@
 Rows:
 - ``decode+convert``: upload bytes -> upright image -> model input tensor, for a gallery PNG
   (28x28), a 12-megapixel phone JPEG (4032x3024, EXIF-rotated) and a 16-bit PNG (1024x768);
-  the same functions the app calls (explorer/images.py).
+  the same functions the app calls (gsoplib/images.py).
 - ``upload to all views``: decode+convert of an upload, then every view the app renders for it
   without Integrated Gradients (explorer/pipeline.py ``all_views``: the probe, every part's
   figures as PNG, Grad-CAM and Occlusion), per model kind, after the model's warm-up (the app
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from harness import machine_info, machine_label, markdown_table, median_time, write_json  # noqa: E402
 
 from explorer import pipeline  # noqa: E402
-from explorer.images import decode_image, to_model_image, to_tensor  # noqa: E402
+from gsoplib.images import decode_image, to_model_image, to_tensor  # noqa: E402
 
 APP = ROOT / "explorer" / "app.py"
 FIRST_RUN = """

@@ -11,10 +11,10 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from explorer.images import (
+from gsoplib.images import (
+    EXTENSIONS,
     MAX_FILE_MB,
     MAX_PIXELS,
-    UPLOAD_TYPES,
     DecodedImage,
     Fit,
     ImageInputError,
@@ -148,7 +148,7 @@ def render(spec: InputSpec) -> list[ModelInput]:
     uploads = upload.file_uploader(
         f"Upload images (PNG, JPEG, BMP, GIF, WebP; up to {MAX_FILE_MB} MB and "
         f"{MAX_PIXELS / 1e6:g} megapixels each)",
-        type=UPLOAD_TYPES,
+        type=list(EXTENSIONS),
         accept_multiple_files=True,
         max_upload_size=MAX_FILE_MB,
         key=UPLOAD_KEY,

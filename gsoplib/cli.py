@@ -324,62 +324,20 @@ def _add_eval(sub) -> None:
 # -- inspect -------------------------------------------------------------------------------------
 
 
-def load_image(path: str | Path, in_chans: int, size: tuple[int, int]):
-    """An image file -> uint8 (1, C, H, W): EXIF-rotated, mode-converted, resized to ``size``.
-
-    Raises UserError for a file that is missing, not an image or too large to decode safely.
-    """
-    import warnings
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
-    from torchvision.transforms.functional import pil_to_tensor
-
-    path = Path(path)
-    if in_chans not in (1, 3):
-        raise UserError(f"images can feed 1- or 3-channel models; this one takes {in_chans}")
-    if not path.is_file():
-        raise UserError(f"{path} does not exist or is not a file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image = ImageOps.exif_transpose(image)
-                image = image.convert("L" if in_chans == 1 else "RGB")
-                image = ImageOps.fit(image, (size[1], size[0]))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserError(f"{path} is not an image PIL can read safely") from None
-    except OSError as error:
-        raise UserError(f"{path} could not be read as an image ({error})") from None
-    return pil_to_tensor(image).unsqueeze(0)
-
-
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    import torch
-
     from gsoplib.checkpoint import load_checkpoint
-    from gsoplib.data import normalize
+    from gsoplib.probe import probe_image
     from gsoplib.train.distributed import resolve_device
 
-    device = resolve_device(args.device)
-    ck = load_checkpoint(_resolve_checkpoint(args.checkpoint), device)
-    pixels = load_image(args.image, ck.in_chans, ck.input_size).to(device)
-    x = normalize(pixels, ck.mean, ck.std)
-    with torch.no_grad():
-        probs = ck.model(x).softmax(dim=1)[0]
-    k = min(5, probs.numel())
-    top = probs.topk(k)
-    print(f"{args.image}: {ck.model_name} ({ck.path.name})")
-    for rank, (p, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
-        print(f"  {rank}. {ck.classes[i]:<20} {p:7.2%}")
+    ck = load_checkpoint(_resolve_checkpoint(args.checkpoint), resolve_device(args.device))
     try:
-        from gsoplib.probe import probe
-    except ImportError:
-        print("  (per-block summary unavailable: gsoplib.probe is not built)")
-        return 0
-    inspection = probe(ck.model, x)
-    summary = inspection.summary()
-    lines = summary.splitlines() if isinstance(summary, str) else list(summary)
-    for line in lines:
+        inspection = probe_image(ck, Path(args.image))
+    except ValueError as error:  # an ImageInputError: missing, not an image, too large
+        raise UserError(str(error)) from None
+    print(f"{args.image}: {ck.model_name} ({ck.path.name})")
+    for rank, (_, name, p) in enumerate(inspection.top[0], 1):
+        print(f"  {rank}. {name:<20} {p:7.2%}")
+    for line in inspection.summary().splitlines():
         print(f"  {line}")
     return 0
 

@@ -550,22 +550,21 @@ def probe(
 def to_pixels(image, in_chans: int, size: tuple[int, int]) -> torch.Tensor:
     """A PIL image, an image file or uint8 pixels -> uint8 (B, in_chans, H, W) at ``size``.
 
-    PIL images and files are converted to L or RGB and centre-fit to ``size`` (H, W); uint8
-    tensors or arrays (H, W), (H, W, C) arrays, (C, H, W) or (B, C, H, W) tensors must already
-    have ``in_chans`` channels and that size.
+    Files are read with :func:`gsoplib.images.read_image` (its formats, size limits and
+    orientation); PIL images and files are converted to L or RGB and centre-fit to ``size``
+    (H, W) by :func:`gsoplib.images.to_model_image`. uint8 tensors or arrays (H, W), (H, W, C)
+    arrays, (C, H, W) or (B, C, H, W) tensors must already have ``in_chans`` channels and that
+    size. An unreadable file raises :class:`gsoplib.images.ImageInputError` (a ValueError).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
 
+    from .images import read_image, to_model_image
+
     if isinstance(image, str | os.PathLike):
-        try:
-            with Image.open(image) as opened:
-                image = ImageOps.exif_transpose(opened)
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-            raise ValueError(f"{image} could not be read as an image ({error})") from None
+        image = read_image(image).image
     if isinstance(image, Image.Image):
-        image = ImageOps.fit(image.convert("L" if in_chans == 1 else "RGB"), (size[1], size[0]))
-        return pil_to_tensor(image).unsqueeze(0)
+        return pil_to_tensor(to_model_image(image, in_chans, size)).unsqueeze(0)
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(image if image.ndim != 3 else image.transpose(2, 0, 1).copy())
     if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:

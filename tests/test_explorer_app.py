@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import struct
 import sys
-import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,207 +11,15 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 # explorer/ is an app folder, not an installed package: make it importable under plain `pytest`.
 sys.path.insert(0, str(ROOT))
 
-from explorer.images import (  # noqa: E402
-    MAX_FILE_MB,
-    ImageInputError,
-    decode_image,
-    to_model_image,
-    to_tensor,
-)
+from image_samples import BAD_INPUTS, SAMPLES  # noqa: E402
 
-# ---------------------------------------------------------------- sample files of every kind
-
-
-def encode(image: Image.Image, fmt: str, **kw) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kw)
-    return buffer.getvalue()
-
-
-def quadrants(width: int = 60, height: int = 40) -> Image.Image:
-    """RGB image: top-left red, top-right green, bottom-left blue, bottom-right white."""
-    pixels = np.zeros((height, width, 3), np.uint8)
-    h, w = height // 2, width // 2
-    pixels[:h, :w] = (255, 0, 0)
-    pixels[:h, w:] = (0, 255, 0)
-    pixels[h:, :w] = (0, 0, 255)
-    pixels[h:, w:] = (255, 255, 255)
-    return Image.fromarray(pixels)
-
-
-def noise(size: int = 64) -> Image.Image:
-    """Random RGB pixels: they do not compress, so cutting the file loses pixel data."""
-    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), np.uint8))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width x height grey pixels and holds none: a bomb's header."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * (width + 1))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-def exif_rotated_jpeg() -> bytes:
-    """Stored 60x40 landscape with EXIF orientation 6: shown upright it is 40x60, rotated 90 deg
-    clockwise, so the stored top-left (red) quadrant lands top-right."""
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    return encode(quadrants(), "JPEG", quality=95, exif=exif)
-
-
-def two_frame_gif() -> bytes:
-    """First frame white, second black: only the first must be decoded."""
-    frames = [Image.new("L", (16, 16), 255), Image.new("L", (16, 16), 0)]
-    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
-
-
-def sixteen_bit_png() -> bytes:
-    """16-bit grayscale ramp 0 .. 65535 (mode I;16) across 256 columns."""
-    ramp = np.tile(np.arange(256, dtype=np.uint16) * 257, (8, 1))
-    return encode(Image.fromarray(ramp), "PNG")
-
-
-def transparent_png(mode: str) -> bytes:
-    """A white square in the middle of a fully transparent 20x20 canvas (RGBA or palette)."""
-    image = Image.new("RGBA", (20, 20), (255, 255, 255, 0))
-    image.paste((255, 255, 255, 255), (5, 5, 15, 15))
-    if mode == "P":
-        image = image.convert("P", palette=Image.Palette.ADAPTIVE)
-        transparent = image.getpixel((0, 0))
-        return encode(image, "PNG", transparency=transparent)
-    return encode(image, "PNG")
-
-
-SAMPLES: dict[str, tuple[str, bytes, str]] = {
-    # key: (file name, bytes, mime type)
-    "grayscale": ("gray.png", encode(quadrants().convert("L"), "PNG"), "image/png"),
-    "rgb jpeg": ("photo.jpg", encode(quadrants(), "JPEG", quality=95), "image/jpeg"),
-    "rgba": ("alpha.png", transparent_png("RGBA"), "image/png"),
-    "palette": ("palette.png", transparent_png("P"), "image/png"),
-    "16-bit": ("deep.png", sixteen_bit_png(), "image/png"),
-    "cmyk": ("print.jpg", encode(Image.new("CMYK", (24, 24), (255, 0, 0, 0)), "JPEG"),
-             "image/jpeg"),
-    "exif-rotated": ("phone.jpg", exif_rotated_jpeg(), "image/jpeg"),
-    "gif": ("anim.gif", two_frame_gif(), "image/gif"),
-    "bmp": ("bitmap.bmp", encode(quadrants(), "BMP"), "image/bmp"),
-    "webp": ("web.webp", encode(quadrants(), "WEBP", quality=95), "image/webp"),
-}
-
-BAD_INPUTS: dict[str, tuple[tuple[str, bytes, str], str]] = {
-    # key: ((file name, bytes, mime type), text the error must contain)
-    "empty": (("empty.png", b"", "image/png"), "is empty"),
-    "not an image": (("notes.png", b"these are my notes, not a picture\n" * 20, "image/png"),
-                     "not an image in a supported format"),
-    "truncated": (("cut.png", encode(noise(), "PNG")[:2000], "image/png"),
-                  "truncated or corrupt"),
-    "too many pixels": (("huge.png", png_header_only(10_000, 8_000), "image/png"),
-                        "over the 50 megapixel limit"),
-    "decompression bomb": (("bomb.png", png_header_only(40_000, 40_000), "image/png"),
-                           "decompression bomb"),
-    "over the size limit": (("big.bmp", b"BM" + bytes(MAX_FILE_MB * 2**20 + 1), "image/bmp"),
-                            f"over the {MAX_FILE_MB} MB upload limit"),
-}
-
-
-# ---------------------------------------------------------------- decoding, no app
-
-
-@pytest.mark.parametrize("kind", list(SAMPLES))
-def test_every_mode_decodes_to_a_displayable_image_and_a_model_input(kind):
-    name, data, _ = SAMPLES[kind]
-    decoded = decode_image(data, name)
-    assert decoded.image.mode in {"L", "LA", "RGB", "RGBA"}
-    for channels, mode in ((1, "L"), (3, "RGB")):
-        picture = to_model_image(decoded.image, channels, (28, 28))
-        assert (picture.mode, picture.size) == (mode, (28, 28))
-        tensor = to_tensor(picture, (0.5,) * channels, (0.25,) * channels)
-        assert tensor.shape == (channels, 28, 28)
-        assert tensor.min() >= -2.0 and tensor.max() <= 2.0
-
-
-def test_exif_orientation_is_applied():
-    decoded = decode_image(SAMPLES["exif-rotated"][1])
-    assert decoded.size == (60, 40) and decoded.image.size == (40, 60)
-    red = np.array([255, 0, 0])
-    top_right = np.asarray(decoded.image)[5, 35].astype(int)
-    assert np.abs(top_right - red).max() < 40
-
-
-def test_sixteen_bit_grayscale_is_scaled_not_clipped():
-    decoded = decode_image(SAMPLES["16-bit"][1])
-    assert decoded.mode == "I;16"
-    row = np.asarray(decoded.image)[0].astype(int)
-    np.testing.assert_array_equal(row, np.arange(256))
-
-
-def test_gif_first_frame_only():
-    decoded = decode_image(SAMPLES["gif"][1])
-    assert np.asarray(decoded.image.convert("L")).min() == 255
-
-
-def test_cmyk_becomes_rgb():
-    decoded = decode_image(SAMPLES["cmyk"][1])
-    assert decoded.mode == "CMYK" and decoded.image.mode == "RGB"
-    r, g, b = np.asarray(decoded.image)[12, 12].astype(int)
-    assert r < 40 and g > 215 and b > 215
-
-
-@pytest.mark.parametrize("kind", ["rgba", "palette"])
-def test_transparency_is_laid_over_the_background(kind):
-    decoded = decode_image(SAMPLES[kind][1])
-    for background in (0, 200):
-        picture = np.asarray(
-            to_model_image(decoded.image, 1, (20, 20), background=background)
-        )
-        assert picture[0, 0] == background and picture[10, 10] == 255
-
-
-def test_pad_keeps_the_whole_picture_and_crop_fills_the_frame():
-    wide = Image.new("L", (100, 50), 255)
-    padded = np.asarray(to_model_image(wide, 1, (10, 10), fit="pad"))
-    cropped = np.asarray(to_model_image(wide, 1, (10, 10), fit="crop"))
-    assert padded[0, 5] == 0 and padded[5, 5] == 255
-    assert cropped.min() == 255
-
-
-def test_invert_turns_light_backgrounds_dark():
-    light = Image.new("RGB", (8, 8), (250, 250, 250))
-    assert np.asarray(to_model_image(light, 1, (4, 4), invert=True)).max() <= 5
-
-
-def test_large_jpeg_is_decoded_at_a_reduced_scale():
-    big = encode(quadrants(4000, 3000), "JPEG", quality=80)
-    decoded = decode_image(big, working_size=512)
-    assert decoded.size == (4000, 3000)
-    assert max(decoded.image.size) == 512
-
-
-@pytest.mark.parametrize("kind", list(BAD_INPUTS))
-def test_bad_input_is_one_clear_sentence(kind):
-    (name, data, _), expected = BAD_INPUTS[kind]
-    with pytest.raises(ImageInputError) as info:
-        decode_image(data, name)
-    message = str(info.value)
-    assert expected in message and name in message
-    assert message.endswith(".") and "\n" not in message
-
-
-def test_unsupported_channel_count_is_an_error():
-    with pytest.raises(ImageInputError, match="only 1 or 3"):
-        to_model_image(Image.new("RGB", (4, 4)), 4, (4, 4))
-
+from gsoplib.images import decode_image, to_model_image, to_tensor  # noqa: E402
 
 # ---------------------------------------------------------------- the images panel alone
 
@@ -376,7 +182,6 @@ from explorer import pipeline  # noqa: E402
 from explorer.image_panel import gallery_for  # noqa: E402
 from explorer.views import VIEWS  # noqa: E402
 from gsoplib.checkpoint import load_checkpoint  # noqa: E402
-from gsoplib.pretrained import FOLDER as PRETRAINED  # noqa: E402
 from gsoplib.pretrained import list_pretrained, pretrained_path  # noqa: E402
 from gsoplib.probe import probe  # noqa: E402
 
@@ -413,14 +218,24 @@ def show(at: AppTest, view: str) -> AppTest:
 
 def direct_probe(path: Path, names: list[str]):
     """gsoplib.probe on the gallery samples ``names``, decoded as the explorer decodes them."""
+    files = {f.name: f for f in FASHION.files}
+    return direct_probe_bytes(path, [files[n].read_bytes() for n in names])
+
+
+def direct_probe_bytes(path: Path, images: list[bytes]):
+    """gsoplib.probe on image files' bytes, decoded and converted as the explorer does."""
     ckpt = load_checkpoint(path)
-    spec = (ckpt.in_chans, ckpt.input_size, ckpt.mean, ckpt.std)
     tensors = [
-        to_tensor(to_model_image(decode_image(p.read_bytes()).image, spec[0], spec[1]),
-                  spec[2], spec[3])
-        for p in (FASHION.files[[f.name for f in FASHION.files].index(n)] for n in names)
+        to_tensor(to_model_image(decode_image(data).image, ckpt.in_chans, ckpt.input_size),
+                  ckpt.mean, ckpt.std)
+        for data in images
     ]
     return probe(ckpt.model, torch.stack(tensors), class_names=ckpt.classes)
+
+
+def figure_urls(at: AppTest) -> dict[str, str]:
+    """Caption -> media URL of every image shown; the URL is a hash of the image's bytes."""
+    return {c: im.url for image in at.image for c, im in zip(image.captions, image.proto.imgs)}
 
 
 def table_matches(table, insp, image: int = 0) -> None:
@@ -471,8 +286,15 @@ def test_every_view_of_every_kind_of_model(kind, checkpoints):
         if record.kind == "gated_mixture":
             assert f"{record.path}: gate" in captions
             assert f"{record.path}: gate weights per class" in captions
+            before = figure_urls(at)
             at.radio(key="usage_over").set_value("chosen").run()
             assert not at.exception
+            after = figure_urls(at)
+            # one image instead of the gallery: new usage figures, the same gate figure
+            assert after[f"{record.path}: gate"] == before[f"{record.path}: gate"]
+            for over in ("image", "class"):
+                name = f"{record.path}: gate weights per {over}"
+                assert after[name] != before[name]
     if not heads:
         assert "first-order head" in at.info[0].value
 
@@ -490,6 +312,8 @@ def test_integrated_gradients_only_behind_the_slow_switch(checkpoints):
     at = show(open_path(checkpoints["small_gsop2"]), "Attributions")
     [target] = [s for s in at.selectbox if (s.key or "").startswith("target-")]
     target.set_value(3).run()
+    [figure] = [c for image in at.image[2:] for c in image.captions]
+    assert "Integrated Gradients" not in figure
     at.toggle(key="integrated_gradients").set_value(True).run()
     assert not at.exception and not at.error
     [figure] = [c for image in at.image[2:] for c in image.captions]
@@ -535,7 +359,9 @@ def test_uploads_of_every_mode_and_every_bad_file_in_the_app(checkpoints):
     for kind in ("exif-rotated", "16-bit", "cmyk"):
         at.selectbox(key="image").set_value(1 + list(SAMPLES).index(kind)).run()
         assert not at.exception
-        assert at.table[0].value["class"][0] in FASHION_CLASSES
+        direct = direct_probe_bytes(checkpoints["small_gsop_pos"], [SAMPLES[kind][1]])
+        table_matches(at.table[0].value, direct)
+        assert at.code[0].value == direct.summary()
     at.radio(key="view").set_value("Blocks").run()
     assert not at.exception and len(at.error) == len(bad)
     assert any(c.endswith("position weights") for image in at.image for c in image.captions)
@@ -563,28 +389,26 @@ def test_compare_mode_shows_two_checkpoints_on_the_same_image(checkpoints):
 
 
 def test_the_bundled_checkpoints_are_offered():
-    """Whatever gsoplib/pretrained holds is offered, and every one the issue names once it
-    ships; with none, the app says so and offers a path or an upload."""
+    """Every checkpoint the issue names ships and is offered, and nothing else."""
     at = app()
     assert not at.exception
-    bundled = list_pretrained()
-    if not bundled:
-        assert at.radio(key="a_source").options == ["File path", "Upload"]
-        assert "No checkpoint is bundled" in at.sidebar.caption[0].value
-        return
     assert at.radio(key="a_source").value == "Bundled"
     offered = at.selectbox(key="a_bundled").options
-    assert offered == bundled
-    for name in EXPECTED_BUNDLED:
-        if (PRETRAINED / f"{name}.safetensors").is_file():
-            assert name in offered
+    assert offered == list_pretrained()
+    assert set(EXPECTED_BUNDLED) <= set(offered)
 
 
-@pytest.mark.parametrize(
-    "name",
-    list_pretrained() or [pytest.param(None, marks=pytest.mark.skip(
-        reason="no checkpoint is bundled in gsoplib/pretrained yet"))],
-)
+def test_without_bundled_checkpoints_the_app_offers_a_path_or_an_upload(monkeypatch):
+    from gsoplib import pretrained
+
+    monkeypatch.setattr(pretrained, "list_pretrained", lambda: [])
+    at = app()
+    assert not at.exception
+    assert at.radio(key="a_source").options == ["File path", "Upload"]
+    assert "No checkpoint is bundled" in at.sidebar.caption[0].value
+
+
+@pytest.mark.parametrize("name", EXPECTED_BUNDLED)
 def test_each_bundled_checkpoint_in_the_app(name):
     at = app()
     at.selectbox(key="a_bundled").set_value(name).run()

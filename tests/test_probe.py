@@ -506,7 +506,7 @@ def test_probe_image_fits_normalises_and_names_classes(tmp_path):
     rgb = Image.fromarray(rng.integers(0, 256, (40, 24, 3), dtype=np.uint8), "RGB")
     insp = probe_image(ck, rgb)
     gray = torch.from_numpy(np.asarray(
-        ImageOps.fit(rgb.convert("L"), (16, 16)), dtype=np.float32))
+        ImageOps.fit(rgb.convert("L"), (16, 16), Image.Resampling.LANCZOS), dtype=np.float32))
     x = (gray / 255 - 0.25) / 0.5
     torch.testing.assert_close(insp.inputs, x.view(1, 1, 16, 16))
     with torch.no_grad():
@@ -525,7 +525,7 @@ def test_probe_image_refuses_what_it_cannot_read(tmp_path):
         probe_image(ck, torch.zeros(3, 16, 16, dtype=torch.uint8))
     bad = tmp_path / "not-an-image.png"
     bad.write_text("hello")
-    with pytest.raises(ValueError, match="could not be read as an image"):
+    with pytest.raises(ValueError, match="is not an image in a supported format"):
         probe_image(ck, bad)
     with pytest.raises(TypeError, match="image must be a PIL image"):
         probe_image(ck, 3.0)

@@ -1,11 +1,16 @@
-"""Untrusted image bytes -> an upright PIL image -> a model's input.
+"""Untrusted image files -> an upright PIL image -> a model's input.
 
-Pure functions with no Streamlit import, so the command line can share them. Every failure a user
-can cause raises :class:`ImageInputError` with one sentence naming the file and what was expected.
+One reader for every way an image enters gsoplib: the explorer's uploads, ``gsop inspect`` and
+:func:`gsoplib.probe.probe_image`. Every failure a user can cause raises
+:class:`ImageInputError` (a ValueError) with one sentence naming the file and what was expected.
 
 Decoding is restricted to the formats in :data:`FORMATS` (Pillow never tries another plug-in),
 the pixel count is checked from the header before any pixel is decoded (decompression bombs), and
 large JPEGs are decoded at a reduced scale (``Image.draft``) because the model input is small.
+
+>>> decoded = read_image("shoe.jpg")                        # DecodedImage, mode L/LA/RGB/RGBA
+>>> picture = to_model_image(decoded.image, 1, (28, 28))    # what the model sees
+>>> x = to_tensor(picture, mean=(0.286,), std=(0.353,))     # (1, 28, 28), normalised
 """
 
 from __future__ import annotations
@@ -13,14 +18,18 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.functional import pil_to_tensor
+
+from .data.augment import normalize
 
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
+EXTENSIONS = ("png", "jpg", "jpeg", "bmp", "gif", "webp")
 MAX_FILE_MB = 25
 MAX_PIXELS = 50_000_000
 WORKING_SIZE = 1024
@@ -100,6 +109,26 @@ def decode_image(
     return DecodedImage(name, image, stored_format, stored_mode, stored_size)
 
 
+def read_image(
+    path: str | Path,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_FILE_MB * 2**20,
+    working_size: int = WORKING_SIZE,
+) -> DecodedImage:
+    """:func:`decode_image` of a file, its size checked before it is read."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageInputError(f"'{path}' does not exist or is not a file; expected an image.")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ImageInputError(
+            f"'{path}' is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit."
+        )
+    return decode_image(path.read_bytes(), str(path), max_pixels=max_pixels,
+                        max_bytes=max_bytes, working_size=working_size)
+
+
 def _too_many_pixels(name: str, size: tuple[int, int] | None, max_pixels: int) -> str:
     limit = f"the {max_pixels / 1e6:g} megapixel limit"
     if size is None:
@@ -144,6 +173,7 @@ def to_model_image(
     """
     if channels not in (1, 3):
         raise ImageInputError(f"the model expects {channels} input channels; only 1 or 3 work.")
+    image = _display_mode(image)
     if image.mode in _ALPHA_MODES:
         base = Image.new("RGBA", image.size, (background, background, background, 255))
         image = Image.alpha_composite(base, image.convert("RGBA"))
@@ -162,9 +192,21 @@ def to_model_image(
 def to_tensor(
     image: Image.Image, mean: tuple[float, ...], std: tuple[float, ...]
 ) -> torch.Tensor:
-    """(C, H, W) float32: pixel / 255, then (x - mean) / std per channel, as in training."""
-    values = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
-    values = values.unsqueeze(0) if values.ndim == 2 else values.permute(2, 0, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-    return (values - mean_t) / std_t
+    """(C, H, W) float32: pixel / 255, then (x - mean) / std per channel, as in training
+    (:func:`gsoplib.data.normalize`)."""
+    return normalize(pil_to_tensor(image).unsqueeze(0), mean, std)[0]
+
+
+__all__ = [
+    "EXTENSIONS",
+    "FORMATS",
+    "MAX_FILE_MB",
+    "MAX_PIXELS",
+    "DecodedImage",
+    "Fit",
+    "ImageInputError",
+    "decode_image",
+    "read_image",
+    "to_model_image",
+    "to_tensor",
+]
