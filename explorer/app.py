@@ -21,6 +21,7 @@ import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
 from explorer import compare, image_panel, model_panel, views  # noqa: E402
+from gsoplib.taps import part_paths  # noqa: E402
 
 
 def _script_args() -> argparse.Namespace:
@@ -39,7 +40,7 @@ args = _script_args()
 with st.sidebar:
     loaded = model_panel.choose("a_", "Model", default=args.checkpoint)
     if loaded is not None:
-        model_panel.card(loaded, views.second_order_parts(loaded))
+        model_panel.card(loaded, part_paths(loaded.checkpoint.model))
     comparing = st.toggle("Compare with a second checkpoint", key="compare")
     other = model_panel.choose("b_", "Second model") if comparing else None
     options = views.options()

@@ -16,7 +16,6 @@ from explorer import pipeline
 from explorer.image_panel import ModelInput, gallery_inputs
 from explorer.model_panel import LoadedModel
 from gsoplib.probe import BlockRecord, Inspection
-from gsoplib.taps import taps
 
 VIEWS = ("Prediction", "Blocks", "Head", "Attributions", "Downloads")
 KIND_TITLES = {
@@ -49,14 +48,6 @@ def options() -> Options:
         help="Tens of forward and backward passes per image; off keeps every view under a second.",
     )
     return Options(view, slow)
-
-
-def second_order_parts(loaded: LoadedModel) -> list[str]:
-    """Module paths of the blocks and heads that expose taps, in network order (a mixture's
-    gate and components are listed under the mixture)."""
-    parents = list(dict.fromkeys(path.rpartition(".")[0] for path in taps(loaded.checkpoint.model)))
-    parts = [p for p in parents if p and not any(p.startswith(q + ".") for q in parents if q)]
-    return parts
 
 
 # ------------------------------------------------------------------- cached, shared by sessions

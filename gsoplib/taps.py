@@ -33,3 +33,12 @@ class Tap(nn.Identity):
 def taps(module: nn.Module) -> dict[str, Tap]:
     """All taps below ``module``, keyed by their module path, in registration order."""
     return {path: m for path, m in module.named_modules() if isinstance(m, Tap)}
+
+
+def part_paths(module: nn.Module) -> list[str]:
+    """Module paths of the outermost modules that own taps (the blocks and heads), in
+    registration order, without running the model: a mixture's gate and components are listed
+    under the mixture. What :meth:`gsoplib.probe.Inspection.parts` reports after a forward pass.
+    """
+    owners = list(dict.fromkeys(path.rpartition(".")[0] for path in taps(module)))
+    return [p for p in owners if p and not any(p.startswith(q + ".") for q in owners if q)]

@@ -16,6 +16,7 @@ from torch import nn  # noqa: E402
 from gsoplib import attribution, viz  # noqa: E402
 from gsoplib.models import create_model, list_models  # noqa: E402
 from gsoplib.probe import probe  # noqa: E402
+from gsoplib.taps import part_paths  # noqa: E402
 
 SMALL = [name for name in list_models() if name.startswith("small")]
 FIGURES = Path(__file__).parent / "output" / "figures"  # kept for a look after the run
@@ -63,6 +64,7 @@ def test_probe_reports_every_part_of_every_variant_and_leaves_the_model_as_it_wa
     insp = probe(model, images)
     assert model.training and hooks(model) == 0
     torch.testing.assert_close(insp.logits, expected_logits)
+    assert part_paths(model) == [r.path for r in insp.parts()]
     parts = [r for r in insp.parts() if r.kind != "custom"]
     if name in EXPECTED_KIND:
         assert [r.kind for r in parts] == EXPECTED_KIND[name]
