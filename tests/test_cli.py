@@ -118,12 +118,13 @@ def test_explore_launches_streamlit_on_the_app(capsys, monkeypatch):
     monkeypatch.setattr(cli.subprocess, "call", lambda command: calls.append(command) or 0)
     code, _, _ = run(capsys, "explore", "--headless", "--port", "8600")
     assert code == 0 and cli.EXPLORER_APP.exists()
-    command = calls[0]
+    (command,) = calls
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == str(cli.EXPLORER_APP)
     assert "8600" in command and command[-2:] == ["--server.headless", "true"]
     # This machine only by default, which also keeps streamlit off the network at start-up.
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
-    run(capsys, "explore", "--address", "0.0.0.0")
+    code, _, _ = run(capsys, "explore", "--address", "0.0.0.0")
+    assert code == 0 and len(calls) == 2
     assert calls[-1][calls[-1].index("--server.address") + 1] == "0.0.0.0"
 
 

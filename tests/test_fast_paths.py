@@ -88,18 +88,24 @@ def test_bf16_newton_schulz_stays_within_2e2_of_float64_on_conv_covariances(iter
 def test_graphed_and_compiled_sqrtm_equal_eager_on_cuda(dtype):
     a = spd_batch(16, 32, condition=100.0, dtype=torch.float32).cuda()
     grad = torch.randn_like(a)
+    # Saved and restored by hand: monkeypatch cannot undo this attribute (cuBLASModule serves
+    # it from __getattr__, so monkeypatch records it as absent and undo tries delattr).
+    old_tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
-    plain = fwd_bwd(lambda t: sqrtm_newton_schulz(t, iters=5, matmul_dtype=dtype), a, grad)
-    graphed = graphed_sqrtm(a.shape, iters=5, matmul_dtype=dtype)
-    compiled = compiled_sqrtm(iters=5, matmul_dtype=dtype)
-    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype is None else {"rtol": 2e-2, "atol": 2e-2}
-    for fast in (graphed, compiled):
-        for _ in range(2):  # the second call replays the graph / reuses the compiled code
-            out = fwd_bwd(fast, a, grad)
-        torch.testing.assert_close(out[0], plain[0], **tol)
-        torch.testing.assert_close(out[1], plain[1], **tol)
-    with pytest.raises(ValueError, match="was captured for"):
-        graphed(a[:2])
+    try:
+        plain = fwd_bwd(lambda t: sqrtm_newton_schulz(t, iters=5, matmul_dtype=dtype), a, grad)
+        graphed = graphed_sqrtm(a.shape, iters=5, matmul_dtype=dtype)
+        compiled = compiled_sqrtm(iters=5, matmul_dtype=dtype)
+        tol = {"rtol": 1e-4, "atol": 1e-5} if dtype is None else {"rtol": 2e-2, "atol": 2e-2}
+        for fast in (graphed, compiled):
+            for _ in range(2):  # the second call replays the graph / reuses the compiled code
+                out = fwd_bwd(fast, a, grad)
+            torch.testing.assert_close(out[0], plain[0], **tol)
+            torch.testing.assert_close(out[1], plain[1], **tol)
+        with pytest.raises(ValueError, match="was captured for"):
+            graphed(a[:2])
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old_tf32
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +160,8 @@ def test_einsum_row_embedding_equals_the_grouped_conv_with_the_same_parameters()
     y_fast, g_fast = fwd_bwd(fast, cov, grad)
     torch.testing.assert_close(y_fast, y_conv, **F64)
     torch.testing.assert_close(g_fast, g_conv, **F64)
+    n_conv, n_fast = len(list(conv.parameters())), len(list(fast.parameters()))
+    assert n_conv == n_fast > 0, f"conv has {n_conv} parameters, einsum {n_fast}"
     for (name, p), q in zip(conv.named_parameters(), fast.parameters()):
         torch.testing.assert_close(q.grad, p.grad, **F64, msg=name)
 
@@ -246,7 +254,23 @@ def test_gated_head_grouped_equals_dispatch_with_the_same_weights():
     fast.load_state_dict(plain.state_dict())
     plain.eval(), fast.eval()
     x = torch.randn(7, 12, 4, 4, dtype=torch.float64)
-    torch.testing.assert_close(fast(x), plain(x), **F64)
+    outputs = {}
+    for name, head in (("plain", plain), ("fast", fast)):
+        logits, aux = head(x, return_aux=True)
+        (logits.sin().sum() + aux).backward()
+        outputs[name] = logits.detach()
+    torch.testing.assert_close(outputs["fast"], outputs["plain"], **F64)
+    # A component no sample chose has no gradient under dispatch and a zero one when grouped.
+    fast_params = dict(fast.named_parameters())
+    assert fast_params.keys() == dict(plain.named_parameters()).keys()
+    with_grad = 0
+    for name, p in plain.named_parameters():
+        q = fast_params[name]
+        want = torch.zeros_like(p) if p.grad is None else p.grad
+        got = torch.zeros_like(q) if q.grad is None else q.grad
+        torch.testing.assert_close(got, want, **F64, msg=name)
+        with_grad += p.grad is not None and bool(p.grad.abs().max() > 0)
+    assert with_grad > len(fast_params) // 2, "the loss reaches most parameters"
 
 
 def test_grouped_mixture_refuses_components_it_cannot_stack():

@@ -15,18 +15,20 @@ from gsoplib.pretrained import (
 )
 from gsoplib.train import evaluate
 
-FASHION = {
-    "fmnist_small_vanilla": "first-order baseline",
-    "fmnist_small_se": "SE block",
-    "fmnist_small_gsop1": "GSoP-Net1, channel-wise blocks",
-    "fmnist_small_gsop_pos": "GSoP position-wise blocks",
-    "fmnist_small_gsop2": "GSoP-Net2, iSQRT-COV head",
-    "fmnist_small_gmsop": "GM-SOP gated mixture head",
-}
-SECOND_ORDER = {
-    "second_order_small_vanilla": "first-order baseline",
-    "second_order_small_gsop1": "GSoP-Net1",
-}
+FASHION = (
+    "fmnist_small_vanilla",  # first-order baseline
+    "fmnist_small_se",  # SE block
+    "fmnist_small_gsop1",  # GSoP-Net1, channel-wise blocks
+    "fmnist_small_gsop_pos",  # GSoP position-wise blocks
+    "fmnist_small_gsop2",  # GSoP-Net2, iSQRT-COV head
+    "fmnist_small_gmsop",  # GM-SOP gated mixture head
+)
+SECOND_ORDER = (
+    "second_order_small_vanilla",  # first-order baseline
+    "second_order_small_gsop1",  # GSoP-Net1
+)
+# The accuracy target, met by the bundled GSoP-Net1 on the real test set.
+GSOP1_TOP1 = 0.93
 HAS_FMNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists()
 
 
@@ -52,8 +54,9 @@ def test_metadata_records_how_it_was_trained(name):
     assert 0 < meta["metrics"]["test_top1"] <= 1
 
 
-def test_bundled_gsop_net1_reaches_93_percent_on_fashion_mnist():
-    assert pretrained_info("fmnist_small_gsop1")["metrics"]["test_top1"] >= 0.93
+def test_bundled_gsop_net1_records_93_percent_on_fashion_mnist():
+    # What its metadata says; the test set is re-measured below where Fashion-MNIST is installed.
+    assert pretrained_info("fmnist_small_gsop1")["metrics"]["test_top1"] >= GSOP1_TOP1
 
 
 def test_unknown_name_lists_the_bundled_ones():
@@ -81,6 +84,8 @@ def test_fashion_mnist_checkpoint_reproduces_its_stored_accuracy(name):
     torch.manual_seed(0)
     measured, stored = _reevaluate(name)
     assert measured == pytest.approx(stored, abs=2e-3)
+    if name == "fmnist_small_gsop1":  # measured, not read from the metadata
+        assert measured >= GSOP1_TOP1
 
 
 @pytest.mark.parametrize("name", sorted(SECOND_ORDER))
