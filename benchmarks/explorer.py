@@ -95,48 +95,31 @@ def decode_rows(repeats: int) -> list[dict]:
     return rows
 
 
-def checkpoints(folder: Path) -> dict[str, object]:
-    """Name -> loaded checkpoint: the bundled ones, else untrained small models saved here."""
-    from gsoplib.checkpoint import load_checkpoint, save_checkpoint
-    from gsoplib.models import create_model
+def checkpoints() -> dict[str, object]:
+    """Name -> loaded checkpoint, for every bundled one."""
     from gsoplib.pretrained import list_pretrained, load_pretrained
 
-    bundled = list_pretrained()
-    if bundled:
-        return {name: load_pretrained(name) for name in bundled}
-    out = {}
-    for name in ("small_vanilla", "small_gsop1", "small_gsop_pos", "small_gsop2", "small_gmsop"):
-        kwargs = {"num_classes": 10, "in_chans": 1}
-        torch.manual_seed(0)
-        path = save_checkpoint(
-            folder / f"{name}.safetensors", create_model(name, **kwargs), model_name=name,
-            model_kwargs=kwargs, classes=[str(i) for i in range(10)], input_size=(28, 28),
-            in_chans=1, mean=(0.286,), std=(0.353,), dataset="fashion_mnist",
-        )
-        out[f"{name} (untrained)"] = load_checkpoint(path)
-    return out
+    return {name: load_pretrained(name) for name in list_pretrained()}
 
 
 def pipeline_rows(repeats: int) -> list[dict]:
-    import tempfile
     import threading
 
     data = phone_jpeg()
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        for name, ckpt in checkpoints(Path(folder)).items():
-            lock = threading.Lock()
-            pipeline.warm_up(ckpt, lock)
+    for name, ckpt in checkpoints().items():
+        lock = threading.Lock()
+        pipeline.warm_up(ckpt, lock)
 
-            def run(ckpt=ckpt, lock=lock) -> dict[str, bytes]:
-                picture = to_model_image(decode_image(data).image, ckpt.in_chans,
-                                         ckpt.input_size)
-                return pipeline.all_views(ckpt, lock, to_tensor(picture, ckpt.mean, ckpt.std))
+        def run(ckpt=ckpt, lock=lock) -> dict[str, bytes]:
+            picture = to_model_image(decode_image(data).image, ckpt.in_chans,
+                                     ckpt.input_size)
+            return pipeline.all_views(ckpt, lock, to_tensor(picture, ckpt.mean, ckpt.std))
 
-            seconds = median_time(run, torch.device("cpu"), warmup=1, repeats=repeats)
-            figures = len(run())
-            rows.append({"step": "upload to all views", "input": f"phone JPEG, {name}",
-                         "figures": figures, "ms": 1e3 * seconds})
+        seconds = median_time(run, torch.device("cpu"), warmup=1, repeats=repeats)
+        figures = len(run())
+        rows.append({"step": "upload to all views", "input": f"phone JPEG, {name}",
+                     "figures": figures, "ms": 1e3 * seconds})
     return rows
 
 

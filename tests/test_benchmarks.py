@@ -57,3 +57,22 @@ def test_blocks_benchmark_quick_run_measures_every_variant_against_vanilla(tmp_p
     # A block adds activations to save; the ratio is measured, not assumed.
     assert by_variant["GSoP channel (Net1)"]["saved_ratio"] > 1.0
     assert "| GSoP channel (Net1) |" in out.stdout
+
+
+@pytest.mark.slow
+def test_explorer_benchmark_quick_run_times_every_bundled_checkpoint_and_the_start(tmp_path):
+    from gsoplib.pretrained import list_pretrained
+
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "explorer.py"), "--quick", "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )
+    rows = json.loads((tmp_path / "explorer-cpu.json").read_text())["rows"]
+    uploads = {row["input"]: row for row in rows if row["step"] == "upload to all views"}
+    assert set(uploads) == {f"phone JPEG, {name}" for name in list_pretrained()}
+    # the prediction and the attributions at least, plus every block's figures
+    assert all(row["figures"] >= 2 and row["ms"] > 0 for row in uploads.values())
+    assert uploads["phone JPEG, fmnist_small_gsop1"]["figures"] > 2
+    steps = {row["step"]: row["ms"] for row in rows}
+    assert steps["app ready"] == pytest.approx(steps["server ready"] + steps["first script run"])
+    assert "| app ready |" in out.stdout
