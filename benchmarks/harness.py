@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from gsoplib.ops import saved_tensor_bytes as _saved_tensor_bytes
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -107,16 +109,13 @@ def round_robin_medians(
 
 
 def saved_tensor_bytes(fn: Callable[[], object]) -> int:
-    """Bytes of every tensor autograd saves for backward while ``fn()`` builds its graph."""
-    total = [0]
+    """Bytes of every tensor autograd saves for backward while ``fn()`` builds its graph.
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        total[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total[0]
+    Every saved tensor counts ``numel * element_size``, repeats and views included
+    (:func:`gsoplib.ops.saved_tensor_bytes` with ``unique_storages=False``), as the README's
+    tables were measured.
+    """
+    return _saved_tensor_bytes(fn, unique_storages=False)
 
 
 def write_json(name: str, info: dict, rows: list[dict], out_dir: Path = RESULTS_DIR) -> Path:

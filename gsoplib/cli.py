@@ -403,7 +403,7 @@ def throughput(model, x, y, amp: bool, steps: int) -> tuple[float, float]:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from gsoplib.models import create_model
+    from gsoplib.models import count_parameters, create_model
     from gsoplib.train.distributed import resolve_device
 
     _set_threads(args)
@@ -422,7 +422,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         torch.manual_seed(0)
         model = create_model(name, num_classes=args.num_classes, in_chans=args.in_chans)
         train_rate, infer_rate = throughput(model.to(device), x, y, amp, args.steps)
-        params = sum(p.numel() for p in model.parameters())
+        params = count_parameters(model)
         rows.append((name, params, train_rate, infer_rate))
     print(f"device {device}, batch {args.batch_size}, {args.in_chans}x{size}x{size}, amp {amp}")
     print(f"{'model':<24}{'params':>12}{'train img/s':>14}{'infer img/s':>14}")

@@ -494,25 +494,41 @@ def figures(insp: Inspection, image: int = 0) -> dict[str, Figure]:
 
 
 def newton_schulz_convergence(
-    matrices: torch.Tensor, *, max_iters: int = 10, used: int | None = None, figsize=(5.0, 3.6)
+    matrices: torch.Tensor,
+    *,
+    max_iters: int = 10,
+    used: int | Sequence[int] | None = None,
+    labels: Sequence[str] | None = None,
+    figsize=(5.0, 3.6),
 ) -> Figure:
     """Relative error of the Newton-Schulz square root against the exact one per iteration
     (iSQRT-COV; :func:`gsoplib.ops.newton_schulz_errors`), one line per matrix, the median bold.
 
-    matrices: (B, n, n) or (n, n) symmetric PSD. used: mark the iteration count a model uses.
+    matrices: (B, n, n) or (n, n) symmetric PSD. used: mark the iteration count a model uses, or
+    several counts (``used=(3, 5)``: GSoP-Net2 / GM-SOP and iSQRT-COV), each a dashed line
+    labelled 'N = k'. labels: one legend label per matrix (B names); each matrix is then drawn
+    as its own coloured line and there is no median line.
     """
     m = matrices.detach().cpu()
     m = m.unsqueeze(0) if m.dim() == 2 else m
+    if labels is not None and len(labels) != m.shape[0]:
+        raise ValueError(f"labels: {len(labels)} given for {m.shape[0]} matrices")
     errors = newton_schulz_errors(m, max_iters=max_iters).numpy()
     its = np.arange(1, max_iters + 1)
     fig = _figure(figsize, left=0.17, bottom=0.15, top=0.9)
     ax = fig.subplots()
-    if errors.shape[1] > 1:
-        ax.semilogy(its, errors, color=OTHER, lw=0.8, alpha=0.5)
-    ax.semilogy(its, np.median(errors, axis=1), color="tab:blue", lw=2, marker="o",
-                label=f"median of {errors.shape[1]}")
-    if used is not None:
-        ax.axvline(used, color=CHOSEN, ls="--", label=f"N = {used}")
+    if labels is not None:
+        for column, label in zip(errors.T, labels):
+            ax.semilogy(its, column, marker="o", ms=3, label=label)
+    else:
+        if errors.shape[1] > 1:
+            ax.semilogy(its, errors, color=OTHER, lw=0.8, alpha=0.5)
+        ax.semilogy(its, np.median(errors, axis=1), color="tab:blue", lw=2, marker="o",
+                    label=f"median of {errors.shape[1]}")
+    marks = [] if used is None else [used] if isinstance(used, int) else list(used)
+    mark_color = CHOSEN if labels is None else "0.35"  # labelled lines use the colour cycle
+    for n, style in zip(marks, ["--", ":", "-.", (0, (1, 3))] * len(marks)):
+        ax.axvline(n, color=mark_color, ls=style, label=f"N = {n}")
     ax.set_xlabel("Newton-Schulz iterations N")
     ax.set_ylabel("relative Frobenius error")
     _title(ax, f"Newton-Schulz convergence, {m.shape[-1]}x{m.shape[-1]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
+from .params import count_parameters
 from .resnet import HEADS, RESIDUAL_BLOCKS, ResNet, parse_mask
 from .zoo import CONFIGS, resolve
 
@@ -64,6 +65,7 @@ __all__ = [
     "HEADS",
     "RESIDUAL_BLOCKS",
     "ResNet",
+    "count_parameters",
     "create_model",
     "list_models",
     "model_defaults",

@@ -1,6 +1,7 @@
 """Floor 1: pure tensor math for second-order pooling. torch only, no module state."""
 
 from .covariance import covariance, covariance_centring_matrix, position_covariance
+from .memory import saved_tensor_bytes
 from .sqrtm import DEFAULT_EPS, newton_schulz_errors, sqrtm_eigh, sqrtm_newton_schulz
 from .triu import triu_dim, triu_unvec, triu_vec
 
@@ -10,6 +11,7 @@ __all__ = [
     "covariance_centring_matrix",
     "newton_schulz_errors",
     "position_covariance",
+    "saved_tensor_bytes",
     "sqrtm_eigh",
     "sqrtm_newton_schulz",
     "triu_dim",

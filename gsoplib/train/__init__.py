@@ -4,6 +4,7 @@
 >>> train(TrainConfig("small_gsop1", "fashion_mnist", out_dir="runs/gsop1", epochs=8))
 """
 
+from .linear_probe import LinearProbeResult, linear_probe
 from .log import plot_history, read_jsonl, write_jsonl
 from .recipes import RECIPES, list_recipes, lr_factor, recipe
 from .trainer import (
@@ -25,9 +26,11 @@ __all__ = [
     "RECIPES",
     "STATE_NAME",
     "ComponentUsage",
+    "LinearProbeResult",
     "TrainConfig",
     "Trainer",
     "evaluate",
+    "linear_probe",
     "list_recipes",
     "lr_factor",
     "plot_history",
