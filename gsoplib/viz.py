@@ -542,8 +542,9 @@ def training_curves(
     history: str | os.PathLike | Sequence[Mapping], *, title: str = "", figsize=(10.0, 6.5)
 ) -> Figure:
     """Per-epoch metrics from ``gsop train``'s metrics.jsonl (a path or its rows): loss, top-1,
-    learning rate and the GM-SOP balance loss; plus an epochs x components usage grid when the
-    rows carry ``component_usage``."""
+    learning rate, training images/s; the GM-SOP balance loss when it is not 0 throughout; an
+    epochs x components usage grid when the rows carry ``component_usage``. Two rows of panels.
+    ``gsop train`` saves this figure beside its metrics (``metrics.png``)."""
     if isinstance(history, str | os.PathLike):
         lines = Path(history).read_text().splitlines()
         history = [json.loads(line) for line in lines if line.strip()]
@@ -554,11 +555,16 @@ def training_curves(
     panels = [
         ("loss", [("train_loss", "train"), ("test_loss", "test")]),
         ("top-1 accuracy", [("train_top1", "train"), ("test_top1", "test")]),
-        ("learning rate", [("lr", "lr")]),
-        ("balance loss (aux)", [("aux_loss", "aux")]),
+        ("learning rate (end of epoch)", [("lr", "lr")]),
+        ("training images/s", [("images_per_s", "train")]),
     ]
+    if any(row.get("aux_loss") for row in history):
+        panels.append(("balance loss (aux)", [("aux_loss", "aux")]))
+    count = len(panels) + bool(usage)
     fig = _figure(figsize, left=0.08, bottom=0.08, top=0.92, hspace=0.35, wspace=0.35)
-    axes = fig.subplots(2, 3 if usage else 2).flatten()
+    axes = fig.subplots(2, (count + 1) // 2).flatten()
+    for ax in axes[count:]:
+        ax.remove()
     for ax, (label, series) in zip(axes, panels):
         for key, legend in series:
             points = [(e, row[key]) for e, row in zip(epochs, history) if row.get(key) is not None]
@@ -573,16 +579,15 @@ def training_curves(
         else:
             _title(ax, "not recorded", 8)
     if usage:
-        for ax in axes[5:]:
-            ax.remove()
+        ax = axes[len(panels)]
         n = max(len(u) for u in usage)
         grid = np.array([list(u) + [0.0] * (n - len(u)) for u in usage])
-        im = axes[4].imshow(grid, cmap="Blues", aspect="auto", interpolation="nearest")
-        axes[4].set_xlabel("component")
-        _integer_ticks(axes[4], n)
-        axes[4].set_ylabel("epoch (row)")
-        _title(axes[4], "gate usage per epoch")
-        fig.colorbar(im, ax=axes[4], label="fraction of choices")
+        im = ax.imshow(grid, cmap="Blues", aspect="auto", interpolation="nearest")
+        ax.set_xlabel("component")
+        _integer_ticks(ax, n)
+        ax.set_ylabel("epoch (row)")
+        _title(ax, "gate usage per epoch")
+        fig.colorbar(im, ax=ax, label="fraction of choices")
     if title:
         fig.suptitle(title)
     return fig

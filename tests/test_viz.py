@@ -171,11 +171,15 @@ def test_newton_schulz_convergence_plots_the_errors(insp):
     assert any(line.get_label() == "N = 3" for line in fig.axes[0].lines)
 
 
+def no_gate_rows(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "component_usage"} for r in rows]
+
+
 def test_training_curves_from_a_jsonl_file(tmp_path):
     rows = [
         {"epoch": e, "train_loss": 2 / e, "test_loss": 2.2 / e, "train_top1": 0.5 + e / 20,
          "test_top1": 0.45 + e / 20, "lr": 0.1 / e, "aux_loss": 0.01 * e,
-         "component_usage": [0.1 * e, 1 - 0.1 * e]}
+         "images_per_s": 400.0 + e, "component_usage": [0.1 * e, 1 - 0.1 * e]}
         for e in range(1, 5)
     ]
     path = tmp_path / "metrics.jsonl"
@@ -188,9 +192,16 @@ def test_training_curves_from_a_jsonl_file(tmp_path):
     usage = next(ax for ax in fig.axes if ax.get_title() == "gate usage per epoch")
     np.testing.assert_allclose(usage.images[0].get_array(),
                                [r["component_usage"] for r in rows])
-    no_gate = viz.training_curves([{k: v for k, v in r.items() if k != "component_usage"}
-                                   for r in rows])
+    no_gate = viz.training_curves(no_gate_rows(rows))
     assert not any(ax.get_title() == "gate usage per epoch" for ax in no_gate.axes)
+    speed = next(ax for ax in fig.axes if ax.get_ylabel() == "training images/s")
+    np.testing.assert_allclose(speed.lines[0].get_ydata(), [r["images_per_s"] for r in rows])
+    labels = [ax.get_ylabel() for ax in no_gate.axes]
+    assert "balance loss (aux)" in labels and len(labels) == 5
+    # A model without a mixture head records aux 0: no balance-loss panel, a 2 x 2 figure.
+    plain = viz.training_curves([{**r, "aux_loss": 0.0} for r in no_gate_rows(rows)])
+    assert [ax.get_ylabel() for ax in plain.axes] == [
+        "loss", "top-1 accuracy", "learning rate (end of epoch)", "training images/s"]
     with pytest.raises(ValueError, match="at least one metrics row"):
         viz.training_curves([])
 
