@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .ops import top_eigenvalue_share
 from .taps import Tap
 from .taps import taps as find_taps
 
@@ -317,8 +318,7 @@ def _describe(r: BlockRecord) -> str:
     for name in ("tap_cov", "tap_pos_cov"):
         if name in t:
             cov = t[name].double()
-            evals = torch.linalg.eigvalsh(cov).clamp(min=0)
-            share = (evals[..., -1] / evals.sum(-1).clamp(min=1e-30)).mean()
+            share = top_eigenvalue_share(cov).mean()
             trace = torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1).mean()
             parts.append(
                 f"{'position ' if name == 'tap_pos_cov' else ''}covariance {cov.shape[-1]}x"

@@ -2,6 +2,7 @@
 
 from .covariance import covariance, covariance_centring_matrix, position_covariance
 from .memory import saved_tensor_bytes
+from .spectrum import top_eigenvalue_share
 from .sqrtm import DEFAULT_EPS, newton_schulz_errors, sqrtm_eigh, sqrtm_newton_schulz
 from .triu import triu_dim, triu_unvec, triu_vec
 
@@ -14,6 +15,7 @@ __all__ = [
     "saved_tensor_bytes",
     "sqrtm_eigh",
     "sqrtm_newton_schulz",
+    "top_eigenvalue_share",
     "triu_dim",
     "triu_unvec",
     "triu_vec",
