@@ -251,6 +251,7 @@ def test_gated_head_grouped_equals_dispatch_with_the_same_weights():
     fast = GatedMixtureHead(
         12, "sop", 6, 3, num_classes=5, sop_channels=(8, 6), execution="grouped"
     ).double()
+    torch.nn.init.normal_(plain.gate.w_gate)  # a gate that spreads the samples
     fast.load_state_dict(plain.state_dict())
     plain.eval(), fast.eval()
     x = torch.randn(7, 12, 4, 4, dtype=torch.float64)

@@ -112,7 +112,7 @@ def test_gate_is_noiseless_and_deterministic_in_eval(noise):
 def test_noise_follows_eq2_one_gamma_per_sample_or_per_expert():
     f = torch.randn(2000, 6, dtype=torch.float64)
     for noise, per_expert in [("sample", False), ("expert", True)]:
-        gate = NoisyTopKGate(6, num_experts=5, k=2, noise=noise)
+        gate = NoisyTopKGate(6, num_experts=5, k=2, noise=noise, input_norm="none")
         torch.nn.init.normal_(gate.w_gate)
         torch.nn.init.normal_(gate.w_noise)
         out = gate(f)
@@ -277,7 +277,7 @@ def test_dispatch_runs_each_cm_only_on_the_samples_routed_to_it():
 
 
 def test_a_cm_nobody_chose_does_not_run_and_gets_no_gradient():
-    head = small_head("gap", gate_branch="gap").train()
+    head = small_head("gap", gate_branch="gap", gate_input_norm="none").train()
     with torch.no_grad():
         head.gate.w_gate.zero_()
         head.gate.w_noise.fill_(-50.0)  # softplus ~ 0: no noise, so the ties decide
@@ -377,15 +377,17 @@ def test_bfloat16_autocast_keeps_gate_and_pooling_in_float32():
 
 
 def busy_components_after_training(alpha: float, seed: int = 0) -> tuple[int, float]:
-    """GM-GAP-16-4 on a 10-class toy set, 150 SGD steps; returns the number of CMs that receive
-    at least a quarter of an even share of the (training-mode) assignments, and their CV."""
+    """GM-GAP-16-4 with the release's gate on a 10-class toy set, 150 SGD steps; returns the
+    number of CMs that receive at least a quarter of an even share of the eval-time assignments,
+    and their CV. (The live gate's Fig. 2 is measured by benchmarks/balance.py.)"""
     torch.manual_seed(seed)
     classes, samples, batch = 10, 512, 64
     x = torch.randn(classes, 8, 1, 1)
     labels = torch.randint(0, classes, (samples,))
     x = x[labels] + 0.8 * torch.randn(samples, 8, 4, 4)
     head = GatedMixtureHead(
-        8, "gap", 16, 4, num_classes=classes, gap_dim=16, alpha=alpha, dropout=0.0
+        8, "gap", 16, 4, num_classes=classes, gap_dim=16, alpha=alpha, dropout=0.0,
+        gate="release",
     )
     opt = torch.optim.SGD(head.parameters(), lr=0.02, momentum=0.9)
     for _ in range(150):

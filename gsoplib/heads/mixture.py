@@ -3,7 +3,8 @@
 A bank of N component models (CMs) summarises the last feature map; a sparsity-constrained gate
 picks the top K per sample and the representation is the weighted sum of those K outputs
 (Sec. 2.1, Eq. 1-3), followed by BN, dropout 0.2 and the classifier (Sec. 2.3). A balance loss on
-the gate's weights (Eq. 4) keeps every CM trained.
+the gate's weights (Eq. 4) keeps every CM trained. The gate, its losses and its diagnostics live
+in :mod:`gsoplib.heads.gate`.
 
 A CM is a parametric projection followed by a parameter-free pool:
     parametric SR-SOP (Sec. 2.2, Eq. 5-6)  J = 2 steps of 1x1 conv + ReLU (C -> 256 -> 128, no BN,
@@ -25,172 +26,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..ops import covariance, sqrtm_newton_schulz, triu_dim, triu_vec
 from ..taps import Tap
 from ._contract import with_aux
+from .gate import (  # noqa: F401  (the gate's names stay importable from here)
+    GATE_FORMS,
+    GATE_INITS,
+    NOISE_MODES,
+    GateOutput,
+    NoisyTopKGate,
+    _check_choice,
+    balance_loss,
+    load_loss,
+    top_k_softmax,
+)
 
 COMPONENTS = ("sop", "gap")
-NOISE_MODES = ("sample", "expert")
-GATE_INITS = ("constant", "zeros")
 GATE_BRANCHES = ("component", "gap")
 EXECUTIONS = ("dispatch", "dense", "grouped")
-
-
-def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(choices)}")
-
-
-# --------------------------------------------------------------------------------------------
-# Gate: Eq. 2-4
-# --------------------------------------------------------------------------------------------
-
-
-def balance_loss(
-    weights: torch.Tensor, alpha: float = 100.0, unbiased: bool = True
-) -> torch.Tensor:
-    """Balance loss L_B = alpha * CV(importance)^2 (GM-SOP Eq. 4; Shazeer et al. 2017, Eq. 6).
-
-    Args:
-        weights: (B, N) gate weights omega(X_s) of one mini-batch.
-        alpha: the loss weight; the paper uses 100 (alpha = 0 switches the loss off, Fig. 2).
-        unbiased: sample (N - 1) variance as in the GM-SOP release; False gives the population
-            variance of Shazeer et al.
-
-    Returns:
-        Scalar: alpha * (std(I) / mean(I))^2 with importance I_n = sum_s omega_n(X_s). Zero when
-        every CM gets the same total weight, growing with the imbalance.
-    """
-    if weights.dim() != 2:
-        raise ValueError(f"balance_loss expects (B, N) weights, got shape {tuple(weights.shape)}")
-    importance = weights.to(torch.promote_types(weights.dtype, torch.float32)).sum(dim=0)
-    if importance.numel() < 2:
-        return importance.new_zeros(())
-    variance = importance.var(correction=1 if unbiased else 0)
-    return alpha * variance / (importance.mean().square() + 1e-10)
-
-
-class GateOutput(NamedTuple):
-    """What :class:`NoisyTopKGate` computed for a batch of B samples over N experts.
-
-    weights: (B, N) omega (Eq. 3), exactly k non-zeros per row summing to 1.
-    indices: (B, k) the chosen experts, best first. top_weights: (B, k) their weights.
-    clean_logits: (B, N) W_g f. noisy_logits: (B, N) H(f) of Eq. 2 (equal to clean in eval).
-    """
-
-    weights: torch.Tensor
-    indices: torch.Tensor
-    top_weights: torch.Tensor
-    clean_logits: torch.Tensor
-    noisy_logits: torch.Tensor
-
-
-def top_k_softmax(
-    logits: torch.Tensor, k: int, random_ties: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keep the k largest logits, set the rest to -inf, softmax (GM-SOP Eq. 3).
-
-    The top k are taken on the raw logits and the softmax runs over the kept ones only, so the
-    choice is never read back from zeros. Ties go to the lower index, or, with ``random_ties``,
-    to a uniformly random one (the release breaks the ties of its constant initialisation
-    randomly). Weights are clamped to the smallest positive float, so a logit gap large enough to
-    underflow the softmax still leaves exactly k non-zeros.
-
-    Args:
-        logits: (B, N). k: 1 <= k <= N.
-
-    Returns:
-        weights (B, N), indices (B, k) best first, top_weights (B, k).
-    """
-    n = logits.shape[-1]
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be between 1 and the number of experts {n}, got {k}")
-    if random_ties:
-        perm = torch.rand(logits.shape, device=logits.device).argsort(dim=-1)
-        _, pos = logits.gather(-1, perm).sort(dim=-1, descending=True, stable=True)
-        indices = perm.gather(-1, pos[:, :k])
-    else:
-        indices = logits.sort(dim=-1, descending=True, stable=True).indices[:, :k]
-    top_logits = logits.gather(-1, indices)
-    top_weights = top_logits.softmax(dim=-1).clamp(min=torch.finfo(top_logits.dtype).tiny)
-    weights = torch.zeros_like(logits).scatter(-1, indices, top_weights)
-    return weights, indices, top_weights
-
-
-class NoisyTopKGate(nn.Module):
-    """Sparsity-constrained gate (GM-SOP Eq. 2-3): noisy logits, top k, softmax over the kept.
-
-    H(f) = W_g f + gamma * softplus(W_n f), gamma ~ N(0, 1) in training only.
-
-    Args:
-        in_features: dimension of the gating branch's output f.
-        num_experts: N. k: experts kept per sample.
-        noise: 'sample' draws one gamma per sample shared by all experts and adds no floor to
-            the noise scale (the GM-SOP release); 'expert' draws gamma per (sample, expert) and
-            adds ``noise_epsilon`` to softplus (Shazeer et al. 2017).
-        noise_epsilon: floor of the noise scale; default 0 for 'sample', 1e-2 for 'expert'.
-        init: 'constant' sets W_g and W_n to 1/in_features (the release: every logit ties at
-            first and ties are broken randomly); 'zeros' as Shazeer et al. Default follows
-            ``noise``.
-
-    forward(f: (B, in_features)) -> :class:`GateOutput`. Logits are computed in float32
-    (float64 stays float64) with autocast off. In eval there is no noise and ties go to the
-    lower index, so the choice is deterministic.
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        num_experts: int = 16,
-        k: int = 8,
-        noise: str = "sample",
-        noise_epsilon: float | None = None,
-        init: str | None = None,
-    ) -> None:
-        super().__init__()
-        _check_choice(noise, NOISE_MODES, "gate noise")
-        init = init or ("constant" if noise == "sample" else "zeros")
-        _check_choice(init, GATE_INITS, "gate init")
-        if not 1 <= k <= num_experts:
-            raise ValueError(f"k must be between 1 and num_experts={num_experts}, got {k}")
-        self.num_experts, self.k, self.noise = num_experts, k, noise
-        if noise_epsilon is None:
-            noise_epsilon = 0.0 if noise == "sample" else 1e-2
-        self.noise_epsilon = noise_epsilon
-        fill = 1.0 / in_features if init == "constant" else 0.0
-        # Plain parameters, not nn.Linear: a model-wide Linear re-initialisation must not
-        # overwrite the gate's initialisation, which decides how ties are broken at first.
-        self.w_gate = nn.Parameter(torch.full((num_experts, in_features), fill))
-        self.w_noise = nn.Parameter(torch.full((num_experts, in_features), fill))
-        self.tap_gate_clean_logits = Tap("tap_gate_clean_logits", "W_g f, (B, N)")
-        self.tap_gate_noisy_logits = Tap("tap_gate_noisy_logits", "H(f) of Eq. 2, (B, N)")
-        self.tap_gate_indices = Tap("tap_gate_indices", "chosen experts, best first, (B, k)")
-        self.tap_gate_weights = Tap("tap_gate_weights", "omega of Eq. 3, (B, N)")
-
-    def forward(self, f: torch.Tensor) -> GateOutput:
-        with torch.autocast(device_type=f.device.type, enabled=False):
-            f = f.to(torch.promote_types(f.dtype, torch.float32))
-            clean = self.tap_gate_clean_logits(F.linear(f, self.w_gate.to(f.dtype)))
-            noisy = clean
-            if self.training:
-                scale = F.softplus(F.linear(f, self.w_noise.to(f.dtype))) + self.noise_epsilon
-                columns = 1 if self.noise == "sample" else self.num_experts
-                gamma = torch.randn(f.shape[0], columns, device=f.device, dtype=f.dtype)
-                noisy = clean + gamma * scale
-            noisy = self.tap_gate_noisy_logits(noisy)
-            weights, indices, top_weights = top_k_softmax(noisy, self.k, self.training)
-        self.tap_gate_indices(indices)
-        self.tap_gate_weights(weights)
-        return GateOutput(weights, indices, top_weights, clean, noisy)
-
-    def extra_repr(self) -> str:
-        return f"num_experts={self.num_experts}, k={self.k}, noise={self.noise!r}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,8 +373,16 @@ class GatedMixtureHead(nn.Module):
         component: 'sop' (parametric SR-SOP, 8256-d) or 'gap' (parametric GAP, ``gap_dim``-d).
         num_components, k: N and K (GM-SOP-16-8 by default).
         num_classes: FC outputs.
-        noise, noise_epsilon, gate_init: see :class:`NoisyTopKGate`.
+        gate: the gate's form, 'live' (default: per-expert noise, standardised gating feature)
+            or 'release' (the GM-SOP release's, which collapses here under the balance loss);
+            see :mod:`gsoplib.heads.gate`.
+        noise, noise_epsilon, gate_init, random_ties, gate_input_norm: override single choices
+            of the form; see :class:`NoisyTopKGate`.
         alpha, unbiased: see :func:`balance_loss`.
+        load_weight: weight of Shazeer et al.'s load loss (:func:`load_loss`) added to aux;
+            0 (default) leaves the paper's balance loss alone.
+        gate_detach: the gating branch reads a detached copy of the feature map, so the gate's
+            losses train the gate and not the backbone; default from the form (live: yes).
         gate_branch: 'component' (the release) or 'gap'; see :class:`GateBranch`.
         sop_channels: the J 1x1 conv widths of a SR-SOP CM (release: 256, 128).
         gap_dim: width of a GAP CM. iters: Newton-Schulz iterations.
@@ -543,10 +408,15 @@ class GatedMixtureHead(nn.Module):
         k: int = 8,
         *,
         num_classes: int = 1000,
-        noise: str = "sample",
+        gate: str = "live",
+        noise: str | None = None,
         noise_epsilon: float | None = None,
         gate_init: str | None = None,
+        random_ties: bool | None = None,
+        gate_input_norm: str | None = None,
         alpha: float = 100.0,
+        load_weight: float = 0.0,
+        gate_detach: bool | None = None,
         unbiased: bool = True,
         gate_branch: str = "component",
         sop_channels: Sequence[int] = (256, 128),
@@ -560,7 +430,11 @@ class GatedMixtureHead(nn.Module):
         _check_choice(execution, EXECUTIONS, "execution")
         self.component, self.execution = component, execution
         self.capacity_factor = capacity_factor
-        self.alpha, self.unbiased = alpha, unbiased
+        self.alpha, self.unbiased, self.load_weight = alpha, unbiased, load_weight
+        self.gate_detach = (
+            GATE_FORMS[gate]["detach_input"] if gate_detach is None and gate in GATE_FORMS
+            else bool(gate_detach)
+        )
         self.components = nn.ModuleList(
             make_component(component, in_channels, sop_channels, gap_dim, iters)
             for _ in range(num_components)
@@ -570,13 +444,14 @@ class GatedMixtureHead(nn.Module):
             gate_branch, in_channels, component, sop_channels, gap_dim, iters
         )
         self.gate = NoisyTopKGate(
-            self.gate_branch.dim, num_components, k, noise, noise_epsilon, gate_init
+            self.gate_branch.dim, num_components, k, noise, noise_epsilon, gate_init,
+            form=gate, random_ties=random_ties, input_norm=gate_input_norm,
         )
         self.tap_component_norms = Tap("tap_component_norms", "|| M_i(X) || of the chosen, (B, K)")
         self.classifier = classifier(self.dim, num_classes, dropout)
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
-        gate = self.gate(self.gate_branch(x))
+        gate = self.gate(self.gate_branch(x.detach() if self.gate_detach else x))
         if self.execution == "dispatch":
             rep, reps = dispatch_mixture(x, self.components, gate.indices, gate.top_weights)
         elif self.execution == "grouped":
@@ -588,7 +463,14 @@ class GatedMixtureHead(nn.Module):
             reps = all_reps.gather(1, gate.indices.unsqueeze(-1).expand(-1, -1, self.dim))
         self.tap_component_norms(reps.detach().norm(dim=-1))
         logits = self.classifier(rep)
-        aux = balance_loss(gate.weights, self.alpha, self.unbiased) if return_aux else None
+        aux = None
+        if return_aux:
+            aux = balance_loss(gate.weights, self.alpha, self.unbiased)
+            if self.load_weight and gate.noise_scale is not None:
+                aux = aux + load_loss(
+                    gate.clean_logits, gate.noisy_logits, gate.noise_scale, gate.indices.shape[1],
+                    self.load_weight,
+                )
         return with_aux(logits, aux, return_aux)
 
     def extra_repr(self) -> str:
