@@ -8,6 +8,7 @@ same weights image by image.
 >>> insp = probe(model, images, class_names=classes)
 >>> names, usage = class_component_usage(insp, "head")     # usage: (classes, N)
 >>> fig = class_usage_figure(insp, "head")
+>>> gate_report(insp, "head", labels).verdict        # is the gate alive? one sentence
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .heads.gate import GateDiagnostics, gate_diagnostics
 from .probe import Inspection
 
 
@@ -56,6 +58,22 @@ def class_component_usage(
     return names, usage, counts
 
 
+def gate_report(
+    insp: Inspection, path: str, labels: Sequence[str] | None = None
+) -> GateDiagnostics:
+    """:func:`gsoplib.heads.gate.gate_diagnostics` of the gate at ``path`` over the inspected
+    images: usage, chosen sets, ties and, with ``labels`` (one class name per image), the
+    dependence of the choice on the class."""
+    record = insp[path]
+    missing = {"tap_gate_indices", "tap_gate_weights"} - set(record.tensors)
+    if missing:
+        raise ValueError(f"{record.label} ({record.kind}) has no {', '.join(sorted(missing))}")
+    return gate_diagnostics(
+        record["tap_gate_indices"], record["tap_gate_weights"], None if labels is None else
+        list(labels)
+    )
+
+
 def class_usage_figure(
     insp: Inspection,
     path: str,
@@ -85,4 +103,4 @@ def class_usage_figure(
     return fig
 
 
-__all__ = ["class_component_usage", "class_usage_figure"]
+__all__ = ["class_component_usage", "class_usage_figure", "gate_report"]

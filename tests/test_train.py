@@ -377,3 +377,24 @@ def test_torch_compile_trains_and_saves_plain_weights(tmp_path):
     assert math.isfinite(final["train_loss"])
     ck = load_checkpoint(tmp_path / "run" / "model.safetensors", model_factory=factory)
     assert not any("_orig_mod" in key for key in ck.model.state_dict())
+
+
+def test_a_mixture_run_logs_its_gate_diagnostics_every_epoch(tmp_path, capsys):
+    from gsoplib.models import create_model
+
+    cfg = config(tmp_path / "gm", epochs=2, progress=True, model="small_gmgap")
+    final = Trainer(cfg, model_factory=lambda name, **kw: create_model(name, **kw)).fit()
+    rows = read_jsonl(tmp_path / "gm" / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for row in rows:
+        gate = row["gate"]
+        assert gate["samples"] == DATA["num_test"] and gate["k"] == 4
+        assert sum(gate["image_share"]) == pytest.approx(4)
+        assert gate["verdict"].startswith("The gate ")
+        assert gate["mutual_information"] is not None and gate["degenerate"] in (True, False)
+    assert final["gate"] == rows[-1]["gate"]
+    shown = capsys.readouterr()
+    assert "test-set gate: The gate " in shown.out  # the epoch's summary line
+    assert "gate=MI " in shown.err and " dev " in shown.err  # the progress bar's postfix
+    meta = load_checkpoint(tmp_path / "gm" / "model.safetensors").meta
+    assert meta["metrics"]["gate"]["verdict"] == rows[-1]["gate"]["verdict"]

@@ -5,6 +5,9 @@ CUDA), cross-entropy (optionally label-smoothed) plus the model's auxiliary loss
 balance loss, GM-SOP Eq. 7; zero for other heads) times ``aux_weight``, optional gradient
 clipping, SGD step. Then evaluation on the test split, a row of metrics in ``metrics.jsonl``, the
 figure ``metrics.png``, the checkpoint ``model.safetensors`` and the resume state ``resume.pt``.
+For a model with a GM-SOP gate the row also holds the gate's diagnostics on the test split
+(``gate``: usage, chosen sets, class dependence, tie, verdict; :func:`gsoplib.heads.gate.
+gate_diagnostics`), and the progress bar shows those of the last training steps.
 
 Reproducible by construction: the model is initialised from ``seed``; the data order, the
 augmentation and the global random stream (dropout, gate noise) of every epoch are re-seeded from
@@ -31,6 +34,7 @@ from tqdm.auto import tqdm
 
 from gsoplib import checkpoint
 from gsoplib.data import DataInfo, load_dataset, make_loader
+from gsoplib.heads.gate import GateRecorder
 from gsoplib.taps import taps
 
 from . import distributed
@@ -59,6 +63,7 @@ STATE_NAME = "resume.pt"
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "metrics.png"
 PLOT_INTERVAL_S = 30.0
+POSTFIX_STEPS = 20
 
 
 @dataclass
@@ -210,32 +215,43 @@ def evaluate(
     channels_last: bool = False,
     progress: bool = False,
 ) -> dict:
-    """Cross-entropy (no smoothing), top-1 and top-5 accuracy over ``loader``, over all ranks."""
+    """Cross-entropy (no smoothing), top-1 and top-5 accuracy over ``loader``, over all ranks.
+
+    For a model with a gate, ``"gate"`` holds its :class:`~gsoplib.heads.gate.GateDiagnostics`
+    over this process's share of the data, with the true classes.
+    """
     device = loader.device
     ctx = ctx or distributed.Context(0, 1, 0, device)
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
+    labels = []
     try:
-        for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-            logits = logits.float()
-            sums += torch.stack(
-                [
-                    F.cross_entropy(logits, y, reduction="sum"),
-                    _topk_correct(logits, y, 1),
-                    _topk_correct(logits, y, 5),
-                    torch.tensor(len(y), device=device),
-                ]
-            ).double()
+        with GateRecorder(model) as recorder:
+            for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = model(x)
+                logits = logits.float()
+                sums += torch.stack(
+                    [
+                        F.cross_entropy(logits, y, reduction="sum"),
+                        _topk_correct(logits, y, 1),
+                        _topk_correct(logits, y, 5),
+                        torch.tensor(len(y), device=device),
+                    ]
+                ).double()
+                if recorder.active:
+                    labels.append(y)
     finally:
         model.train(was_training)
     loss, top1, top5, n = distributed.all_reduce_sum(sums, ctx).tolist()
     n = max(n, 1)
-    return {"loss": loss / n, "top1": top1 / n, "top5": top5 / n, "samples": int(n)}
+    out = {"loss": loss / n, "top1": top1 / n, "top5": top5 / n, "samples": int(n)}
+    if labels:
+        out["gate"] = recorder.diagnostics(torch.cat(labels).cpu())
+    return out
 
 
 class Trainer:
@@ -432,9 +448,11 @@ class Trainer:
         show = c.progress and self.ctx.is_main
         bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not show)
         self.usage.counts = None
+        # The gate's diagnostics over the last POSTFIX_STEPS steps, for the progress bar.
+        recorder, recent = GateRecorder(self.model), []
         start = time.perf_counter()
         lr = self._lr(epoch)
-        with self.usage:
+        with self.usage, recorder:
             for i, (x, y) in enumerate(bar):
                 lr = self._lr(epoch + i / steps)
                 for group in self.optimizer.param_groups:
@@ -456,8 +474,15 @@ class Trainer:
                 sums += torch.stack(
                     [loss.detach() * n, _topk_correct(logits.detach(), y, 1), aux.detach() * n]
                 ).double()
-                if show and (i % 20 == 0 or i == steps - 1):
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
+                if recorder.active:
+                    recent.append(y)
+                    del recent[:-POSTFIX_STEPS], recorder.indices[:-POSTFIX_STEPS]
+                    del recorder.weights[:-POSTFIX_STEPS]
+                if show and (i % POSTFIX_STEPS == 0 or i == steps - 1):
+                    postfix = {"loss": f"{loss.item():.3f}", "lr": f"{lr:.4f}"}
+                    if recent:
+                        postfix["gate"] = recorder.diagnostics(torch.cat(recent).cpu()).postfix()
+                    bar.set_postfix(postfix)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
@@ -505,7 +530,10 @@ class Trainer:
                 # and evaluation needs no gradient synchronisation.
                 net = self.model if self.ctx.enabled else self.net
                 test = evaluate(net, self.test_loader, self.ctx, self.amp, self.channels_last)
+                gate = test.pop("gate", None)
                 row.update({f"test_{k}": v for k, v in test.items() if k != "samples"})
+                if gate is not None:
+                    row["gate"] = gate.to_dict()
                 row["epoch_time_s"] = time.perf_counter() - begin
                 self.wall_time += row["epoch_time_s"]
                 self.history.append(row)
@@ -516,6 +544,8 @@ class Trainer:
                         f"top-1 {row['test_top1']:.4f} top-5 {row['test_top5']:.4f} | "
                         f"{row['images_per_s']:.0f} img/s, {row['epoch_time_s']:.1f} s"
                     )
+                    if gate is not None:
+                        tqdm.write(f"  test-set gate: {gate.verdict}")
                 self._save(epoch + 1)
                 distributed.barrier(self.ctx)
         finally:
