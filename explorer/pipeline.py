@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from matplotlib.figure import Figure
 
-from gsoplib import attribution, viz
+from gsoplib import attribution, class_usage, viz
 from gsoplib.checkpoint import Checkpoint
 from gsoplib.class_usage import class_usage_figure
+from gsoplib.heads.gate import GateDiagnostics
 from gsoplib.probe import BlockRecord, Inspection, probe
 
 DPI = 100
@@ -77,6 +78,11 @@ def top_table(insp: Inspection) -> dict[str, list]:
 def block_pngs(insp: Inspection, path: str) -> dict[str, bytes]:
     """Every figure :func:`gsoplib.viz.block_figures` draws for the part at ``path``, as PNG."""
     return {name: png(fig) for name, fig in viz.block_figures(insp, path).items()}
+
+
+def gate_report(insp: Inspection, path: str, labels: Sequence[str]) -> GateDiagnostics:
+    """Is the gate at ``path`` alive over these images? (gsoplib.class_usage.gate_report)"""
+    return class_usage.gate_report(insp, path, labels)
 
 
 def usage_pngs(insp: Inspection, path: str, labels: Sequence[str]) -> dict[str, bytes]:

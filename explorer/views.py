@@ -187,8 +187,29 @@ def _usage(loaded: LoadedModel, record: BlockRecord, batch: list[ModelInput], pr
                    for i, top in zip(items, insp.top))
     st.caption("Classes are the true ones for gallery samples the model's classes include, the "
                "predicted ones otherwise.")
+    _gate_health(pipeline.gate_report(insp, record.path, labels), len(items))
     pngs = _usage_pngs(loaded.key, tuple(i.key for i in items), record.path, labels, insp)
     _figures(pngs, f"{prefix}usage-")
+
+
+def _gate_health(report, images: int) -> None:
+    """The gate's diagnostics over the images shown: a warning when it is degenerate."""
+    if report.degenerate:
+        st.warning(report.verdict, icon=":material/warning:")
+    else:
+        st.success(report.verdict, icon=":material/check_circle:")
+    cols = st.columns(4)
+    cols[0].metric("least-used expert", f"{min(report.image_share):.0%} of images",
+                   help=f"Share of the {images} images that chose it; even use is K/N = "
+                        f"{report.k / report.num_experts:.0%}.")
+    cols[1].metric("most common set", f"{report.top_set_share:.0%} of images",
+                   help=f"{report.distinct_sets} distinct sets of {report.k} experts.")
+    mi = report.mutual_information
+    cols[2].metric("MI(class; expert)", "-" if mi is None else f"{mi:.2f} bits",
+                   help="How much the chosen experts say about the class: 0 for a class-blind "
+                        "gate.")
+    cols[3].metric("weights vs 1/K", f"{report.weight_deviation:.3f}",
+                   help="Mean |omega - 1/K| over the chosen experts: 0 when the gate ties.")
 
 
 def _attribution(loaded: LoadedModel, item: ModelInput, insp: Inspection, opts: Options,

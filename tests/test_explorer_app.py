@@ -499,3 +499,34 @@ def test_ten_concurrent_sessions_each_get_their_own_image(checkpoints):
         assert summary == direct.summary()
         summaries.add(summary)
     assert len(summaries) == len(samples)
+
+
+def gallery_gate_report(path: Path):
+    """gsoplib's own gate diagnostics over the Fashion-MNIST gallery, with its true classes."""
+    from gsoplib.class_usage import gate_report
+
+    insp = direct_probe(path, [f.name for f in FASHION.files])
+    return gate_report(insp, "head", [FASHION.label(f) for f in FASHION.files])
+
+
+def test_the_head_view_warns_in_one_sentence_when_a_gate_is_degenerate(checkpoints):
+    # An untrained live gate starts at zero: every logit ties and the lowest indices win.
+    report = gallery_gate_report(checkpoints["small_gmsop"])
+    assert report.degenerate
+    at = show(open_path(checkpoints["small_gmsop"]), "Head")
+    [warning] = at.warning
+    assert warning.value == report.verdict and warning.value.startswith("The gate is degenerate")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["most common set"] == f"{report.top_set_share:.0%} of images"
+    assert metrics["MI(class; expert)"] == f"{report.mutual_information:.2f} bits"
+
+
+def test_the_bundled_gm_sop_gate_is_shown_alive():
+    path = pretrained_path("fmnist_small_gmsop")
+    report = gallery_gate_report(path)
+    at = app()
+    at.selectbox(key="a_bundled").set_value("fmnist_small_gmsop").run()
+    at = show(at, "Head")
+    assert not at.warning
+    [success] = at.success
+    assert success.value == report.verdict and success.value.startswith("The gate chooses")
