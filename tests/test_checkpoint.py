@@ -433,3 +433,12 @@ def test_a_model_with_far_more_tensors_than_the_file_holds_is_refused_quickly(va
     start = time.perf_counter()
     message = _refused_by(path, "more tensors than", None)
     assert time.perf_counter() - start < 10, message
+
+
+def test_the_readme_states_the_bounds_loading_enforces():
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    for stated in (f"1 to {checkpoint.MAX_CLASSES:,} class names",
+                   f"1 to {checkpoint.MAX_IN_CHANS} input channels",
+                   f"1 to {checkpoint.MAX_INPUT_SIDE} pixels a side"):
+        assert stated in readme
+    assert float(re.search(r"std of at least (\S+) each", readme)[1]) == checkpoint.MIN_STD
