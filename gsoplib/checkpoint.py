@@ -261,13 +261,13 @@ def _read_header(path: Path) -> SafetensorsHeader:
             kind = signature(f.read(8))
             why = str(error)
     if kind == "pickle":
-        raise _refuse(path, "is a pickle (a pickled PyTorch file from torch.save, or another), "
-                            "which can run code when loaded; gsoplib reads only .safetensors "
-                            "checkpoints.")
-    if kind == "zip":
-        raise _refuse(path, "is a zip archive (the pickled PyTorch file torch.save writes, or "
-                            "another), which can run code when loaded; gsoplib reads only "
+        raise _refuse(path, "is a pickled PyTorch file (torch.save's legacy format) or another "
+                            "pickle, which can run code when loaded; gsoplib reads only "
                             ".safetensors checkpoints.")
+    if kind == "zip":
+        raise _refuse(path, "is a pickled PyTorch file (the zip archive torch.save writes) or "
+                            "another zip archive; a pickle can run code when loaded, and gsoplib "
+                            "reads only .safetensors checkpoints.")
     raise _refuse(path, f"is not a valid safetensors file (corrupt or truncated: {why}).")
 
 
