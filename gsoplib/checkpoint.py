@@ -20,7 +20,7 @@ Loading reads only that, and trusts none of it. In order, it checks:
    finite; an input size of 1 to ``MAX_INPUT_SIDE`` pixels a side; ``num_classes`` and
    ``in_chans`` in the model's kwargs equal to those;
 3. the model, built by ``create_model(name, **kwargs)`` on the meta device (no memory), and
-   stopped once it has more tensors than the file: its state dict's names and shapes are the
+   stopped once it has far more tensors than the file: its state dict's names and shapes are the
    file's, it is no larger than the file's weights, its last Linear has one output per class
    name and its first convolution takes ``in_chans`` channels;
 4. the weights, against the digest; only then is the model allocated and loaded.
@@ -272,6 +272,7 @@ def _read_header(path: Path) -> SafetensorsHeader:
 
 
 def _check_sections(path: Path, meta: dict) -> None:
+    """model, data and sha256 present; every section an object; the names strings."""
     missing = [k for k in ("model", "data", "sha256") if k not in meta]
     if missing:
         raise _refuse(path, f"has metadata without {', '.join(missing)}.")
@@ -292,6 +293,7 @@ def _check_sections(path: Path, meta: dict) -> None:
 
 
 def _check_data(path: Path, data: dict) -> None:
+    """The data fields in their bounds, and mean and std one per input channel."""
     classes, in_chans = data.get("classes"), data.get("in_chans")
     if (
         not isinstance(classes, list)
@@ -325,6 +327,7 @@ def _check_data(path: Path, data: dict) -> None:
 
 
 def _check_kwargs(path: Path, kwargs: dict, data: dict) -> None:
+    """The model's num_classes and in_chans, where its kwargs give them, equal to the data's."""
     classes, in_chans = len(data["classes"]), data["in_chans"]
     if "num_classes" in kwargs and not (
         _is_int(kwargs["num_classes"]) and kwargs["num_classes"] == classes

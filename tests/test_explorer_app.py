@@ -571,12 +571,12 @@ def test_a_checkpoint_whose_first_byte_is_a_pickles_uploads(checkpoints, tmp_pat
 @pytest.mark.parametrize("kind", ["200 million classes", "30 million blocks"])
 def test_a_hostile_upload_in_one_session_leaves_another_unaffected(kind, checkpoints):
     """Two sessions of one served app at once: one uploads a checkpoint that would ask for
-    100 GB (or build for hours), the other probes an image; the first gets its one message, the
-    second what a direct gsoplib.probe gives."""
+    100 GB (or build for hours), the other loads a model (not cached yet: it is built while the
+    first session's is checked on the meta device) and probes an image; the first gets its one
+    message, the second what a direct gsoplib.probe gives."""
     from concurrent.futures import ThreadPoolExecutor
 
     path = checkpoints["small_gsop2"]
-    open_path(path)  # loaded and cached once, as for a served app
     sample = FASHION.files[5].name
     edit, expected = HOSTILE[kind]
     data = rewritten(checkpoints["small_vanilla"], edit)
