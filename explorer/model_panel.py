@@ -3,6 +3,10 @@
 Loaded models are cached with ``st.cache_resource``, so every session shares one copy; each comes
 with a lock that whoever registers hooks on it (probe, attribution) must hold, so concurrent
 sessions never interleave their hooks.
+
+A hostile or broken checkpoint costs only its own session a message: :func:`load_checkpoint`
+refuses it before allocating anything larger than the file, an upload over the limit is refused
+by its size before it is read, and a model that loads but fails on its own input is refused too.
 """
 
 from __future__ import annotations
@@ -42,8 +46,19 @@ class LoadedModel:
 
 
 def _ready(key: str, label: str, checkpoint: Checkpoint) -> LoadedModel:
+    """The loaded model after one pass of every view over a random input of its size; a model
+    that loads but fails there (an input too small for its occlusion window, say) is refused
+    here, before any session shows it."""
     loaded = LoadedModel(key, label, checkpoint, threading.Lock())
-    pipeline.warm_up(checkpoint, loaded.lock)
+    try:
+        pipeline.warm_up(checkpoint, loaded.lock)
+    except Exception as error:  # whatever its metadata made the views do, one sentence
+        height, width = checkpoint.input_size
+        why = " ".join(str(error).split()).rstrip(".") or type(error).__name__
+        raise CheckpointError(
+            f"'{label}' loads, but its model fails on the {height}x{width} input its metadata "
+            f"describes ({why})."
+        ) from error
     return loaded
 
 
@@ -81,12 +96,13 @@ def _from_path(text: str) -> LoadedModel:
 
 
 def _from_upload(upload) -> LoadedModel:
-    data = upload.getvalue()
-    if len(data) > MAX_CHECKPOINT_MB * 2**20:
+    """The uploaded checkpoint; one over the size limit is refused by its size, unread."""
+    if upload.size > MAX_CHECKPOINT_MB * 2**20:
         raise CheckpointError(
-            f"'{upload.name}' is {len(data) / 2**20:.0f} MB, over the {MAX_CHECKPOINT_MB} MB "
+            f"'{upload.name}' is {upload.size / 2**20:.0f} MB, over the {MAX_CHECKPOINT_MB} MB "
             "checkpoint upload limit."
         )
+    data = upload.getvalue()
     return load_upload(hashlib.sha256(data).hexdigest(), upload.name, data)
 
 

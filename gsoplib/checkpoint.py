@@ -10,10 +10,23 @@ The file holds the model's tensors and one metadata entry, ``gsoplib``, a JSON d
      "versions": {"gsoplib": "...", "torch": "...", "python": "..."},
      "sha256": "<digest of every tensor's name, dtype, shape and bytes>"}
 
-Loading reads only that: the model is rebuilt by ``create_model(name, **kwargs)`` and its weights
-are checked against the digest and the rebuilt model's keys and shapes. Nothing is unpickled and
-no code from the file runs; a file that is not such a checkpoint is refused with a
-:class:`CheckpointError` whose message is one sentence.
+Loading reads only that, and trusts none of it. In order, it checks:
+
+1. the format, by what the file is: a safetensors header that parses and whose tensors lie inside
+   the file (:mod:`gsoplib.fileformat`); a pickle or zip archive (``torch.save``) by its
+   signature is refused, never opened;
+2. the metadata: every field of the right type; 1 to ``MAX_CLASSES`` class names; 1 to
+   ``MAX_IN_CHANS`` input channels with one mean and one std (at least ``MIN_STD``) each, all
+   finite; an input size of 1 to ``MAX_INPUT_SIDE`` pixels a side; ``num_classes`` and
+   ``in_chans`` in the model's kwargs equal to those;
+3. the model, built by ``create_model(name, **kwargs)`` on the meta device (no memory), and
+   stopped once it has far more tensors than the file: its state dict's names and shapes are the
+   file's, it is no larger than the file's weights, its last Linear has one output per class
+   name and its first convolution takes ``in_chans`` channels;
+4. the weights, against the digest; only then is the model allocated and loaded.
+
+Nothing is unpickled and no code from the file runs; a file that fails a check is refused with a
+:class:`CheckpointError` whose message is one sentence naming the file and what was wrong.
 
 Training's resume state (optimizer, epoch, random states, history) is a separate ``.pt`` file of
 tensors and primitives only, written by :func:`save_state` and read by :func:`load_state` with
@@ -23,22 +36,37 @@ tensors and primitives only, written by :func:`save_state` and read by :func:`lo
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import os
 import platform
-from collections.abc import Callable, Mapping
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import safetensors
 import safetensors.torch
 import torch
 from torch import nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 import gsoplib
+from gsoplib.fileformat import SHORT, HeaderError, SafetensorsHeader, read_header, signature
 
 FORMAT = "gsoplib.checkpoint/1"
 METADATA_KEY = "gsoplib"
+# Bounds on what a checkpoint's metadata may ask for: far above any model here, far below what
+# would exhaust a machine (one 16 x 2048 x 2048 float32 input is 256 MB).
+MAX_CLASSES = 100_000
+MAX_IN_CHANS = 16
+MAX_INPUT_SIDE = 2048
+MIN_STD = 1e-6  # dividing by less turns an image's pixels into infinities
 
 
 class CheckpointError(ValueError):
@@ -204,39 +232,220 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The checkpoint's metadata, validated, without reading the weights."""
-    path = Path(path)
+def _is_int(value) -> bool:
+    return type(value) is int
+
+
+def _is_finite(value) -> bool:
+    if type(value) not in (int, float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _bad(path: Path, field: str, value, expected: str) -> CheckpointError:
+    return _refuse(path, f"has metadata {field} {SHORT.repr(value)}; expected {expected}.")
+
+
+def _read_header(path: Path) -> SafetensorsHeader:
+    """The file's safetensors header; a pickle, a zip archive or anything else is refused."""
     if not path.is_file():
         raise _refuse(path, "does not exist or is not a file; expected a .safetensors checkpoint.")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:1] == b"\x80" or head[:2] == b"PK":
-        raise _refuse(
-            path,
-            "is a pickled PyTorch file (torch.save), which can run code when loaded; "
-            "gsoplib reads only .safetensors checkpoints.",
-        )
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-    except Exception as error:  # safetensors raises its own error types for bad headers
-        raise _refuse(
-            path, f"is not a valid safetensors file (corrupt or truncated: {_one_line(error)})."
-        ) from error
-    if METADATA_KEY not in raw:
-        raise _refuse(path, "is a safetensors file without gsoplib metadata to rebuild it from.")
-    try:
-        meta = json.loads(raw[METADATA_KEY])
-    except json.JSONDecodeError as error:
-        raise _refuse(path, f"has corrupt gsoplib metadata ({_one_line(error)}).") from error
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise _refuse(path, f"has metadata format {found!r}; this gsoplib reads {FORMAT!r}.")
+        try:
+            return read_header(f, os.fstat(f.fileno()).st_size)
+        except HeaderError as error:
+            f.seek(0)
+            kind = signature(f.read(8))
+            why = str(error)
+    if kind == "pickle":
+        raise _refuse(path, "is a pickled PyTorch file (torch.save's legacy format) or another "
+                            "pickle, which can run code when loaded; gsoplib reads only "
+                            ".safetensors checkpoints.")
+    if kind == "zip":
+        raise _refuse(path, "is a pickled PyTorch file (the zip archive torch.save writes) or "
+                            "another zip archive; a pickle can run code when loaded, and gsoplib "
+                            "reads only .safetensors checkpoints.")
+    raise _refuse(path, f"is not a valid safetensors file (corrupt or truncated: {why}).")
+
+
+def _check_sections(path: Path, meta: dict) -> None:
+    """model, data and sha256 present; every section an object; the names strings."""
     missing = [k for k in ("model", "data", "sha256") if k not in meta]
     if missing:
         raise _refuse(path, f"has metadata without {', '.join(missing)}.")
-    return meta
+    for key in ("model", "data", "train", "metrics", "versions"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise _bad(path, key, meta[key], "an object")
+    if not isinstance(meta["sha256"], str) or not re.fullmatch("[0-9a-f]{64}", meta["sha256"]):
+        raise _bad(path, "sha256", meta["sha256"], "the weights' SHA-256, 64 hex digits")
+    model, data = meta["model"], meta["data"]
+    if not isinstance(model.get("name"), str) or not model["name"]:
+        raise _bad(path, "model.name", model.get("name"), "the name of a model")
+    if not isinstance(model.get("kwargs", {}), dict):
+        raise _bad(path, "model.kwargs", model["kwargs"], "an object of keyword arguments")
+    if data.get("name") is not None and not isinstance(data["name"], str):
+        raise _bad(path, "data.name", data["name"], "the name of a dataset, or null")
+    if not isinstance(data.get("options", {}), dict):
+        raise _bad(path, "data.options", data["options"], "an object")
+
+
+def _check_data(path: Path, data: dict) -> None:
+    """The data fields in their bounds, and mean and std one per input channel."""
+    classes, in_chans = data.get("classes"), data.get("in_chans")
+    if (
+        not isinstance(classes, list)
+        or not 1 <= len(classes) <= MAX_CLASSES
+        or not all(isinstance(c, str) for c in classes)
+    ):
+        raise _bad(path, "data.classes", classes,
+                   f"a list of 1 to {MAX_CLASSES:,} class names (strings)")
+    if not _is_int(in_chans) or not 1 <= in_chans <= MAX_IN_CHANS:
+        raise _bad(path, "data.in_chans", in_chans,
+                   f"a whole number of input channels from 1 to {MAX_IN_CHANS}")
+    size = data.get("input_size")
+    if (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(_is_int(n) and 1 <= n <= MAX_INPUT_SIDE for n in size)
+    ):
+        raise _bad(path, "data.input_size", size,
+                   f"[height, width] in whole pixels from 1 to {MAX_INPUT_SIDE}")
+    numbers = f"{in_chans} finite number{'s' * (in_chans != 1)}"
+    per_channel = f"one per input channel (data.in_chans {in_chans})"
+    mean, std = data.get("mean"), data.get("std")
+    if not isinstance(mean, list) or len(mean) != in_chans or not all(map(_is_finite, mean)):
+        raise _bad(path, "data.mean", mean, f"{numbers}, {per_channel}")
+    if (
+        not isinstance(std, list)
+        or len(std) != in_chans
+        or not all(_is_finite(s) and s >= MIN_STD for s in std)
+    ):
+        raise _bad(path, "data.std", std, f"{numbers} of at least {MIN_STD:g}, {per_channel}")
+
+
+def _check_kwargs(path: Path, kwargs: dict, data: dict) -> None:
+    """The model's num_classes and in_chans, where its kwargs give them, equal to the data's."""
+    classes, in_chans = len(data["classes"]), data["in_chans"]
+    if "num_classes" in kwargs and not (
+        _is_int(kwargs["num_classes"]) and kwargs["num_classes"] == classes
+    ):
+        raise _refuse(path, f"has {classes} class names in data.classes but "
+                            f"model.kwargs.num_classes {SHORT.repr(kwargs['num_classes'])}; "
+                            "expected one class name per output.")
+    if "in_chans" in kwargs and not (
+        _is_int(kwargs["in_chans"]) and kwargs["in_chans"] == in_chans
+    ):
+        raise _refuse(path, f"has data.in_chans {in_chans} but model.kwargs.in_chans "
+                            f"{SHORT.repr(kwargs['in_chans'])}; expected the same channels.")
+
+
+def _read(path: Path) -> tuple[SafetensorsHeader, dict]:
+    """The header and the checked metadata (steps 1 and 2 of the module docstring)."""
+    header = _read_header(path)
+    if METADATA_KEY not in header.metadata:
+        raise _refuse(path, "is a safetensors file without gsoplib metadata to rebuild it from.")
+    try:
+        meta = json.loads(header.metadata[METADATA_KEY])
+    except (ValueError, RecursionError) as error:
+        raise _refuse(path, f"has corrupt gsoplib metadata ({_one_line(error)}).") from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise _refuse(path, f"has metadata format {SHORT.repr(found)}; this gsoplib reads "
+                            f"{FORMAT!r}.")
+    _check_sections(path, meta)
+    _check_data(path, meta["data"])
+    _check_kwargs(path, meta["model"].get("kwargs", {}), meta["data"])
+    return header, meta
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The checkpoint's metadata, checked (format, field types, bounds, agreement of the data
+    fields with each other and with the model's kwargs), without reading the weights."""
+    return _read(Path(path))[1]
+
+
+class _TooManyTensors(Exception):
+    pass
+
+
+@contextmanager
+def _tensor_limit(limit: int) -> Iterator[None]:
+    """Stop module constructors in this thread once they have registered more than ``limit``
+    parameters and buffers: the file's tensor count bounds how long its model takes to build
+    (``layers=[10**7]`` would otherwise build blocks for hours before any check could run)."""
+    thread, count = threading.get_ident(), 0
+
+    def count_one(module, name, tensor) -> None:
+        nonlocal count
+        if tensor is not None and threading.get_ident() == thread:
+            count += 1
+            if count > limit:
+                raise _TooManyTensors
+
+    handles = [register_module_parameter_registration_hook(count_one),
+               register_module_buffer_registration_hook(count_one)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _build(path: Path, factory: Callable[..., nn.Module], name: str, kwargs: dict,
+           tensors: int) -> nn.Module:
+    """``factory(name, **kwargs)`` on the meta device: shapes and sizes, no memory."""
+    limit = 2 * tensors + 64  # room for non-persistent buffers and modules built then dropped
+    try:
+        with _tensor_limit(limit), torch.device("meta"):
+            return factory(name, **kwargs)
+    except _TooManyTensors:
+        raise _refuse(path, f"names a model with more tensors than the {tensors:,} the file "
+                            f"holds (stopped building it at {limit:,}).") from None
+    except Exception as error:  # hostile kwargs make a constructor fail in its own way
+        why = _one_line(error).rstrip(".")
+        raise _refuse(path, f"names a model this gsoplib cannot build ({why}).") from error
+
+
+def _check_fit(path: Path, name: str, skeleton: nn.Module, header: SafetensorsHeader,
+               data: dict) -> None:
+    """The meta-built ``skeleton`` against the file's tensor table and data fields."""
+    expected = skeleton.state_dict()
+    stored = header.tensors
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(stored)
+                   if tuple(expected[k].shape) != stored[k].shape)
+    if missing or unexpected or wrong:
+        parts = [
+            f"{label} {', '.join(SHORT.repr(k)[1:-1] for k in keys[:3])}"
+            f"{' ...' if len(keys) > 3 else ''}"
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape", wrong),
+            )
+            if keys
+        ]
+        raise _refuse(path, f"does not fit model {name!r} ({'; '.join(parts)}).")
+    size = sum(t.numel() * t.element_size()
+               for t in itertools.chain(skeleton.parameters(), skeleton.buffers()))
+    if size > header.data_bytes:
+        raise _refuse(path, f"holds {header.data_bytes:,} bytes of weights but its model would "
+                            f"take {size:,} bytes; a model larger than its weights is refused.")
+    linears = [m for m in skeleton.modules() if isinstance(m, nn.Linear)]
+    classes = len(data["classes"])
+    if linears and linears[-1].out_features != classes:
+        raise _refuse(path, f"has {classes} class names in data.classes but its model has "
+                            f"{linears[-1].out_features} outputs; expected one class name per "
+                            "output.")
+    convs = [m for m in skeleton.modules() if isinstance(m, nn.Conv2d)]
+    if convs and convs[0].in_channels != data["in_chans"]:
+        plural = "s" * (convs[0].in_channels != 1)
+        raise _refuse(path, f"has data.in_chans {data['in_chans']} but its model's first "
+                            f"convolution takes {convs[0].in_channels} input channel{plural}.")
 
 
 def load_checkpoint(
@@ -246,51 +455,43 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Rebuild the model from the metadata alone and load its verified weights.
 
+    The checks, in order, are those of the module docstring; the model is allocated only once
+    it is known to be no larger than the weights in the file.
+
     Args:
         path: a file written by :func:`save_checkpoint`.
         device: where the model goes.
         model_factory: ``factory(name, **kwargs) -> nn.Module``; default
-            :func:`gsoplib.models.create_model`.
+            :func:`gsoplib.models.create_model`. It is called twice: on the meta device to check
+            the model, then to build it.
     Returns:
         a :class:`Checkpoint` with the model in eval mode.
     Raises:
         CheckpointError: the file is missing, pickled, corrupt, truncated, from another format,
-            names an unknown model, or its weights do not fit the rebuilt model.
+            has metadata of the wrong type or out of bounds or that disagrees with itself, names
+            a model that cannot be built, or its weights do not fit the model.
     """
     path = Path(path)
-    meta = read_metadata(path)
+    header, meta = _read(path)
+    if model_factory is None:
+        from gsoplib.models import create_model as model_factory
+    name, kwargs = meta["model"]["name"], meta["model"].get("kwargs", {})
+    skeleton = _build(path, model_factory, name, kwargs, len(header.tensors))
+    _check_fit(path, name, skeleton, header, meta["data"])
     try:
         tensors = safetensors.torch.load_file(str(path))
-    except Exception as error:  # a header that parses can still point past the end of the file
+    except Exception as error:  # safetensors raises its own error types for what it refuses
         raise _refuse(
             path, f"is not a valid safetensors file (corrupt or truncated: {_one_line(error)})."
         ) from error
     if tensor_digest(tensors) != meta["sha256"]:
         raise _refuse(path, "has weights that do not match the checksum in its metadata (corrupt).")
-    if model_factory is None:
-        from gsoplib.models import create_model as model_factory
-    name, kwargs = meta["model"]["name"], meta["model"].get("kwargs", {})
     try:
         model = model_factory(name, **kwargs)
-    except (KeyError, ValueError, TypeError) as error:
+        model.load_state_dict(tensors)
+    except Exception as error:  # the file or the factory changed since the checks above
         why = _one_line(error).rstrip(".")
-        raise _refuse(path, f"names a model this gsoplib cannot build ({why}).") from error
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
-    if missing or unexpected or wrong:
-        parts = [
-            f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("wrong shape", wrong),
-            )
-            if keys
-        ]
-        raise _refuse(path, f"does not fit model {name!r} ({'; '.join(parts)}).")
-    model.load_state_dict(tensors)
+        raise _refuse(path, f"does not fit model {name!r} once built ({why}).") from error
     return Checkpoint(model.to(device).eval(), meta, path)
 
 

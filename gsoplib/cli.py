@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import textwrap
@@ -479,7 +480,38 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     if not EXPLORER_APP.exists():
         print(f"gsop explore: the explorer app is not built yet; it will run: {' '.join(command)}")
         return 0
-    return subprocess.call(command)
+    return _run_forwarding_signals(command)
+
+
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _run_forwarding_signals(command: list[str]) -> int:
+    """Run ``command`` as a child and wait for it, passing SIGTERM and SIGINT on to it.
+
+    What a supervisor, ``timeout`` or a container stop sends reaches only this process; passed
+    on, the server shuts down and frees its port instead of outliving us. Returns the child's
+    exit status, 128 + N when signal N ended it (as a shell reports it).
+    """
+    child = None
+    pending = []  # signals that came before the child existed
+
+    def forward(signum, _frame) -> None:
+        if child is None:
+            pending.append(signum)
+        else:
+            child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+    try:
+        child = subprocess.Popen(command)
+        for signum in pending:
+            child.send_signal(signum)
+        code = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 128 - code if code < 0 else code
 
 
 def _add_explore(sub) -> None:

@@ -1,7 +1,11 @@
 """Checkpoints: round trip through the metadata alone, and refusal of every bad file."""
 
 import json
+import pickle
+import re
 import struct
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -71,7 +75,8 @@ def test_round_trip_rebuilds_the_model_from_metadata_alone(tmp_path):
     path = _save(tmp_path / "m.safetensors", model)
     built.clear()
     ck = load_checkpoint(path, model_factory=factory)
-    assert built == [("tiny", {"num_classes": 3, "in_chans": 1, "width": 4})]
+    # once on the meta device to check it against the file, once to build it
+    assert built == [("tiny", {"num_classes": 3, "in_chans": 1, "width": 4})] * 2
     x = torch.randn(2, 1, 8, 8)
     torch.testing.assert_close(ck.model(x), model(x), rtol=0, atol=0)
     assert not ck.model.training
@@ -199,3 +204,241 @@ def test_resume_state_round_trip_with_optimizer(tmp_path):
     torch.testing.assert_close(buf, next(iter(opt.state.values()))["momentum_buffer"])
     with pytest.raises(CheckpointError, match="no training state"):
         load_state(tmp_path / "nothing.pt")
+
+
+# -- hostile and unlucky files -------------------------------------------------------------------
+
+
+def _rewrite(source: Path, target: Path, edit) -> Path:
+    """``source``'s tensors under its gsoplib metadata changed by ``edit(meta)`` in place; the
+    checksum still holds, so only the metadata's own checks can refuse the result."""
+    tensors = safetensors.torch.load_file(str(source))
+    with safetensors.safe_open(str(source), "pt") as f:
+        meta = json.loads(f.metadata()[checkpoint.METADATA_KEY])
+    edit(meta)
+    blob = safetensors.torch.save(tensors, metadata={checkpoint.METADATA_KEY: json.dumps(meta)})
+    target.write_bytes(blob)
+    return target
+
+
+def _refused_by(path, match, model_factory):
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_checkpoint(path, model_factory=model_factory)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_every_header_length_loads_whatever_its_first_byte(tmp_path):
+    """The first 8 bytes are the header's length, little-endian and a multiple of 8: the first
+    byte can be any multiple of 8, 0x80 (a pickle's first byte) included."""
+    model = Tiny(width=4).eval()
+    by_first_byte = {}
+    for pad in range(8 * 40):
+        path = _save(tmp_path / "m.safetensors", model, train_config={"pad": "x" * pad})
+        first = path.read_bytes()[0]
+        if first not in by_first_byte:
+            by_first_byte[first] = path.rename(tmp_path / f"{pad}.safetensors")
+    assert sorted(by_first_byte) == list(range(0, 256, 8))
+    x = torch.randn(2, 1, 8, 8)
+    for path in by_first_byte.values():
+        ck = load_checkpoint(path, model_factory=factory)
+        torch.testing.assert_close(ck.model(x), model(x), rtol=0, atol=0)
+        assert read_metadata(path)["train"]["pad"] == ck.meta["train"]["pad"]
+
+
+def test_pickles_and_zip_archives_are_recognised_by_their_signatures(tmp_path):
+    files = {"zip.pt": None, "legacy.pt": None}
+    torch.save({"w": torch.zeros(2)}, tmp_path / "zip.pt")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        (tmp_path / f"p{protocol}.pkl").write_bytes(pickle.dumps({"w": 1}, protocol=protocol))
+        files[f"p{protocol}.pkl"] = None
+    with zipfile.ZipFile(tmp_path / "plain.zip", "w") as archive:
+        archive.writestr("a.txt", "not a checkpoint")
+    files["plain.zip"] = None
+    for name in files:
+        _refused(tmp_path / name, "pickled PyTorch file")
+    # 0x80 without a pickle's protocol byte after it, and "PK" without a zip's: neither format
+    for name, data in (("odd.safetensors", b"\x80" + bytes(7) + b"{}"),
+                       ("pk.safetensors", b"PK" + bytes(6) + b"{}")):
+        (tmp_path / name).write_bytes(data)
+        _refused(tmp_path / name, "not a valid safetensors file")
+
+
+def test_the_model_is_checked_on_the_meta_device_before_it_is_allocated(tmp_path):
+    devices = []
+
+    def recording(name, **kwargs):
+        devices.append(torch.empty(0).device.type)
+        return factory(name, **kwargs)
+
+    source = _save(tmp_path / "m.safetensors")
+    wide = _rewrite(source, tmp_path / "wide.safetensors",
+                    lambda meta: meta["model"]["kwargs"].update(width=1_000_000))
+    message = _refused_by(wide, "does not fit model 'tiny'", recording)
+    assert "wrong shape" in message and devices == ["meta"]
+    negative = _rewrite(source, tmp_path / "negative.safetensors",
+                        lambda meta: meta["model"]["kwargs"].update(width=-4))
+    _refused_by(negative, "cannot build", recording)
+    assert devices == ["meta", "meta"]
+    devices.clear()
+    ck = load_checkpoint(source, model_factory=recording)
+    assert devices == ["meta", "cpu"]
+    assert {t.device.type for t in ck.model.state_dict().values()} == {"cpu"}
+
+
+def test_a_model_larger_than_its_weights_is_refused(tmp_path):
+    """Half-precision weights for a float32 model: the model would take twice the file."""
+    path = _save(tmp_path / "half.safetensors", Tiny(width=4).half())
+    message = _refused(path, "larger than its weights")
+    weights, model = (int(n.replace(",", "")) for n in re.findall(r"([\d,]+) bytes", message))
+    assert weights == Path(path).stat().st_size - _header_bytes(path)
+    assert model == sum(t.numel() * t.element_size() for t in Tiny(width=4).state_dict().values())
+
+
+def _header_bytes(path) -> int:
+    """The 8-byte length and the header it gives: what is not tensor data."""
+    return 8 + struct.unpack("<Q", Path(path).read_bytes()[:8])[0]
+
+
+@pytest.fixture(scope="module")
+def vanilla(tmp_path_factory) -> Path:
+    """An untrained small_vanilla for 4 classes of 8x8 grey images, saved by save_checkpoint."""
+    from gsoplib.models import create_model
+
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 4, "in_chans": 1}
+    return save_checkpoint(
+        tmp_path_factory.mktemp("vanilla") / "vanilla.safetensors",
+        create_model("small_vanilla", **kwargs).eval(), model_name="small_vanilla",
+        model_kwargs=kwargs, classes=["a", "b", "c", "d"], input_size=(8, 8), in_chans=1,
+        mean=(0.5,), std=(0.25,), dataset="toy",
+    )
+
+
+def test_a_zoo_checkpoint_loads_with_every_check(vanilla):
+    ck = load_checkpoint(vanilla)
+    assert ck.model_name == "small_vanilla" and ck.classes == ["a", "b", "c", "d"]
+    assert ck.model(torch.randn(2, 1, 8, 8)).shape == (2, 4)
+
+
+@pytest.mark.parametrize("num_classes", [200_000_000, 5, 0, -3, True, 4.0, "4", None])
+def test_a_num_classes_that_is_not_the_number_of_class_names_is_refused(
+    num_classes, vanilla, tmp_path
+):
+    """200 000 000 would ask for a 100 GB head and -3 escaped as a RuntimeError: both are one
+    sentence now, before any model is built."""
+    built = []
+
+    def never(name, **kwargs):
+        built.append(name)
+        raise AssertionError("the model must not be built")
+
+    path = _rewrite(vanilla, tmp_path / "n.safetensors",
+                    lambda meta: meta["model"]["kwargs"].update(num_classes=num_classes))
+    message = _refused_by(path, "model.kwargs.num_classes", never)
+    assert "4 class names" in message and not built
+
+
+def _edit(path: str, value):
+    """``edit(meta)`` that sets the dotted ``path`` to ``value`` (``DELETE`` removes it)."""
+
+    def edit(meta):
+        *parents, leaf = path.split(".")
+        node = meta
+        for key in parents:
+            node = node[key]
+        if value is DELETE:
+            del node[leaf]
+        else:
+            node[leaf] = value
+
+    return edit
+
+
+DELETE = object()
+# (dotted field, new value, the field the refusal must name)
+DISAGREEING = {
+    "3 class names for 4 outputs": ("data.classes", ["a", "b", "c"], "data.classes"),
+    "no class names": ("data.classes", [], "data.classes"),
+    "class names not strings": ("data.classes", [1, 2, 3, 4], "data.classes"),
+    "class names as one string": ("data.classes", "abcd", "data.classes"),
+    "empty mean": ("data.mean", [], "data.mean"),
+    "mean of the wrong length": ("data.mean", [0.5, 0.5], "data.mean"),
+    "mean not numbers": ("data.mean", ["0.5"], "data.mean"),
+    "zero std": ("data.std", [0.0], "data.std"),
+    "negative std": ("data.std", [-0.25], "data.std"),
+    "infinite std": ("data.std", [float("inf")], "data.std"),
+    "NaN std": ("data.std", [float("nan")], "data.std"),
+    "boolean std": ("data.std", [True], "data.std"),
+    "huge input": ("data.input_size", [100_000, 100_000], "data.input_size"),
+    "zero input": ("data.input_size", [0, 8], "data.input_size"),
+    "one side": ("data.input_size", [8], "data.input_size"),
+    "float sides": ("data.input_size", [8.0, 8.0], "data.input_size"),
+    "channels not a number": ("data.in_chans", "1", "data.in_chans"),
+    "channels of another model": ("data.in_chans", 3, "data.in_chans"),
+    "huge channels": ("data.in_chans", 10**6, "data.in_chans"),
+    "data not an object": ("data", [1, 2], "data"),
+    "dataset name not a string": ("data.name", 7, "data.name"),
+    "options not an object": ("data.options", "none", "data.options"),
+    "model name not a string": ("model.name", ["small_vanilla"], "model.name"),
+    "kwargs not an object": ("model.kwargs", [4, 1], "model.kwargs"),
+    "kwargs channels not the data's": ("model.kwargs.in_chans", 3, "model.kwargs.in_chans"),
+    "train not an object": ("train", "fast", "train"),
+    "metrics not an object": ("metrics", [0.9], "metrics"),
+    "versions not an object": ("versions", 1, "versions"),
+    "checksum not a string": ("sha256", 12, "sha256"),
+    "no checksum": ("sha256", DELETE, "sha256"),
+}
+
+
+@pytest.mark.parametrize("case", list(DISAGREEING))
+def test_metadata_that_disagrees_with_itself_or_has_the_wrong_type_is_refused(
+    case, vanilla, tmp_path
+):
+    field, value, named = DISAGREEING[case]
+    path = _rewrite(vanilla, tmp_path / "bad.safetensors", _edit(field, value))
+    message = _refused_by(path, re.escape(named), None)
+    with pytest.raises(CheckpointError) as info:
+        read_metadata(path)  # the metadata alone is enough to refuse it
+    assert str(info.value) == message
+
+
+def test_class_names_and_channels_must_match_the_built_model(tmp_path):
+    """Without num_classes and in_chans in the kwargs, the meta-built model says how many
+    outputs and input channels there are."""
+    from gsoplib.models import create_model
+
+    model = create_model("small_vanilla").eval()  # its defaults: 10 classes, 1 channel
+    source = save_checkpoint(
+        tmp_path / "defaults.safetensors", model, model_name="small_vanilla", model_kwargs={},
+        classes=[str(i) for i in range(10)], input_size=(8, 8), in_chans=1, mean=(0.5,),
+        std=(0.25,),
+    )
+    assert load_checkpoint(source).model(torch.randn(1, 1, 8, 8)).shape == (1, 10)
+    four = _rewrite(source, tmp_path / "four.safetensors", _edit("data.classes", list("abcd")))
+    message = _refused_by(four, "4 class names", None)
+    assert "10 outputs" in message
+    rgb = _rewrite(source, tmp_path / "rgb.safetensors", lambda meta: meta["data"].update(
+        in_chans=3, mean=[0.5] * 3, std=[0.25] * 3))
+    message = _refused_by(rgb, "data.in_chans 3", None)
+    assert "1 input channel" in message
+
+
+def test_a_model_with_far_more_tensors_than_the_file_holds_is_refused_quickly(vanilla, tmp_path):
+    """layers=[10**7] * 3 would build 30 million residual blocks before any check could run."""
+    path = _rewrite(vanilla, tmp_path / "deep.safetensors",
+                    _edit("model.kwargs.layers", [10**7] * 3))
+    start = time.perf_counter()
+    message = _refused_by(path, "more tensors than", None)
+    assert time.perf_counter() - start < 10, message
+
+
+def test_the_readme_states_the_bounds_loading_enforces():
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    for stated in (f"1 to {checkpoint.MAX_CLASSES:,} class names",
+                   f"1 to {checkpoint.MAX_IN_CHANS} input channels",
+                   f"1 to {checkpoint.MAX_INPUT_SIDE} pixels a side"):
+        assert stated in readme
+    assert float(re.search(r"std of at least (\S+) each", readme)[1]) == checkpoint.MIN_STD

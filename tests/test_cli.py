@@ -1,8 +1,15 @@
 """The `gsop` command line: complete help, one-line errors, and each subcommand end to end."""
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,7 +122,7 @@ def test_the_module_entry_point_runs():
 
 def test_explore_launches_streamlit_on_the_app(capsys, monkeypatch):
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda command: calls.append(command) or 0)
+    monkeypatch.setattr(cli, "_run_forwarding_signals", lambda command: calls.append(command) or 0)
     code, _, _ = run(capsys, "explore", "--headless", "--port", "8600")
     assert code == 0 and cli.EXPLORER_APP.exists()
     (command,) = calls
@@ -132,7 +139,7 @@ def test_explore_passes_the_checkpoint_to_the_app_and_refuses_unknown_ones(
     capsys, monkeypatch, tmp_path
 ):
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda command: calls.append(command) or 0)
+    monkeypatch.setattr(cli, "_run_forwarding_signals", lambda command: calls.append(command) or 0)
     ckpt = tmp_path / "model.safetensors"
     ckpt.write_bytes(b"")
     assert run(capsys, "explore", "--checkpoint", str(ckpt))[0] == 0
@@ -140,6 +147,126 @@ def test_explore_passes_the_checkpoint_to_the_app_and_refuses_unknown_ones(
     code, _, err = run(capsys, "explore", "--checkpoint", "nonesuch")
     assert code == 2 and err.count("\n") == 1 and "neither a file nor a bundled checkpoint" in err
     assert len(calls) == 1
+
+
+# -- explore under a supervisor: signals reach the server ----------------------------------------
+
+HAS_PROC = Path("/proc/self/stat").exists()
+CHILD = """
+import signal, sys
+from pathlib import Path
+if sys.argv[2] == "trap":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(8))
+Path(sys.argv[1]).write_text("ready")
+signal.pause()
+"""
+
+
+@pytest.mark.parametrize(
+    "signum, behaviour, expected",
+    [(signal.SIGTERM, "trap", 7), (signal.SIGINT, "trap", 8),
+     (signal.SIGTERM, "default", 128 + signal.SIGTERM)],
+)
+def test_signals_are_passed_to_the_child_and_its_exit_status_returned(
+    signum, behaviour, expected, tmp_path
+):
+    """SIGTERM or SIGINT to this process reaches the child; the call returns once the child has
+    exited, with its status (128 + N when signal N ended it)."""
+    ready = tmp_path / "ready"
+
+    def signal_us_once_the_child_is_ready():
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signum)
+
+    sender = threading.Thread(target=signal_us_once_the_child_is_ready)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    sender.start()
+    code = cli._run_forwarding_signals([sys.executable, "-c", CHILD, str(ready), behaviour])
+    sender.join()
+    assert code == expected
+    assert {s: signal.getsignal(s) for s in before} == before  # our handlers are gone again
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_is_free(port: int) -> bool:
+    """No one listens on ``port`` (connections left in TIME_WAIT do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (state, parent, ...), None if gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+            return r.read() == b"ok"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not HAS_PROC, reason="finding the server's process needs Linux's /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_gsop_explore_stops_its_server_and_frees_the_port(signum, tmp_path):
+    """What a supervisor, `timeout` or a container stop does: signal gsop explore alone. The
+    Streamlit server it started stops too, and no process is left holding the port."""
+    port = _free_port()
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
+        "PYTHONPATH")]))}
+    command = [sys.executable, "-m", "gsoplib.cli", "explore", "--headless", "--port", str(port)]
+    with open(tmp_path / "explore.log", "wb") as log:
+        gsop = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=log)
+    children = []
+    try:
+        deadline = time.monotonic() + 120
+        while not _healthy(port):
+            assert gsop.poll() is None, (tmp_path / "explore.log").read_text()
+            assert time.monotonic() < deadline, "the explorer never answered its health check"
+            time.sleep(0.25)
+        children = _children(gsop.pid)
+        assert children, "the server runs as a child of gsop explore"
+        gsop.send_signal(signum)
+        code = gsop.wait(timeout=60)
+        assert not [pid for pid in children if _alive(pid)], "the server outlived gsop explore"
+        assert _port_is_free(port) and not _healthy(port)
+        assert code >= 0, f"gsop explore was killed by signal {-code}, not ended by its server"
+    finally:
+        for pid in [gsop.pid, *children]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        gsop.wait(timeout=30)
 
 
 # -- end to end --------------------------------------------------------------------------------

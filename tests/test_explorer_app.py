@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,13 +138,21 @@ def test_a_refused_checkpoint_upload_is_one_message_and_the_session_goes_on(kind
     assert not at.exception and not at.error
 
 
-def test_checkpoint_upload_over_the_size_limit_is_refused(monkeypatch):
+def test_checkpoint_upload_over_the_size_limit_is_refused_unread(monkeypatch):
+    from streamlit.runtime.uploaded_file_manager import UploadedFile
+
     from explorer import model_panel
 
+    def unread(*_):
+        raise AssertionError("an upload over the size limit was read")
+
     monkeypatch.setattr(model_panel, "MAX_CHECKPOINT_MB", 1)
+    monkeypatch.setattr(UploadedFile, "getvalue", unread)
+    monkeypatch.setattr(UploadedFile, "read", unread)
     at = upload_checkpoint(app(), "huge.safetensors", bytes(2 * 2**20))
     assert not at.exception
-    assert "over the 1 MB checkpoint upload limit" in at.error[0].value
+    [error] = at.error
+    assert "'huge.safetensors' is 2 MB, over the 1 MB checkpoint upload limit" in error.value
 
 
 def test_missing_checkpoint_path_is_one_message(tmp_path):
@@ -530,3 +539,92 @@ def test_the_bundled_gm_sop_gate_is_shown_alive():
     assert not at.warning
     [success] = at.success
     assert success.value == report.verdict and success.value.startswith("The gate chooses")
+# ---------------------------------------------------------------- hostile and unlucky checkpoints
+
+
+def rewritten(source: Path, edit) -> bytes:
+    """``source``'s weights under its metadata changed by ``edit(meta)``; the checksum holds."""
+    tensors = safetensors.torch.load_file(str(source))
+    with safetensors.safe_open(str(source), "pt") as f:
+        meta = json.loads(f.metadata()["gsoplib"])
+    edit(meta)
+    return safetensors.torch.save(tensors, metadata={"gsoplib": json.dumps(meta)})
+
+
+def _kwargs(**update):
+    return lambda meta: meta["model"]["kwargs"].update(update)
+
+
+def _data(**update):
+    return lambda meta: meta["data"].update(update)
+
+
+HOSTILE = {
+    # key: (edit of a small_vanilla checkpoint's metadata, text its one message must contain)
+    "200 million classes": (_kwargs(num_classes=200_000_000), "model.kwargs.num_classes"),
+    "negative classes": (_kwargs(num_classes=-3), "model.kwargs.num_classes"),
+    "3 names for 10 classes": (_data(classes=["a", "b", "c"]), "3 class names"),
+    "zero std": (_data(std=[0.0]), "data.std"),
+    "huge input": (_data(input_size=[100_000, 100_000]), "data.input_size"),
+    "30 million blocks": (_kwargs(layers=[10**7] * 3), "more tensors than"),
+    "an input too small for its views": (_data(input_size=[1, 1]), "fails on the 1x1 input"),
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_a_hostile_checkpoint_upload_is_one_message_and_the_session_goes_on(kind, checkpoints):
+    edit, expected = HOSTILE[kind]
+    name = f"{kind.replace(' ', '_')}.safetensors"
+    at = upload_checkpoint(app(), name, rewritten(checkpoints["small_vanilla"], edit))
+    assert not at.exception, at.exception
+    [error] = at.error
+    assert expected in error.value and f"'{name}'" in error.value, error.value
+    assert "/tmp" not in error.value and "\n" not in error.value
+    at = open_path(checkpoints["small_gsop2"], at)
+    table_matches(at.table[0].value, direct_probe(checkpoints["small_gsop2"], [DEFAULT_SAMPLE]))
+
+
+def test_a_checkpoint_whose_first_byte_is_a_pickles_uploads(checkpoints, tmp_path):
+    """0x80 is a pickle's first byte and, for 1 header length in 32, a safetensors file's."""
+    blobs = (rewritten(checkpoints["small_vanilla"], lambda meta, n=n: meta["train"].update(
+        pad="x" * n)) for n in range(8 * 32))
+    data = next(blob for blob in blobs if blob[0] == 0x80)
+    at = upload_checkpoint(app(), "lucky.safetensors", data)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "small_vanilla" in " ".join(m.value for m in at.sidebar.markdown)
+    (tmp_path / "lucky.safetensors").write_bytes(data)
+    table_matches(at.table[0].value, direct_probe(tmp_path / "lucky.safetensors",
+                                                  [DEFAULT_SAMPLE]))
+
+
+@pytest.mark.parametrize("kind", ["200 million classes", "30 million blocks"])
+def test_a_hostile_upload_in_one_session_leaves_another_unaffected(kind, checkpoints):
+    """Two sessions of one served app at once: one uploads a checkpoint that would ask for
+    100 GB (or build for hours), the other loads a model (not cached yet: it is built while the
+    first session's is checked on the meta device) and probes an image; the first gets its one
+    message, the second what a direct gsoplib.probe gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = checkpoints["small_gsop2"]
+    sample = FASHION.files[5].name
+    edit, expected = HOSTILE[kind]
+    data = rewritten(checkpoints["small_vanilla"], edit)
+
+    def probing():
+        at = open_path(path)
+        at.multiselect(key="gallery_fashion_mnist").set_value([sample]).run()
+        assert not at.exception and not at.error
+        return at.table[0].value, at.code[0].value
+
+    def uploading():
+        at = upload_checkpoint(app(), "hostile.safetensors", data)
+        return [e.value for e in at.error], list(at.exception)
+
+    with one_runtime_for_all_sessions(), ThreadPoolExecutor(max_workers=2) as pool:
+        ours, theirs = pool.submit(probing), pool.submit(uploading)
+        (table, summary), (errors, exceptions) = ours.result(), theirs.result()
+    assert not exceptions, exceptions
+    assert len(errors) == 1 and expected in errors[0], errors
+    direct = direct_probe(path, [sample])
+    table_matches(table, direct)
+    assert summary == direct.summary()

@@ -92,3 +92,14 @@ def test_fashion_mnist_checkpoint_reproduces_its_stored_accuracy(name):
 def test_second_order_checkpoint_reproduces_its_stored_accuracy(name):
     measured, stored = _reevaluate(name)
     assert measured == pytest.approx(stored, abs=2e-3)
+
+
+@pytest.mark.parametrize("name", sorted(FASHION) + sorted(SECOND_ORDER))
+def test_every_bundled_checkpoint_passes_every_load_check(name):
+    """Format, metadata bounds and agreement, the meta-built model against the file: all hold
+    for what ships."""
+    ck = load_pretrained(name)
+    h, w = ck.input_size
+    logits = ck.model(torch.zeros(2, ck.in_chans, h, w))
+    assert logits.shape == (2, len(ck.classes))
+    assert len(ck.mean) == len(ck.std) == ck.in_chans and min(ck.std) > 0
