@@ -448,6 +448,36 @@ def _check_fit(path: Path, name: str, skeleton: nn.Module, header: SafetensorsHe
                             f"convolution takes {convs[0].in_channels} input channel{plural}.")
 
 
+#: Defaults that changed, with the gsoplib version that changed them: a checkpoint written by an
+#: older gsoplib is rebuilt with the defaults it was trained with.
+CHANGED_DEFAULTS = (((0, 2, 0), "gated_mixture", {"gate": "release"}),)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in str(text).split(".")[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _written_defaults(meta: dict, name: str, kwargs: dict) -> dict:
+    """``kwargs`` plus the head defaults of the gsoplib that wrote the file, where they differ
+    from today's (0.2.0 made the live gate the GM-SOP default; older files hold the release's)."""
+    from gsoplib.models import model_kwargs
+
+    written = _version((meta.get("versions") or {}).get("gsoplib", "0"))
+    try:
+        head = model_kwargs(name, **kwargs).get("head")
+    except Exception:  # an unknown name or bad kwargs: the checks that follow say so
+        return kwargs
+    for version, kind, defaults in CHANGED_DEFAULTS:
+        if written < version and head == kind:
+            head_kwargs = kwargs.get("head_kwargs") or {}
+            kwargs = {**kwargs, "head_kwargs": {**defaults, **head_kwargs}}
+    return kwargs
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     device: torch.device | str = "cpu",
@@ -473,9 +503,11 @@ def load_checkpoint(
     """
     path = Path(path)
     header, meta = _read(path)
+    name, kwargs = meta["model"]["name"], meta["model"].get("kwargs", {})
     if model_factory is None:
         from gsoplib.models import create_model as model_factory
-    name, kwargs = meta["model"]["name"], meta["model"].get("kwargs", {})
+
+        kwargs = _written_defaults(meta, name, kwargs)
     skeleton = _build(path, model_factory, name, kwargs, len(header.tensors))
     _check_fit(path, name, skeleton, header, meta["data"])
     try:
