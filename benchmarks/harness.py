@@ -118,11 +118,14 @@ def saved_tensor_bytes(fn: Callable[[], object]) -> int:
     return _saved_tensor_bytes(fn, unique_storages=False)
 
 
-def write_json(name: str, info: dict, rows: list[dict], out_dir: Path = RESULTS_DIR) -> Path:
+def write_json(
+    name: str, info: dict, rows: list[dict], out_dir: Path = RESULTS_DIR, **extra
+) -> Path:
+    """benchmarks/results/NAME-{cpu,cuda}.json: {"machine": info, "rows": rows, **extra}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = "cuda" if info["device"].startswith("cuda") else "cpu"
     path = out_dir / f"{name}-{tag}.json"
-    path.write_text(json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
+    path.write_text(json.dumps({"machine": info, "rows": rows, **extra}, indent=2) + "\n")
     return path
 
 
@@ -136,3 +139,24 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
         cells = [format(row[k], f) if row.get(k) is not None else "-" for k, _, f in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def train_and_diagnose(
+    model: str, out: Path, *, head_kwargs: dict, epochs: int, train_subset: int | None,
+    test_subset: int | None, seed: int, device: str,
+):
+    """Train ``model`` on Fashion-MNIST (recipe ``fast``, no augmentation) with ``head_kwargs``,
+    then diagnose its gate on the test split: (final metrics, GateDiagnostics, wall seconds)."""
+    from gsoplib.heads.gate import diagnose_gate
+    from gsoplib.train import TrainConfig, Trainer
+
+    config = TrainConfig(
+        model=model, dataset="fashion_mnist", out_dir=str(out), recipe="fast", epochs=epochs,
+        augment=False, train_subset=train_subset, test_subset=test_subset,
+        model_kwargs={"head_kwargs": head_kwargs}, seed=seed, device=device, progress=False,
+    )
+    begin = time.perf_counter()
+    trainer = Trainer(config)
+    final = trainer.fit()
+    diag = diagnose_gate(trainer.model, trainer.test_loader)
+    return final, diag, time.perf_counter() - begin

@@ -1,6 +1,7 @@
 """Every benchmark script runs end to end on tiny shapes and writes the JSON it promises."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+HAS_FMNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").exists()
 
 
 @pytest.mark.slow
@@ -76,3 +78,47 @@ def test_explorer_benchmark_quick_run_times_every_bundled_checkpoint_and_the_sta
     steps = {row["step"]: row["ms"] for row in rows}
     assert steps["app ready"] == pytest.approx(steps["server ready"] + steps["first script run"])
     assert "| app ready |" in out.stdout
+
+
+@pytest.mark.skipif(not HAS_FMNIST, reason="needs Debian's dataset-fashion-mnist")
+def test_gate_benchmark_quick_run_diagnoses_each_variant(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gate.py"), "--quick", "--device", "cpu",
+         "--only", "release", "live", "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    rows = json.loads((tmp_path / "gate-cpu.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["release", "live"]
+    for row in rows:
+        assert row["verdict"].startswith("The gate ") and 0 <= row["test_top1"] <= 100
+        assert sum(row["diagnostics"]["image_share"]) == pytest.approx(4)
+        assert row["degenerate"] == bool(row["diagnostics"]["problems"])
+    assert "| release |" in out.stdout and "| live |" in out.stdout
+
+
+@pytest.mark.skipif(not HAS_FMNIST, reason="needs Debian's dataset-fashion-mnist")
+def test_balance_benchmark_quick_run_writes_usage_and_the_figure(tmp_path):
+    figure = tmp_path / "balance.png"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "balance.py"), "--quick", "--device", "cpu",
+         "--gates", "live", "--out", str(tmp_path), "--figure", str(figure)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    result = json.loads((tmp_path / "balance-cpu.json").read_text())
+    assert [(r["gate"], r["alpha"]) for r in result["rows"]] == [("live", 0.0), ("live", 100.0)]
+    for row in result["rows"]:
+        share = row["image_share_sorted"]
+        assert len(share) == 16 and share == sorted(share, reverse=True)
+        assert sum(share) == pytest.approx(4)
+    assert [s["alpha"] for s in result["summary"]] == [0.0, 100.0]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_committed_balance_results_show_the_balance_loss_at_work():
+    """GM-SOP Fig. 2 as measured (benchmarks/balance.py): with alpha = 100 every component of the
+    live gate is busy and the choice still depends on the class."""
+    result = json.loads((BENCHMARKS / "results" / "balance-cpu.json").read_text())
+    summary = {(s["gate"], s["alpha"]): s for s in result["summary"]}
+    on = summary[("live", 100.0)]
+    assert on["seeds"] == 3 and on["busy"] == 16
+    assert on["mutual_information"] > 0.1 * math.log2(16 / 4)
