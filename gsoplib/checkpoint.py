@@ -448,34 +448,22 @@ def _check_fit(path: Path, name: str, skeleton: nn.Module, header: SafetensorsHe
                             f"convolution takes {convs[0].in_channels} input channel{plural}.")
 
 
-#: Defaults that changed, with the gsoplib version that changed them: a checkpoint written by an
-#: older gsoplib is rebuilt with the defaults it was trained with.
-CHANGED_DEFAULTS = (((0, 2, 0), "gated_mixture", {"gate": "release"}),)
-
-
-def _version(text: str) -> tuple[int, ...]:
-    parts = []
-    for part in str(text).split(".")[:3]:
-        digits = "".join(itertools.takewhile(str.isdigit, part))
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-def _written_defaults(meta: dict, name: str, kwargs: dict) -> dict:
-    """``kwargs`` plus the head defaults of the gsoplib that wrote the file, where they differ
-    from today's (0.2.0 made the live gate the GM-SOP default; older files hold the release's)."""
+def _written_gate(name: str, kwargs: dict, tensors) -> dict:
+    """``kwargs`` with ``gate='release'`` for a GM-SOP file written before the live gate became
+    the default (gsoplib 0.1): its gate has none of the live gate's standardisation buffers
+    (``...gate.norm.running_mean``), and its metadata names no gate form."""
     from gsoplib.models import model_kwargs
 
-    written = _version((meta.get("versions") or {}).get("gsoplib", "0"))
+    head_kwargs = kwargs.get("head_kwargs") or {}
+    if not isinstance(head_kwargs, dict) or "gate" in head_kwargs:
+        return kwargs
     try:
         head = model_kwargs(name, **kwargs).get("head")
     except Exception:  # an unknown name or bad kwargs: the checks that follow say so
         return kwargs
-    for version, kind, defaults in CHANGED_DEFAULTS:
-        if written < version and head == kind:
-            head_kwargs = kwargs.get("head_kwargs") or {}
-            kwargs = {**kwargs, "head_kwargs": {**defaults, **head_kwargs}}
-    return kwargs
+    if head != "gated_mixture" or any(k.endswith("gate.norm.running_mean") for k in tensors):
+        return kwargs
+    return {**kwargs, "head_kwargs": {**head_kwargs, "gate": "release"}}
 
 
 def load_checkpoint(
@@ -507,7 +495,7 @@ def load_checkpoint(
     if model_factory is None:
         from gsoplib.models import create_model as model_factory
 
-        kwargs = _written_defaults(meta, name, kwargs)
+        kwargs = _written_gate(name, kwargs, header.tensors)
     skeleton = _build(path, model_factory, name, kwargs, len(header.tensors))
     _check_fit(path, name, skeleton, header, meta["data"])
     try:

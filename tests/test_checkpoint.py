@@ -444,27 +444,21 @@ def test_the_readme_states_the_bounds_loading_enforces():
     assert float(re.search(r"std of at least (\S+) each", readme)[1]) == checkpoint.MIN_STD
 
 
-def test_a_gm_sop_checkpoint_from_before_the_live_gate_rebuilds_the_release_gate(
-    tmp_path, monkeypatch
-):
-    """gsoplib 0.1.0 wrote GM-SOP files whose gate was the release's (then the default)."""
-    from gsoplib import checkpoint as ckpt_module
+def test_a_gm_sop_checkpoint_from_before_the_live_gate_rebuilds_the_release_gate(tmp_path):
+    """gsoplib 0.1 wrote GM-SOP files whose gate was the release's (then the default), with no
+    gate form in their metadata; today's live gate has standardisation buffers they lack."""
     from gsoplib.models import create_model
 
     kwargs = {"num_classes": 3, "in_chans": 1}
-    torch.manual_seed(0)
-    old = create_model("small_gmsop", **kwargs, head_kwargs={"gate": "release"}).eval()
     common = dict(model_name="small_gmsop", model_kwargs=kwargs, classes=["a", "b", "c"],
                   input_size=(28, 28), in_chans=1, mean=(0.5,), std=(0.25,))
-    written = {"gsoplib": "0.1.0", "torch": torch.__version__, "python": "3"}
-    monkeypatch.setattr(ckpt_module, "versions", lambda: written)
-    path = save_checkpoint(tmp_path / "old.safetensors", old, **common)
-    ck = load_checkpoint(path)
+    torch.manual_seed(0)
+    old = create_model("small_gmsop", **kwargs, head_kwargs={"gate": "release"}).eval()
+    ck = load_checkpoint(save_checkpoint(tmp_path / "old.safetensors", old, **common))
     assert ck.model.head.gate.form == "release" and not ck.model.head.gate_detach
     x = torch.randn(4, 1, 28, 28)
     torch.testing.assert_close(ck.model(x), old(x))
-    # The same file claiming today's version names what does not fit the live gate.
-    written["gsoplib"] = "0.2.0"
-    path = save_checkpoint(tmp_path / "new.safetensors", old, **common)
-    with pytest.raises(CheckpointError, match="head.gate.norm"):
-        load_checkpoint(path)
+    live = create_model("small_gmsop", **kwargs).eval()
+    ck = load_checkpoint(save_checkpoint(tmp_path / "live.safetensors", live, **common))
+    assert ck.model.head.gate.form == "live"
+    torch.testing.assert_close(ck.model(x), live(x))
