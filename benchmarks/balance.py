@@ -18,6 +18,7 @@ and docs/figures/balance.png.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -57,7 +58,10 @@ def run(args, gate: str, alpha: float, seed: int, out: Path) -> dict:
         "test_top1": 100 * final["test_top1"],
         "image_share_sorted": share,
         "train_usage_sorted": train_usage,
-        # Components that get at least a quarter of an even share K/N of the test images.
+        # Components that get at least a quarter of an even share: 1/N of the last epoch's
+        # choices in training, K/N of the test images in eval.
+        "train_busy": sum(u >= 0.25 / N for u in train_usage),
+        "train_cv": float(np.std(train_usage) / np.mean(train_usage)),
         "busy": sum(s >= 0.25 * K / N for s in share),
         "top4_share_of_pairs": sum(share[:4]) / K,
         "mutual_information": diag.mutual_information,
@@ -85,6 +89,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "alpha": alpha,
                 "seeds": len(runs),
                 "test_top1": mean("test_top1"),
+                "train_busy": mean("train_busy"),
+                "train_cv": mean("train_cv"),
                 "busy": mean("busy"),
                 "top4_share_of_pairs": 100 * mean("top4_share_of_pairs"),
                 "least_share": 100 * statistics.fmean(r["image_share_sorted"][-1] for r in runs),
@@ -95,28 +101,34 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def figure(rows: list[dict], path: Path) -> Path:
-    """Sorted share of test images per component, one panel per gate, alpha 0 vs 100."""
+    """Per gate form (columns): the last epoch's share of training choices per component (top row,
+    what the balance loss sees) and the share of test images choosing it in eval (bottom row),
+    components sorted by use, alpha 0 vs 100, mean and spread over seeds."""
     gates = list(dict.fromkeys(r["gate"] for r in rows))
-    fig = Figure(figsize=(4.2 * len(gates), 3.2))
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.17, top=0.86, wspace=0.25)
-    axes = fig.subplots(1, len(gates), squeeze=False)[0]
-    for ax, gate in zip(axes, gates):
-        for offset, (alpha, color) in zip((-0.2, 0.2), ((0.0, "tab:red"), (100.0, "tab:blue"))):
-            runs = [r["image_share_sorted"] for r in rows if r["gate"] == gate
-                    and r["alpha"] == alpha]
-            if not runs:
-                continue
-            shares = 100 * np.array(runs)
-            ax.bar(np.arange(N) + offset, shares.mean(0), width=0.4, color=color,
-                   yerr=shares.std(0) if len(runs) > 1 else None, capsize=1.5,
-                   label=f"alpha = {alpha:g}")
-        ax.axhline(100 * K / N, color="0.4", lw=0.8, ls="--", label="even share K/N")
-        ax.set_xlabel("component, by rank of use")
-        ax.set_ylabel("% of test images choosing it")
-        ax.set_title(f"gate '{gate}', GM-GAP-{N}-{K}", fontsize=10)
-        ax.legend(fontsize=7)
+    fig = Figure(figsize=(4.4 * len(gates), 5.6))
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.09, top=0.93, wspace=0.22, hspace=0.45)
+    axes = fig.subplots(2, len(gates), squeeze=False)
+    panels = (("train_usage_sorted", "% of training choices", 100 / N, "training, last epoch"),
+              ("image_share_sorted", "% of test images", 100 * K / N, "evaluation, test set"))
+    for col, gate in enumerate(gates):
+        for (key, ylabel, even, when), ax in zip(panels, axes[:, col]):
+            for offset, (alpha, color) in zip((-0.2, 0.2), ((0.0, "tab:red"), (100.0, "tab:blue"))):
+                runs = [r[key] for r in rows if r["gate"] == gate and r["alpha"] == alpha]
+                if not runs:
+                    continue
+                shares = 100 * np.array(runs)
+                ax.bar(np.arange(N) + offset, shares.mean(0), width=0.4, color=color,
+                       yerr=shares.std(0) if len(runs) > 1 else None, capsize=1.5,
+                       label=f"alpha = {alpha:g}")
+            ax.axhline(even, color="0.4", lw=0.8, ls="--", label="even share")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"gate '{gate}', GM-GAP-{N}-{K}: {when}", fontsize=9)
+            ax.legend(fontsize=7)
+        axes[1, col].set_xlabel("component, by rank of use")
+        for ax in axes[:, col]:
+            ax.set_xticks(range(0, N, 3))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     return path
 
 
@@ -132,7 +144,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny data, one epoch, one seed")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--figure", type=Path, default=FIGURE)
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="redraw the figure and tables from a results file; train nothing")
     args = parser.parse_args(argv)
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+        for row in result["rows"]:
+            usage = row["train_usage_sorted"]
+            row["train_busy"] = sum(u >= 0.25 / N for u in usage)
+            row["train_cv"] = float(np.std(usage) / np.mean(usage))
+        result["summary"] = summarise(result["rows"])
+        args.from_json.write_text(json.dumps(result, indent=2) + "\n")
+        figure(result["rows"], args.figure)
+        print(_table(result["summary"]))
+        return 0
     if args.quick:
         args.epochs, args.seeds, args.train_subset, args.test_subset = 1, 1, 512, 256
     device = resolve_device(args.device)
@@ -159,17 +184,23 @@ def main(argv: list[str] | None = None) -> int:
     figure(rows, args.figure)
     print(f"\n{machine_label(info)}; {args.epochs} epochs on {args.train_subset} images, "
           f"{args.seeds} seeds")
-    print(markdown_table(summary, [
+    print(_table(summary))
+    return 0
+
+
+def _table(summary: list[dict]) -> str:
+    return markdown_table(summary, [
         ("gate", "gate", ""),
         ("alpha", "alpha", "g"),
         ("test_top1", "test top-1 %", ".2f"),
-        ("busy", f"components with >= 1/4 of an even share (of {N})", ".1f"),
+        ("train_busy", f"training: components with >= 1/4 of an even share (of {N})", ".1f"),
+        ("train_cv", "training: CV of usage", ".2f"),
+        ("busy", f"eval: components with >= 1/4 of an even share (of {N})", ".1f"),
         ("top4_share_of_pairs", "4 busiest components' share of choices %", ".1f"),
         ("least_share", "least-used component, % of images", ".1f"),
         ("mutual_information", "MI(class; component), bits", ".3f"),
         ("top_set_share", "most common set, % of images", ".1f"),
-    ]))
-    return 0
+    ])
 
 
 if __name__ == "__main__":
