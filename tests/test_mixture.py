@@ -210,7 +210,7 @@ def test_unknown_component_lists_the_valid_ones():
 
 def dense_reference(head, x):
     """All N CMs on the whole batch, one by one, weighted by the (B, N) gate: the masked form."""
-    gate = head.gate(head.gate_branch(x))
+    gate = head.gate(head.gate_branch(x.detach() if head.gate_detach else x))
     rep = sum(gate.weights[:, n : n + 1] * cm(x) for n, cm in enumerate(head.components))
     return head.classifier(rep), balance_loss(gate.weights, head.alpha, head.unbiased)
 
