@@ -75,6 +75,8 @@ def parse(argv):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="tiny data, one epoch, one seed")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument("--name", default="compare",
+                        help="results file stem: NAME-{cpu,cuda}.json (default compare)")
     args = parser.parse_args(argv)
     args.data_options = {}
     if args.quick:
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         test_subset=args.test_subset,
         command=" ".join(["python", "benchmarks/compare.py", *(argv or sys.argv[1:])]),
     )
-    path = write_json("compare", info, rows, **({"out_dir": args.out} if args.out else {}))
+    path = write_json(args.name, info, rows, **({"out_dir": args.out} if args.out else {}))
     print(
         f"\n{machine_label(info)}; recipe {args.recipe}, epochs {args.epochs or 'recipe'}, "
         f"{args.seeds} seeds, train subset {args.train_subset or 'all'}"

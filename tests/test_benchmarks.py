@@ -129,3 +129,16 @@ def test_committed_balance_results_show_what_the_readme_says():
     assert live_on["train_cv"] < live_off["train_cv"]
     assert min(live_on["busy"], live_off["busy"]) >= 12
     assert live_on["mutual_information"] > 0.5 * math.log2(16 / 4)
+
+
+def test_compare_benchmark_quick_run_names_its_results_file(tmp_path):
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "compare.py"), "--quick", "--device", "cpu",
+         "--datasets", "second_order", "--models", "small_vanilla", "small_gmsop",
+         "--name", "compare-quick", "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    result = json.loads((tmp_path / "compare-quick-cpu.json").read_text())
+    assert [r["model"] for r in result["rows"]] == ["small_vanilla", "small_gmsop"]
+    assert all(0 <= r["top1_mean"] <= 100 and r["params"] > 0 for r in result["rows"])
+    assert result["machine"]["seeds"] == 1
