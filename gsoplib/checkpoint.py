@@ -5,7 +5,7 @@ The file holds the model's tensors and one metadata entry, ``gsoplib``, a JSON d
     {"format": "gsoplib.checkpoint/1",
      "model": {"name": "small_gsop1", "kwargs": {"num_classes": 10, "in_chans": 1}},
      "data": {"name": "fashion_mnist", "classes": [...], "input_size": [28, 28],
-              "in_chans": 1, "mean": [...], "std": [...], "options": {}},
+              "in_chans": 1, "mean": [...], "std": [...], "options": {}, "resize": null},
      "train": {...the training configuration...}, "metrics": {...final metrics...},
      "versions": {"gsoplib": "...", "torch": "...", "python": "..."},
      "sha256": "<digest of every tensor's name, dtype, shape and bytes>"}
@@ -17,7 +17,8 @@ Loading reads only that, and trusts none of it. In order, it checks:
    signature is refused, never opened;
 2. the metadata: every field of the right type; 1 to ``MAX_CLASSES`` class names; 1 to
    ``MAX_IN_CHANS`` input channels with one mean and one std (at least ``MIN_STD``) each, all
-   finite; an input size of 1 to ``MAX_INPUT_SIDE`` pixels a side; ``num_classes`` and
+   finite; an input size of 1 to ``MAX_INPUT_SIDE`` pixels a side; ``resize`` absent, null or a
+   shorter side from the input's larger side to ``MAX_INPUT_SIDE``; ``num_classes`` and
    ``in_chans`` in the model's kwargs equal to those;
 3. the model, built by ``create_model(name, **kwargs)`` on the meta device (no memory), and
    stopped once it has far more tensors than the file: its state dict's names and shapes are the
@@ -96,6 +97,13 @@ class Checkpoint:
     @property
     def input_size(self) -> tuple[int, int]:
         return tuple(self.meta["data"]["input_size"])
+
+    @property
+    def resize(self) -> int | None:
+        """The shorter side an image is resized to before a centre crop of :attr:`input_size`
+        (ImageNet: 256 then 224), or None: the image is resized to :attr:`input_size` whole."""
+        value = self.meta["data"].get("resize")
+        return None if value is None else int(value)
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -188,10 +196,13 @@ def save_checkpoint(
     data_options: Mapping | None = None,
     train_config: Mapping | None = None,
     metrics: Mapping | None = None,
+    resize: int | None = None,
 ) -> Path:
     """Write ``model``'s weights and metadata (see the module docstring) atomically to ``path``.
 
-    Every mapping must be JSON-serialisable. Returns the path written.
+    ``resize``: the shorter side images are resized to before a centre crop of ``input_size``
+    (None: resized to ``input_size`` whole). Every mapping must be JSON-serialisable. Returns the
+    path written.
     """
     path = Path(path)
     tensors = {
@@ -209,6 +220,7 @@ def save_checkpoint(
             "mean": [float(m) for m in mean],
             "std": [float(s) for s in std],
             "options": dict(data_options or {}),
+            "resize": None if resize is None else int(resize),
         },
         "train": dict(train_config or {}),
         "metrics": dict(metrics or {}),
@@ -324,6 +336,11 @@ def _check_data(path: Path, data: dict) -> None:
         or not all(_is_finite(s) and s >= MIN_STD for s in std)
     ):
         raise _bad(path, "data.std", std, f"{numbers} of at least {MIN_STD:g}, {per_channel}")
+    resize = data.get("resize")
+    if resize is not None and not (_is_int(resize) and max(size) <= resize <= MAX_INPUT_SIDE):
+        raise _bad(path, "data.resize", resize,
+                   f"null or a shorter side in whole pixels from {max(size)} (the input size) "
+                   f"to {MAX_INPUT_SIDE}")
 
 
 def _check_kwargs(path: Path, kwargs: dict, data: dict) -> None:

@@ -376,6 +376,9 @@ DISAGREEING = {
     "zero input": ("data.input_size", [0, 8], "data.input_size"),
     "one side": ("data.input_size", [8], "data.input_size"),
     "float sides": ("data.input_size", [8.0, 8.0], "data.input_size"),
+    "resize below the input": ("data.resize", 4, "data.resize"),
+    "resize not a number": ("data.resize", "256", "data.resize"),
+    "huge resize": ("data.resize", 10**6, "data.resize"),
     "channels not a number": ("data.in_chans", "1", "data.in_chans"),
     "channels of another model": ("data.in_chans", 3, "data.in_chans"),
     "huge channels": ("data.in_chans", 10**6, "data.in_chans"),
@@ -403,6 +406,15 @@ def test_metadata_that_disagrees_with_itself_or_has_the_wrong_type_is_refused(
     with pytest.raises(CheckpointError) as info:
         read_metadata(path)  # the metadata alone is enough to refuse it
     assert str(info.value) == message
+
+
+def test_resize_round_trips_and_is_none_for_files_without_it(vanilla, tmp_path):
+    """A checkpoint may say to resize the shorter side, then centre-crop the input size."""
+    assert load_checkpoint(vanilla).resize is None
+    path = _rewrite(vanilla, tmp_path / "resized.safetensors", _edit("data.resize", 32))
+    assert load_checkpoint(path).resize == 32
+    old = _rewrite(vanilla, tmp_path / "old.safetensors", _edit("data.resize", DELETE))
+    assert load_checkpoint(old).resize is None
 
 
 def test_class_names_and_channels_must_match_the_built_model(tmp_path):

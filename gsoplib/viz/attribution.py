@@ -1,0 +1,39 @@
+"""Attribution maps over the input image (captum results from gsoplib.attribution)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.figure import Figure
+
+from ._axes import _figure, _input_ax
+from .images import DIVERGING, _array, _resize
+
+
+def attribution_figure(
+    image, maps: Mapping[str, torch.Tensor], *, alpha: float = 0.5, figsize=None
+) -> Figure:
+    """The input and one overlay per attribution map (name -> (H, W)), each with a colorbar.
+
+    Non-negative maps (Grad-CAM) use 'jet' from 0; signed maps (Integrated Gradients,
+    Occlusion) a diverging colormap centred at 0, so red supports the target and blue opposes it.
+    """
+    figsize = figsize or (2.8 * (len(maps) + 1), 3.0)
+    fig = _figure(figsize, left=0.01, right=0.93, bottom=0.04, wspace=0.35)
+    axes = np.atleast_1d(fig.subplots(1, len(maps) + 1))
+    base = _input_ax(axes[0], image)
+    for ax, (name, heat) in zip(axes[1:], maps.items()):
+        h = _resize(_array(heat).squeeze(), base.shape[:2])
+        _input_ax(ax, image, name)
+        if h.min() >= 0:
+            norm, cmap = Normalize(0, h.max() or 1.0), "jet"
+        else:
+            lim = float(np.abs(h).max())
+            norm, cmap = TwoSlopeNorm(0.0, -lim, lim), DIVERGING
+        ax.imshow(h, cmap=cmap, norm=norm, alpha=alpha, interpolation="bilinear")
+        fig.colorbar(ScalarMappable(norm, cmap), ax=ax, shrink=0.75, pad=0.03)
+    return fig
