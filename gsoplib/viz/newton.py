@@ -1,0 +1,230 @@
+"""Figures of the Newton-Schulz square root for notebook 02's widgets (iSQRT-COV; GSoP-Net2).
+
+Each function takes the widget's knobs as keyword arguments with defaults, computes with
+:mod:`gsoplib.ops` and returns a :class:`matplotlib.figure.Figure` (no pyplot state):
+    :func:`cobweb`                  the scalar map p <- p (3 - p)^2 / 4 from p_0 = lambda, y_k
+    :func:`ns_explorer`             error per iteration and the eigenvalue map y_N for a spectrum
+    :func:`eigenvalue_maps`         y_N(lambda) against sqrt(lambda), N = 1..10, log axes
+    :func:`newton_instability`      plain Newton against Denman-Beavers and Newton-Schulz
+    :func:`backward_memory`         saved bytes and matmuls of the two backwards
+The numbers a figure shows come from a ``*_summary`` function beside it, so a test (or a reader)
+can check them without reading pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..ops.backward_memory import newton_schulz_backward_cost
+from ..ops.iterations import (
+    denman_beavers_sqrtm,
+    example_spectrum,
+    iterations_to_tolerance,
+    newton_schulz_polynomial,
+    newton_schulz_prenormalised,
+    ns_scalar_map,
+    ns_scalar_orbit,
+    ns_scalar_regime,
+    plain_newton_sqrtm,
+    relative_errors,
+)
+from ._axes import _figure, _title
+
+
+def cobweb(lam: float = 2.5, steps: int = 12, figsize=(9.0, 3.6)) -> Figure:
+    """Cobweb of p_{k+1} = p_k (3 - p_k)^2 / 4 from p_0 = lam (left) and y_k against
+    +-sqrt(lam) (right); the title names the regime
+    (:func:`gsoplib.ops.iterations.ns_scalar_regime`).
+    """
+    ys, ps = ns_scalar_orbit(lam, steps)
+    regime = ns_scalar_regime(lam)
+    fig = _figure(figsize, left=0.07, right=0.98, bottom=0.14, top=0.84, wspace=0.28)
+    ax, ay = fig.subplots(1, 2)
+    top = max(6.0, min(lam * 1.1, 12.0))
+    grid = np.linspace(0, top, 400)
+    ax.plot(grid, ns_scalar_map(grid), color="tab:blue", label="f(p) = p(3-p)²/4")
+    ax.plot(grid, grid, color="0.5", lw=0.8, label="p")
+    for start, end, color in ((0, 3, "tab:green"), (3, 5, "tab:orange"), (5, top, "tab:red")):
+        ax.axvspan(start, end, color=color, alpha=0.08)
+    finite = [p for p in ps if math.isfinite(p) and p < 1e3]
+    xs, zs = [finite[0]], [0.0]
+    for p, q in zip(finite, finite[1:]):
+        xs += [p, q]
+        zs += [q, q]
+    ax.plot(xs, zs, color="k", lw=1, marker="o", ms=2.5)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("p_k = z_k y_k")
+    ax.set_ylabel("p_{k+1}")
+    ax.legend(fontsize=7, loc="upper left")
+    _title(ax, f"lambda = {lam:g}: {regime}")
+    k = np.arange(len(ys))
+    shown = np.clip(np.array(ys, dtype=float), -1e3, 1e3)
+    ay.plot(k, shown, marker="o", ms=3, color="k", label="y_k")
+    ay.axhline(math.sqrt(lam), color="tab:green", ls="--", label="+sqrt(lambda)")
+    ay.axhline(-math.sqrt(lam), color="tab:orange", ls=":", label="-sqrt(lambda)")
+    ay.set_ylim(-3 * math.sqrt(max(lam, 1e-3)) - 1, 3 * math.sqrt(max(lam, 1e-3)) + 1)
+    ay.set_xlabel("step k")
+    ay.legend(fontsize=7)
+    _title(ay, f"y_k (y_{steps} = {ys[-1]:.4g})")
+    return fig
+
+
+def ns_explorer_summary(
+    n: int = 32,
+    condition: float = 1e4,
+    decay: float = 1.0,
+    iters: int = 3,
+    prenormalisation: str = "trace",
+    tol: float = 1e-3,
+    max_iters: int = 20,
+) -> dict:
+    """The numbers behind :func:`ns_explorer`: the spectrum (``eigenvalues``, float64 (n,)),
+    ``errors`` (max_iters,) of Newton-Schulz after each iteration, ``error`` at N = iters,
+    ``iterations_to_tol`` (0: not within max_iters) and ``scaled_eigenvalues``, the eigenvalues
+    the iteration sees after the pre-normalisation."""
+    a, lam = example_spectrum(n, condition, decay)
+    iterates = torch.stack(
+        [newton_schulz_prenormalised(a, k, prenormalisation) for k in range(1, max_iters + 1)]
+    )
+    errors = relative_errors(iterates, a)[:, 0]
+    scale = {"trace": lam.sum(), "frobenius": lam.norm(), "none": torch.tensor(1.0)}
+    return {
+        "eigenvalues": lam,
+        "scaled_eigenvalues": lam / scale[prenormalisation],
+        "errors": errors,
+        "error": float(errors[iters - 1]),
+        "iterations_to_tol": int(iterations_to_tolerance(errors[:, None], tol)[0]),
+    }
+
+
+def ns_explorer(
+    n: int = 32,
+    condition: float = 1e4,
+    decay: float = 1.0,
+    iters: int = 3,
+    prenormalisation: str = "trace",
+    tol: float = 1e-3,
+    max_iters: int = 20,
+    figsize=(9.0, 3.6),
+) -> Figure:
+    """Left: relative error per iteration for an n x n spectrum of the given condition number
+    and decay (:func:`gsoplib.ops.iterations.example_spectrum`), N and the tolerance marked.
+    Right: what N iterations do to each eigenvalue the iteration sees, y_N against sqrt."""
+    s = ns_explorer_summary(n, condition, decay, iters, prenormalisation, tol, max_iters)
+    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.14, top=0.84, wspace=0.3)
+    ax, am = fig.subplots(1, 2)
+    its = np.arange(1, max_iters + 1)
+    errors = s["errors"].numpy().clip(1e-17, 1e6)
+    ax.semilogy(its, errors, marker="o", ms=3)
+    ax.axvline(iters, color="tab:red", ls="--", label=f"N = {iters}: {s['error']:.3g}")
+    ax.axhline(tol, color="0.4", ls=":", label=f"tol {tol:g}")
+    ax.set_xlabel("iterations N")
+    ax.set_ylabel("relative Frobenius error")
+    ax.legend(fontsize=7)
+    hit = s["iterations_to_tol"]
+    _title(ax, f"{prenormalisation}: below tol at N = {hit}" if hit else
+           f"{prenormalisation}: not below tol in {max_iters}")
+    lam = s["scaled_eigenvalues"]
+    grid = torch.logspace(math.log10(float(lam.min())) - 0.5, math.log10(float(lam.max())) + 0.3,
+                          200, dtype=torch.float64)
+    am.loglog(grid, grid.sqrt(), color="k", lw=1, label="sqrt(lambda)")
+    mapped = newton_schulz_polynomial(grid, iters).abs().clamp(min=1e-300)
+    am.loglog(grid, mapped, color="tab:blue", label=f"|y_{iters}(lambda)|")
+    am.loglog(lam, newton_schulz_polynomial(lam, iters).abs().clamp(min=1e-300), "o", ms=3,
+              color="tab:red", label="this spectrum")
+    am.set_xlabel("eigenvalue the iteration sees")
+    am.legend(fontsize=7)
+    _title(am, f"n = {n}, condition {condition:g}, decay {decay:g}")
+    return fig
+
+
+def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(9.0, 3.6)) -> Figure:
+    """y_N(lambda) for N = 1..max_iters against sqrt(lambda), lambda in [1e-6, 1] (left), and
+    the ratio y_N / sqrt(lambda) (right); a dotted line at lambda = 1/channels, the size of a
+    flat spectrum's eigenvalue after trace normalisation."""
+    lam = torch.logspace(-6, 0, 300, dtype=torch.float64)
+    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.14, top=0.88, wspace=0.3)
+    ax, ar = fig.subplots(1, 2)
+    ax.loglog(lam, lam.sqrt(), color="k", lw=2, label="sqrt")
+    for n in range(1, max_iters + 1):
+        y = newton_schulz_polynomial(lam, n)
+        color = "tab:red" if n == 3 else "tab:blue" if n == 5 else None
+        label = f"N = {n}" if color else None
+        style = {"lw": 1.5 if color else 0.8, "color": color, "label": label}
+        ax.loglog(lam, y, **style)
+        ar.semilogx(lam, y / lam.sqrt(), **style)
+    for a in (ax, ar):
+        if channels:
+            a.axvline(1 / channels, color="0.4", ls=":", label=f"1/{channels}")
+        a.set_xlabel("lambda (trace-normalised eigenvalue)")
+        a.legend(fontsize=7)
+    _title(ax, f"y_N(lambda), N = 1..{max_iters}")
+    _title(ar, "y_N(lambda) / sqrt(lambda)")
+    return fig
+
+
+def newton_instability(
+    conditions: Sequence[float] = (1e2, 1e4), n: int = 32, iters: int = 30, figsize=(9.0, 3.4)
+) -> Figure:
+    """Relative error per iteration of plain Newton, Denman-Beavers and Newton-Schulz (trace
+    pre-normalised) on :func:`~gsoplib.ops.iterations.example_spectrum` spectra, one panel each."""
+    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.15, top=0.86, wspace=0.25)
+    axes = np.atleast_1d(fig.subplots(1, len(conditions)))
+    its = np.arange(1, iters + 1)
+    for ax, cond in zip(axes, conditions):
+        a, _ = example_spectrum(n, cond)
+        ns = torch.stack([newton_schulz_prenormalised(a, k) for k in its])
+        for name, iterates in (("plain Newton", plain_newton_sqrtm(a, iters)),
+                               ("Denman-Beavers", denman_beavers_sqrtm(a, iters)),
+                               ("Newton-Schulz", ns)):
+            ax.semilogy(its, relative_errors(iterates, a)[:, 0].numpy().clip(1e-17), label=name)
+        ax.set_xlabel("iteration")
+        _title(ax, f"condition {cond:g}, {n}x{n}")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("relative Frobenius error")
+    return fig
+
+
+def backward_memory(batch: int = 160, n: int = 256, iters: int = 3, figsize=(9.0, 3.2)) -> Figure:
+    """Saved memory (MB) and batched matmuls of the autograd and the recomputing backward of
+    ``sqrtm_newton_schulz`` for ``batch`` matrices n x n in float32
+    (:func:`gsoplib.ops.backward_memory.newton_schulz_backward_cost`)."""
+    costs = {name: newton_schulz_backward_cost(batch, n, iters, efficient)
+             for name, efficient in (("autograd", False), ("memory_efficient", True))}
+    fig = _figure(figsize, left=0.17, right=0.98, bottom=0.17, top=0.84, wspace=0.55)
+    am, ac = fig.subplots(1, 2)
+    names = list(costs)
+    mb = [costs[k].saved_bytes / 1e6 for k in names]
+    am.barh(names, mb, color=["tab:blue", "tab:green"])
+    for i, v in enumerate(mb):
+        am.text(v, i, f" {v:,.0f} MB" if v >= 10 else f" {v:.2f} MB", va="center", fontsize=8)
+    am.set_xlim(0, max(mb) * 1.45)
+    am.set_xlabel("kept for backward (MB)")
+    _title(am, f"batch {batch}, {n} x {n}, N = {iters}: {mb[0] / mb[1]:.0f}x less")
+    fwd = [costs[k].forward_matmuls for k in names]
+    bwd = [costs[k].backward_matmuls for k in names]
+    ac.barh(names, fwd, color="0.6", label="forward")
+    ac.barh(names, bwd, left=fwd, color=["tab:blue", "tab:green"], label="backward")
+    for i, (f, b) in enumerate(zip(fwd, bwd)):
+        ac.text(f + b, i, f" {f} + {b}", va="center", fontsize=8)
+    ac.set_xlim(0, (fwd[1] + bwd[1]) * 1.35)
+    ac.set_xlabel("batched matmuls per training step")
+    ac.legend(fontsize=7, loc="lower right")
+    _title(ac, f"+{(fwd[1] + bwd[1]) / (fwd[0] + bwd[0]) - 1:.0%} matmuls")
+    return fig
+
+
+__all__ = [
+    "backward_memory",
+    "cobweb",
+    "eigenvalue_maps",
+    "newton_instability",
+    "ns_explorer",
+    "ns_explorer_summary",
+]
