@@ -174,3 +174,59 @@ def test_library_code_rule_catches_classes_and_long_functions():
     assert library_code(long_def) == ["def f (10 lines)"]
     assert library_code(short_def) == []
     assert library_code("%matplotlib inline\nx = 1\n") == []
+
+
+# Issue 15, notebooks 01-03: exercises that derive or implement, and widgets with a static figure.
+DERIVING = re.compile(r"^\*(Derive|Implement|Derive and implement)\.\*", re.MULTILINE)
+LESSON_WIDGETS = {
+    "02_matrix_square_root": ["newton.cobweb", "newton.ns_explorer", "newton.backward_memory"],
+}
+
+
+@pytest.mark.parametrize("stem", EXPECTED[:3])
+def test_at_least_two_exercises_derive_or_implement(stem):
+    nb = _read(NOTEBOOKS / f"{stem}.ipynb")
+    exercises = [c.source for c in nb.cells if c.cell_type == "markdown"
+                 and re.match(r"### Exercise \d+", c.source)]
+    deriving = [s for s in exercises if DERIVING.search(s)]
+    assert len(deriving) >= 2, (
+        f"{stem}: {len(deriving)} of {len(exercises)} exercises derive or implement"
+    )
+
+
+@pytest.mark.parametrize("stem", sorted(LESSON_WIDGETS))
+def test_each_widget_has_a_static_figure_before_it(stem):
+    code = [c.source for c in _read(NOTEBOOKS / f"{stem}.ipynb").cells if c.cell_type == "code"]
+    for callback in LESSON_WIDGETS[stem]:
+        widget = [i for i, s in enumerate(code) if f"interactive(\n    {callback}," in s
+                  or f"interactive({callback}," in s]
+        assert len(widget) == 1, f"{callback}: one widget cell, found {len(widget)}"
+        i = widget[0]
+        assert IGNORE_OUTPUT.search(code[i]) and "assert isinstance(" in code[i]
+        assert code[i - 1].strip().startswith(f"{callback}("), (
+            f"{callback}: the cell before the widget draws its static figure"
+        )
+
+
+def test_notebook_02_widgets_recompute_when_a_knob_moves(monkeypatch):
+    """Run notebook 02's widget cells as JupyterLab would and move one control of each."""
+    monkeypatch.chdir(NOTEBOOKS)
+    code = [c.source for c in _read(NOTEBOOKS / "02_matrix_square_root.ipynb").cells
+            if c.cell_type == "code"]
+    namespace: dict = {"display": lambda *objects: None}
+    exec("\n".join(line for line in code[0].splitlines() if not line.startswith("%")), namespace)
+    for source in code:
+        if "interactive(" in source:
+            exec(source, namespace)
+    cobweb, explorer = namespace["cobweb_widget"], namespace["explorer"]
+    calculator = namespace["calculator"]
+    controls = {w.description: w for w in cobweb.children if hasattr(w, "description")}
+    controls["lam"].value = 6.0
+    assert cobweb.result.axes[0].get_title() == "lambda = 6: diverges"
+    controls = {w.description: w for w in explorer.children if hasattr(w, "description")}
+    assert explorer.result.axes[0].get_title() == "trace: below tol at N = 14"
+    controls["prenormalisation"].value = "none"
+    assert explorer.result.axes[0].get_title() == "none: not below tol in 20"
+    preset = namespace["preset"]
+    preset.value = list(namespace["PAPER_SCALES"])[1]
+    assert calculator.result.axes[0].get_title() == "batch 160, 256 x 256, N = 5: 15x less"
