@@ -199,3 +199,18 @@ def test_memory_widget_follows_its_knobs():
 def test_static_figures_draw():
     assert isinstance(newton.eigenvalue_maps(), Figure)
     assert len(newton.newton_instability(conditions=(1e2,), iters=5).axes[0].lines) == 3
+
+
+def test_a_diverged_iterate_has_infinite_error():
+    a, lam = example_spectrum(32, 1e4)
+    assert lam.max() > 5
+    errors = relative_errors(newton_schulz_prenormalised(a, 30, "none")[None], a)
+    assert errors.item() == math.inf
+
+
+def test_eigenvalues_in_three_to_five_give_a_non_principal_root():
+    a, lam = example_spectrum(8, 1e2)
+    assert 3 < lam.max() < 5
+    y = newton_schulz_prenormalised(a, 40, "none")
+    assert torch.allclose(y @ y, a, atol=1e-8), "a square root"
+    assert relative_errors(y[None], a).item() > 0.5, "not the principal one"

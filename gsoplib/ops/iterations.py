@@ -172,7 +172,7 @@ def relative_errors(iterates: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """
     exact = sqrtm_eigh(a.double())
     err = torch.linalg.matrix_norm(iterates.double() - exact) / torch.linalg.matrix_norm(exact)
-    return torch.nan_to_num(err, nan=math.inf)
+    return torch.nan_to_num(err, nan=math.inf, posinf=math.inf)
 
 
 def iterations_to_tolerance(errors: torch.Tensor, tol: float) -> torch.Tensor:
