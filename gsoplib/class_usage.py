@@ -1,4 +1,4 @@
-"""Which mixture components each class uses: GM-SOP gate weights grouped by class.
+"""What each class uses: GM-SOP gate weights and GSoP channel weights grouped by class.
 
 GM-SOP (Sec. 3, Eq. 2-3) routes every image to the K of N component models with the largest
 gate logits and weighs them by omega. Averaging omega over the images of one class shows whether
@@ -9,6 +9,7 @@ same weights image by image.
 >>> names, usage = class_component_usage(insp, "head")     # usage: (classes, N)
 >>> fig = class_usage_figure(insp, "head")
 >>> gate_report(insp, "head", labels).verdict        # is the gate alive? one sentence
+>>> names, weights, counts = class_channel_weights(insp, "layer3.2.attn", labels)   # (classes, C)
 """
 
 from __future__ import annotations
@@ -22,6 +23,44 @@ from matplotlib.ticker import MaxNLocator
 
 from .heads.gate import GateDiagnostics, gate_diagnostics
 from .probe import Inspection
+
+
+def _group_by_class(
+    insp: Inspection, values: np.ndarray, labels: Sequence[str] | None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Mean of the rows of ``values`` (B, D) per class: (names, means (classes, D), counts)."""
+    if labels is None:
+        labels = [top[0].name for top in insp.top]
+    labels = list(labels)
+    if len(labels) != values.shape[0]:
+        raise ValueError(f"labels has {len(labels)} entries for a batch of {values.shape[0]}")
+    order = {name: i for i, name in enumerate(insp.class_names)}
+    names = sorted(set(labels), key=lambda n: (order.get(n, len(order)), n))
+    members = np.array([[label == name for label in labels] for name in names])
+    counts = members.sum(axis=1)
+    return names, members @ values / counts[:, None], counts
+
+
+def class_channel_weights(
+    insp: Inspection, path: str, labels: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Mean channel weights per class of the block at ``path`` (GSoP-Net Sec. 3.1; SE, CBAM).
+
+    Args:
+        insp: an inspection of B images; the record at ``path`` holds ``tap_channel_weights``
+            (B, C, 1, 1).
+        labels: B class names, one per image; default each image's predicted class.
+
+    Returns:
+        (names, weights, counts) as :func:`class_component_usage`, weights (len(names), C) the
+        mean of each channel's weight over each class's images.
+    """
+    record = insp[path]
+    if "tap_channel_weights" not in record:
+        raise ValueError(f"{record.label} ({record.kind}) has no tap_channel_weights; "
+                         f"it has {', '.join(record.tensors) or 'none'}")
+    weights = record["tap_channel_weights"].double().flatten(1).numpy()
+    return _group_by_class(insp, weights, labels)
 
 
 def class_component_usage(
@@ -44,18 +83,7 @@ def class_component_usage(
     if "tap_gate_weights" not in record:
         raise ValueError(f"{record.label} ({record.kind}) has no tap_gate_weights; "
                          f"it has {', '.join(record.tensors) or 'none'}")
-    weights = record["tap_gate_weights"].double().numpy()
-    if labels is None:
-        labels = [top[0].name for top in insp.top]
-    labels = list(labels)
-    if len(labels) != weights.shape[0]:
-        raise ValueError(f"labels has {len(labels)} entries for a batch of {weights.shape[0]}")
-    order = {name: i for i, name in enumerate(insp.class_names)}
-    names = sorted(set(labels), key=lambda n: (order.get(n, len(order)), n))
-    members = np.array([[label == name for label in labels] for name in names])
-    counts = members.sum(axis=1)
-    usage = members @ weights / counts[:, None]
-    return names, usage, counts
+    return _group_by_class(insp, record["tap_gate_weights"].double().numpy(), labels)
 
 
 def gate_report(
@@ -103,4 +131,4 @@ def class_usage_figure(
     return fig
 
 
-__all__ = ["class_component_usage", "class_usage_figure", "gate_report"]
+__all__ = ["class_channel_weights", "class_component_usage", "class_usage_figure", "gate_report"]

@@ -230,3 +230,37 @@ def test_notebook_02_widgets_recompute_when_a_knob_moves(monkeypatch):
     preset = namespace["preset"]
     preset.value = list(namespace["PAPER_SCALES"])[1]
     assert calculator.result.axes[0].get_title() == "batch 160, 256 x 256, N = 5: 15x less"
+
+
+# Notebooks 04-06 (issue 15): exercises that derive or implement, widgets with a static figure.
+LATER = ["04_gated_mixture", "05_training", "06_inspecting"]
+KIND = re.compile(r"^\*\((Derivation|Implementation)\.\)\*")
+STATIC_FIGURE = re.compile(r"!\[[^\]]*\]\((\.\./docs/figures/notebooks/[\w.-]+\.png)\)")
+
+
+def _exercise_texts(nb) -> list[str]:
+    """The markdown below each "### Exercise N" heading, heading removed."""
+    return [cell.source.split("\n", 1)[1].lstrip() for cell in nb.cells
+            if cell.cell_type == "markdown" and re.match(r"### Exercise \d+\n", cell.source)]
+
+
+@pytest.mark.parametrize("stem", LATER)
+def test_later_notebooks_have_two_exercises_that_derive_or_implement(stem):
+    texts = _exercise_texts(_read(NOTEBOOKS / f"{stem}.ipynb"))
+    kinds = [m.group(1) for text in texts if (m := KIND.match(text))]
+    assert len(kinds) >= 2, f"{stem}: exercises marked as derivation or implementation: {kinds}"
+    solutions = _read(SOLUTIONS / f"{stem}_solutions.ipynb")
+    assert all(isinstance(c.execution_count, int) for c in solutions.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize(("stem", "figure"), [("04_gated_mixture", "toy_mixture.png"),
+                                              ("06_inspecting", "block_ablation.png")])
+def test_later_widgets_assert_and_have_a_committed_static_figure(stem, figure):
+    nb = _read(NOTEBOOKS / f"{stem}.ipynb")
+    widgets = [c for c in nb.cells if c.cell_type == "code" and "interactive(" in c.source]
+    assert widgets, f"{stem} has no ipywidgets interactive"
+    assert all(re.search(r"^assert ", c.source, re.MULTILINE) for c in widgets)
+    shown = [m.group(1) for c in nb.cells if c.cell_type == "markdown"
+             for m in STATIC_FIGURE.finditer(c.source)]
+    assert f"../docs/figures/notebooks/{figure}" in shown
+    assert (NOTEBOOKS / "../docs/figures/notebooks" / figure).resolve().is_file()

@@ -1,0 +1,104 @@
+"""Figures of notebook 04's toy mixture (GM-SOP Fig. 2 in seconds, :mod:`gsoplib.toy_mixture`)
+and the function its widget calls.
+
+    toy_usage_figure(run)        one run: training usage, test share, usage CV over the steps
+    fig2_figure(runs)            several runs (alpha = 0 and 100) side by side: Fig. 2 in small
+    toy_mixture_view(data, ...)  train one toy and draw it: the alpha / N / K widget's callback
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ..toy_mixture import BUSY_FRACTION, ToyData, ToyMixtureRun, train_toy_mixture
+from ._axes import _figure, _title
+from .images import CHOSEN, OTHER
+
+
+def _label(run: ToyMixtureRun) -> str:
+    gate = "standardised" if run.standardise else "raw"
+    return f"alpha = {run.alpha:g} (GM-GAP-{run.num_components}-{run.k}, {gate} gate input)"
+
+
+def _usage_bars(ax, run: ToyMixtureRun) -> None:
+    n = run.num_components
+    usage = np.sort(np.asarray(run.usage))[::-1]
+    busy = usage >= BUSY_FRACTION / n
+    ax.bar(np.arange(n), usage, color=[CHOSEN if b else OTHER for b in busy])
+    ax.axhline(1 / n, color="black", lw=0.8, ls="--", label="even share 1/N")
+    ax.xaxis.set_major_locator(MaxNLocator(8, integer=True))
+    ax.set_xlabel("component, most used first")
+    ax.set_ylabel("share of training choices")
+    ax.legend(fontsize=7, loc="upper right")
+    _title(ax, f"alpha = {run.alpha:g}: CV {run.usage_cv:.2f}, {run.busy} of {n} busy")
+
+
+def toy_usage_figure(run: ToyMixtureRun, *, figsize=(12.0, 3.4)) -> Figure:
+    """One toy run. Left: each component's share of the last training steps' choices, sorted
+    (busy ones, at least BUSY_FRACTION / N, highlighted). Middle: the share of test images
+    choosing each component in eval (no noise), sorted, against the even K / N. Right: the
+    usage CV over the training steps."""
+    fig = _figure(figsize, left=0.06, right=0.98, bottom=0.17, top=0.80, wspace=0.3)
+    axes = fig.subplots(1, 3)
+    _usage_bars(axes[0], run)
+    n, k = run.num_components, run.k
+    share = np.sort(np.asarray(run.test.image_share))[::-1]
+    axes[1].bar(np.arange(n), share, color=CHOSEN)
+    axes[1].axhline(k / n, color="black", lw=0.8, ls="--", label="even share K/N")
+    axes[1].xaxis.set_major_locator(MaxNLocator(8, integer=True))
+    axes[1].set_xlabel("component, most used first")
+    axes[1].set_ylabel("share of test images")
+    axes[1].legend(fontsize=7, loc="upper right")
+    _title(axes[1], f"eval: least-used {share[-1]:.1%}, top-1 {run.test_top1:.1%}")
+    steps, cvs = zip(*run.cv_history)
+    axes[2].plot(steps, cvs, color=CHOSEN)
+    axes[2].set_xlabel("training step")
+    axes[2].set_ylabel("usage CV (last steps)")
+    axes[2].set_ylim(bottom=0)
+    _title(axes[2], "unevenness of the usage while training")
+    fig.suptitle(_label(run), fontsize=10)
+    return fig
+
+
+def fig2_figure(runs: Sequence[ToyMixtureRun], *, figsize=(11.0, 3.4)) -> Figure:
+    """GM-SOP's Fig. 2 in small: the sorted training usage of each run side by side, and every
+    run's usage CV over the steps in one panel."""
+    if not runs:
+        raise ValueError("fig2_figure needs at least one run")
+    fig = _figure(figsize, left=0.06, right=0.98, bottom=0.17, top=0.84, wspace=0.3)
+    axes = np.atleast_1d(fig.subplots(1, len(runs) + 1))
+    for ax, run in zip(axes, runs):
+        _usage_bars(ax, run)
+    for run in runs:
+        steps, cvs = zip(*run.cv_history)
+        axes[-1].plot(steps, cvs, label=f"alpha = {run.alpha:g}")
+    axes[-1].set_xlabel("training step")
+    axes[-1].set_ylabel("usage CV (last steps)")
+    axes[-1].set_ylim(bottom=0)
+    axes[-1].legend(fontsize=7)
+    _title(axes[-1], "usage CV while training")
+    return fig
+
+
+def toy_mixture_view(
+    data: ToyData,
+    alpha: float = 0.0,
+    num_components: int = 16,
+    k: int = 4,
+    standardise: bool = False,
+    steps: int = 300,
+) -> tuple[ToyMixtureRun | None, Figure | str]:
+    """The widget's callback: train the toy (:func:`~gsoplib.toy_mixture.train_toy_mixture`)
+    and draw it (:func:`toy_usage_figure`). A K larger than N gives (None, a sentence saying
+    so) instead of an error, so a slider moved past N reads as a message."""
+    if k > num_components:
+        return None, f"K = {k} is more than N = {num_components}: choose K <= N."
+    run = train_toy_mixture(data, num_components, k, alpha, standardise=standardise, steps=steps)
+    return run, toy_usage_figure(run)
+
+
+__all__ = ["fig2_figure", "toy_mixture_view", "toy_usage_figure"]

@@ -1,0 +1,94 @@
+"""The toy mixture of notebook 04 (GM-SOP Fig. 2 in seconds): without the balance loss a few
+components take the choices, with alpha = 100 every component is busy; the widget's callback
+computes what its controls say."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gsoplib.toy_mixture import (
+    BUSY_FRACTION,
+    random_features,
+    toy_data,
+    train_toy_mixture,
+    usage_cv,
+)
+from gsoplib.viz import lessons_mixture
+
+
+@pytest.fixture(scope="module")
+def data():
+    return toy_data(train_samples=4000, test_samples=500)
+
+
+@pytest.fixture(scope="module")
+def runs(data):
+    return {alpha: train_toy_mixture(data, 16, 4, alpha) for alpha in (0.0, 100.0)}
+
+
+def test_random_features_are_fixed_relu_projections():
+    images = torch.randn(5, 1, 28, 28)
+    a, b = random_features(images, 32, seed=3), random_features(images, 32, seed=3)
+    assert a.shape == (5, 32, 1, 1) and torch.equal(a, b)
+    assert (a >= 0).all() and not torch.equal(a, random_features(images, 32, seed=4))
+    gen = torch.Generator().manual_seed(3)
+    projection = torch.randn(32, 784, generator=gen) / 28.0
+    assert torch.allclose(a.flatten(1), (images.flatten(1) @ projection.T).clamp(min=0), atol=1e-5)
+
+
+def test_usage_cv_against_the_formula():
+    assert usage_cv([0.25] * 4) == 0.0
+    collapsed = [0.25] * 4 + [0.0] * 12                 # K = 4 of N = 16 take every choice
+    assert math.isclose(usage_cv(collapsed), math.sqrt(16 / 4 - 1))
+    values = torch.tensor([0.1, 0.5, 0.2, 0.2], dtype=torch.float64)
+    direct = math.sqrt(((values - values.mean()) ** 2).mean()) / values.mean()
+    assert math.isclose(usage_cv(values), float(direct), rel_tol=1e-12)
+
+
+def test_alpha_0_collapses_and_alpha_100_does_not(runs):
+    free, balanced = runs[0.0], runs[100.0]
+    assert free.usage_cv > 0.8 and free.busy <= 12, free.summary()
+    assert sum(sorted(free.usage)[-4:]) > 0.5, "the top 4 of 16 take most choices without the loss"
+    assert balanced.usage_cv < 0.3 and balanced.busy == 16, balanced.summary()
+    assert free.train.degenerate and "under" in free.train.verdict
+    assert math.isclose(sum(free.usage), 1.0) and len(free.usage) == 16
+    assert free.busy == sum(u >= BUSY_FRACTION / 16 for u in free.usage)
+    # the head learned something in both cases (chance is 10%)
+    assert free.test_top1 > 0.6 and balanced.test_top1 > 0.6
+
+
+def test_training_is_deterministic(data, runs):
+    again = train_toy_mixture(data, 16, 4, 0.0)
+    assert again.usage == runs[0.0].usage and again.test_top1 == runs[0.0].test_top1
+
+
+def test_bad_settings_are_one_sentence(data):
+    with pytest.raises(ValueError, match="k must be between 1 and num_components=4"):
+        train_toy_mixture(data, 4, 5)
+    with pytest.raises(ValueError, match="window"):
+        train_toy_mixture(data, 4, 2, steps=10, window=20)
+
+
+def test_widget_callback_follows_its_controls(data, runs):
+    run, fig = lessons_mixture.toy_mixture_view(data, alpha=100.0, num_components=16, k=4)
+    assert run.usage == runs[100.0].usage and len(fig.axes) == 3
+    low, _ = lessons_mixture.toy_mixture_view(data, alpha=0.0, num_components=16, k=4)
+    assert low.usage_cv > 2 * run.usage_cv                        # alpha moves the unevenness
+    small, _ = lessons_mixture.toy_mixture_view(data, 0.0, num_components=8, k=2, steps=100)
+    assert (small.num_components, small.k, len(small.usage)) == (8, 2, 8)
+    assert small.cv_history[-1][0] == 100
+    standardised, _ = lessons_mixture.toy_mixture_view(data, 0.0, 16, 4, standardise=True)
+    assert standardised.standardise and standardised.usage_cv < low.usage_cv
+    none, message = lessons_mixture.toy_mixture_view(data, 0.0, num_components=4, k=8)
+    assert none is None and "K = 8 is more than N = 4" in message
+
+
+def test_fig2_figure_has_a_panel_per_run_and_the_curves(runs):
+    fig = lessons_mixture.fig2_figure([runs[0.0], runs[100.0]])
+    assert len(fig.axes) == 3
+    assert len(fig.axes[-1].get_lines()) == 2
+    with pytest.raises(ValueError, match="at least one run"):
+        lessons_mixture.fig2_figure([])
