@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
+from .flops import count_multiply_adds, model_gflops
 from .params import count_parameters
 from .resnet import HEADS, RESIDUAL_BLOCKS, ResNet, parse_mask
 from .zoo import CONFIGS, resolve
@@ -65,10 +66,12 @@ __all__ = [
     "HEADS",
     "RESIDUAL_BLOCKS",
     "ResNet",
+    "count_multiply_adds",
     "count_parameters",
     "create_model",
     "list_models",
     "model_defaults",
+    "model_gflops",
     "model_kwargs",
     "parse_mask",
 ]
