@@ -4,6 +4,7 @@
     gsop eval --checkpoint runs/gsop1/model.safetensors
     gsop inspect shirt.png --checkpoint fmnist_small_gsop1
     gsop bench --models small_vanilla small_gsop1
+    gsop convert gsopnet1.pth.tar --from gsop-net --model resnet50_gsop1 --out gsop1.safetensors
     gsop explore
 Several GPUs: torchrun --nproc-per-node N -m gsoplib.cli train ...
 """
@@ -453,6 +454,42 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+# -- convert -------------------------------------------------------------------------------------
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from gsoplib.convert import convert
+
+    out = convert(args.src, args.source, args.model, args.out)
+    print(f"{args.src} ({args.source}) -> {out} ({args.model}, 1000 ImageNet classes, "
+          "224x224 after resizing to 256)")
+    return 0
+
+
+def _add_convert(sub) -> None:
+    from gsoplib.convert import list_sources
+
+    sources = list_sources()
+    choices = "; ".join(f"{src}: {', '.join(models)}" for src, models in sources.items())
+    p = sub.add_parser(
+        "convert",
+        help="turn the authors' released weights into a gsoplib checkpoint",
+        description="Convert a GSoP-Net repository .pth.tar (main.py's dict) or a fast-MPN-COV "
+        ".pth (a plain state dict) into a .safetensors checkpoint that computes what the "
+        "authors' code computes. The file is read with torch.load(weights_only=True): nothing "
+        "in it runs.",
+        epilog="Example: gsop convert gsopnet1.pth.tar --from gsop-net --model resnet50_gsop1 "
+        "--out gsop1.safetensors",
+    )
+    p.add_argument("src", metavar="SRC", help="the authors' .pth or .pth.tar file")
+    p.add_argument("--from", dest="source", required=True, choices=list(sources),
+                   help="whose code wrote SRC")
+    p.add_argument("--model", required=True, metavar="NAME",
+                   help=f"the network SRC holds; {choices}")
+    p.add_argument("--out", required=True, metavar="DST", help="the .safetensors file to write")
+    p.set_defaults(func=_cmd_convert)
+
+
 # -- explore -------------------------------------------------------------------------------------
 
 
@@ -541,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_inspect(sub)
     _add_bench(sub)
+    _add_convert(sub)
     _add_explore(sub)
     return parser
 

@@ -7,6 +7,7 @@ GSoP-Net (CVPR 2019)
                      (_gsop_pos, _gsop_pos2) and fused blocks (_gsop_fuse_avg ... _cat2). Any
                      other row of Table 4c/4d is ``create_model("resnet26", blocks="C,-,C,-")``.
     resnet50*        ImageNet ResNet-50 of Table 5: vanilla, SE, CBAM, iSQRT-COV, GSoP-Net1/2.
+    resnet101*       ResNet-101, vanilla and iSQRT-COV (the fast-MPN-COV release's network).
     preresnet164*    CIFAR pre-activation ResNet-164 of Table 6: 18 GSoP blocks of size 64 (one in
                      every third bottleneck), GSoP-Net2 with an 8K-d head and dropout 0.5.
 GM-SOP (NeurIPS 2018)
@@ -30,6 +31,7 @@ SMALL = {"num_classes": 10, "in_chans": 1, "input_size": 28}
 
 _R26 = {"block": "bottleneck", "layers": (2, 2, 2, 2), "stem": "imagenet", "last_stride": 1}
 _R50 = {"block": "bottleneck", "layers": (3, 4, 6, 3), "stem": "imagenet"}
+_R101 = {**_R50, "layers": (3, 4, 23, 3)}
 _P164 = {
     "block": "preact_bottleneck", "layers": (18, 18, 18), "widths": (16, 32, 64),
     "stem": "cifar", "stem_width": 16,
@@ -140,6 +142,9 @@ CONFIGS: dict[str, dict] = {
         ).items()
         if "_pos" not in name and "_fuse" not in name
     },
+    "resnet101": _entry(_R101, IMAGENET, "iSQRT-COV ResNet-101: vanilla", blocks="-,-,-,-"),
+    "resnet101_isqrt": _entry(_R101, IMAGENET, "iSQRT-COV ResNet-101 (fast-MPN-COV's release)",
+                              blocks="-,-,-,√", head_kwargs=_ISQRT_HEAD, last_stride=1),
     "preresnet164": _entry(_P164, CIFAR100, "GSoP-Net Table 6: pre-activation ResNet-164"),
     "preresnet164_se": _entry(_P164, CIFAR100, "GSoP-Net Table 6: SE-Net", blocks="S,S,S",
                               where="all"),
