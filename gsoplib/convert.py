@@ -10,9 +10,9 @@ Two sources, four networks::
 
 A file is read with ``torch.load(weights_only=True)`` only: tensors and plain data, so nothing in
 it runs. Its ``state_dict`` (main.py's dict) or the file itself (a plain state dict) is renamed by
-:data:`KEY_TABLE`, DataParallel's ``module.`` dropped; BatchNorm's ``num_batches_tracked``, which
-torch 0.4 files lack, is set to zero. Every name and shape must then be the model's, or the file
-is refused in one sentence naming what did not fit.
+:data:`TOP_LEVEL` and :data:`IN_UNIT` (DataParallel's ``module.`` dropped); BatchNorm's
+``num_batches_tracked``, which torch 0.4 files lack, is set to zero. Every name and shape must
+then be the model's, or the file is refused in one sentence naming what did not fit.
 
 The authors' code makes choices the paper does not, and none changes a parameter's shape: a strict
 load succeeds and silently computes something else unless they are set. The converted model is
@@ -32,6 +32,7 @@ ImageNet's mean and std, and the 1000 class names in torchvision's order
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import pickle
@@ -66,19 +67,6 @@ IN_UNIT = {
     "row_conv_group": "attn.embed.conv",
     "fc_adapt_channels": "attn.expand",
 }
-KEY_TABLE: list[tuple[str, str, str]] = [
-    ("conv1, bn1", "stem.0, stem.1", "the 7x7 stem conv and its BN"),
-    ("layerS.i.conv{1,2,3}, bn{1,2,3}", "the same", "a bottleneck's convs and BNs"),
-    ("layerS.i.downsample.{0,1}", "layerS.i.shortcut.{0,1}", "projection shortcut"),
-    ("layerS.i.conv_for_DR, bn_for_DR", "layerS.i.attn.reduce.{0,1}",
-     "GSoP block: reducing 1x1 conv (bias) and BN"),
-    ("layerS.i.row_bn", "layerS.i.attn.embed.bn", "GSoP block: row-wise BN"),
-    ("layerS.i.row_conv_group", "layerS.i.attn.embed.conv", "GSoP block: row-wise conv"),
-    ("layerS.i.fc_adapt_channels", "layerS.i.attn.expand", "GSoP block: 1x1 conv to C'"),
-    ("layer_reduce, layer_reduce_bn", "head.pool.reduce.{0,1}",
-     "iSQRT-COV head: 1x1 conv 2048 -> 256 and BN"),
-    ("fc", "head.fc", "classifier (GSoP-Net2: columns permuted from column-major)"),
-]
 
 _UNIT_KEY = re.compile(r"^(layer\d+\.\d+)\.([A-Za-z_]\w*)((?:\.\w+)+)$")
 _TOP_KEY = re.compile(r"^([A-Za-z_]\w*)((?:\.\w+)+)$")
@@ -129,12 +117,7 @@ def code_choices(source: str, model: str) -> dict:
             f"model {model!r} is not in {source}'s releases; {source} converts to "
             f"{', '.join(SOURCES[source])}."
         )
-    choices = SOURCES[source][model]
-    return {
-        key: [dict(v) for v in value] if isinstance(value, list) else
-        dict(value) if isinstance(value, dict) else value
-        for key, value in choices.items()
-    }
+    return copy.deepcopy(SOURCES[source][model])
 
 
 def imagenet_classes() -> list[str]:
@@ -331,7 +314,6 @@ def convert(src: str | os.PathLike, source: str, model: str, out: str | os.PathL
 
 
 __all__ = [
-    "KEY_TABLE",
     "SOURCES",
     "ConversionError",
     "code_choices",

@@ -172,3 +172,11 @@ def test_a_timm_resnet_with_its_weights(tmp_path, image):
     assert gsop(image).shape == (1, 4)
     with pytest.raises(ValueError, match="not a timm ResNet"):
         backbone_model("timm:vit_tiny_patch16_224")
+
+
+def test_a_gated_mixture_head_on_a_backbone_returns_its_balance_loss():
+    model = backbone_model("torchvision:resnet18", head="gated_mixture", num_classes=3,
+                           last_stride=1,
+                           head_kwargs={"component": "sop", "num_components": 4, "k": 2}).train()
+    logits, aux = model(torch.randn(4, 3, 64, 64), return_aux=True)
+    assert logits.shape == (4, 3) and torch.isfinite(aux) and aux > 0
