@@ -51,11 +51,16 @@ def test_cifar_preresnet164_gflops_match_table_6():
         ("resnet26", 224, 14), ("resnet26_gsop1", 224, 14), ("resnet26_gsop2", 224, 14),
         ("preresnet164", 32, 8), ("preresnet164_isqrt", 32, 16),
         ("preresnet164_gsop1", 32, 16), ("preresnet164_gsop2", 32, 16),
+        ("resnet101", 224, 7), ("resnet101_isqrt", 224, 14),
+        ("resnet18_gap", 64, 8), ("resnet18_512d", 64, 8), ("resnet18_gmgap_16_8", 64, 8),
+        ("resnet18_srsop", 64, 16), ("resnet18_gmsop_16_8", 64, 16),
+        ("resnet50m_gmsop_16_8", 64, 16),
     ],
 )
 def test_last_stage_resolution_of_each_paper_network(name, size, side):
     """GSoP-Net Table 3 (ResNet-26: no downsampling in conv5_x), Sec. 4.2.1 (both GSoP-Nets and
-    iSQRT-COV on ResNet-50: 14x14 at 224), Sec. 4.3 (CIFAR: none in the last stage)."""
+    iSQRT-COV on ResNet-50: 14x14 at 224), Sec. 4.3 (CIFAR: none in the last stage); GM-SOP
+    Table 1 (8x8 at 64x64, 16x16 before a second-order head)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     with FakeTensorMode():
