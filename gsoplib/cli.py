@@ -4,6 +4,7 @@
     gsop eval --checkpoint runs/gsop1/model.safetensors
     gsop inspect shirt.png --checkpoint fmnist_small_gsop1
     gsop bench --models small_vanilla small_gsop1
+    gsop convert gsopnet1.pth.tar --from gsop-net --model resnet50_gsop1 --out gsop1.safetensors
     gsop explore
 Several GPUs: torchrun --nproc-per-node N -m gsoplib.cli train ...
 """
@@ -113,13 +114,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for key in ("nesterov", "augment"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    out = args.out or f"runs/{args.model}-{args.dataset}"
+    if (args.model is None) == (args.backbone is None):
+        raise UserError("give --model NAME (a network of the zoo) or --backbone SOURCE:NAME "
+                        "(a pretrained torchvision or timm ResNet), one of the two")
+    if args.weights and not args.backbone:
+        raise UserError("--weights goes with --backbone (the pretrained network it holds)")
+    model = args.model or args.backbone
+    model_kwargs = _key_values(args.model_kw, "--model-kw")
+    for key in ("blocks", "head", "last_stride"):
+        if getattr(args, key) is not None:
+            model_kwargs[key] = getattr(args, key)
+    out = args.out or f"runs/{model.replace(':', '_')}-{args.dataset}"
     config = TrainConfig(
-        model=args.model,
+        model=model,
+        weights=args.weights,
         dataset=args.dataset,
         out_dir=out,
         recipe=args.recipe,
-        model_kwargs=_key_values(args.model_kw, "--model-kw"),
+        model_kwargs=model_kwargs,
         data_root=args.data_root,
         data_options=_key_values(args.data_option, "--data-option"),
         train_subset=args.train_subset,
@@ -138,6 +150,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         **overrides,
     )
     trainer = Trainer(config, command=shlex.join(["gsop", *args.argv]))
+    if args.no_progress and trainer.ctx.is_main:
+        print(trainer.plan, flush=True)
     final = trainer.fit(resume=args.resume)
     if trainer.ctx.is_main:
         print(json.dumps({"out_dir": out, **final}, sort_keys=True))
@@ -155,15 +169,35 @@ def _add_train(sub) -> None:
         description="Train a model with SGD; writes model.safetensors, metrics.jsonl, "
         "metrics.png and resume.pt to --out after every epoch.",
         epilog="Example: gsop train --model small_gsop1 --dataset fashion_mnist --epochs 8 "
-        "--out runs/gsop1. Several GPUs: torchrun --nproc-per-node N -m gsoplib.cli train ...",
+        "--out runs/gsop1. Fine-tuning: gsop train --backbone torchvision:resnet50 --weights "
+        "resnet50.pth --blocks C,C,C,C --head isqrt --last-stride 1 --recipe finetune "
+        "--dataset imagefolder --data-root birds. Several GPUs: torchrun --nproc-per-node N -m "
+        "gsoplib.cli train ...",
     )
     p.add_argument(
         "--model",
-        required=True,
         choices=models or None,
         metavar="NAME",
         help=f"model to build, one of: {', '.join(models) or '(gsoplib.models is not built)'}",
     )
+    p.add_argument(
+        "--backbone",
+        metavar="SOURCE:NAME",
+        help="instead of --model: a pretrained ResNet, torchvision:resnet50 (or resnet18 ... "
+        "wide_resnet101_2) or timm:NAME, with GSoP blocks by --blocks and the head --head",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="the backbone's weights on disk: a torchvision state dict .pth or a .safetensors "
+        "file (nothing is downloaded)",
+    )
+    p.add_argument("--blocks", metavar="MASK",
+                   help="stage mask, e.g. C,C,C,C or -,-,-,√ (default: the model's)")
+    p.add_argument("--head", choices=["gap", "isqrt", "gated_mixture", "average_mixture",
+                                      "component"], help="the network's head")
+    p.add_argument("--last-stride", type=int, choices=[1, 2],
+                   help="layer4's stride (1: no downsampling, the second-order networks')")
     p.add_argument(
         "--dataset",
         required=True,
@@ -191,7 +225,11 @@ def _add_train(sub) -> None:
         "--resume", action="store_true", help="continue the run saved in --out (resume.pt)"
     )
     opt = p.add_argument_group("optimiser and schedule (override the recipe)")
-    opt.add_argument("--lr", type=float, help="base learning rate")
+    opt.add_argument(
+        "--lr", type=float,
+        help="base learning rate (default: the recipe's, scaled linearly from the recipe's "
+        "batch to --batch-size)",
+    )
     opt.add_argument("--momentum", type=float, help="SGD momentum")
     opt.add_argument("--weight-decay", type=float, help="L2 weight decay")
     opt.add_argument(
@@ -210,7 +248,10 @@ def _add_train(sub) -> None:
         default=None,
         help="random crop and flip of training images (default: the recipe's)",
     )
-    opt.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    opt.add_argument(
+        "--grad-clip", type=float,
+        help="clip the gradient norm to this value (default: the recipe's; 0 switches it off)",
+    )
     opt.add_argument(
         "--aux-weight",
         type=float,
@@ -453,6 +494,42 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+# -- convert -------------------------------------------------------------------------------------
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from gsoplib.convert import convert
+
+    out = convert(args.src, args.source, args.model, args.out)
+    print(f"{args.src} ({args.source}) -> {out} ({args.model}, 1000 ImageNet classes, "
+          "224x224 after resizing to 256)")
+    return 0
+
+
+def _add_convert(sub) -> None:
+    from gsoplib.convert import list_sources
+
+    sources = list_sources()
+    choices = "; ".join(f"{src}: {', '.join(models)}" for src, models in sources.items())
+    p = sub.add_parser(
+        "convert",
+        help="turn the authors' released weights into a gsoplib checkpoint",
+        description="Convert a GSoP-Net repository .pth.tar (main.py's dict) or a fast-MPN-COV "
+        ".pth (a plain state dict) into a .safetensors checkpoint that computes what the "
+        "authors' code computes. The file is read with torch.load(weights_only=True): nothing "
+        "in it runs.",
+        epilog="Example: gsop convert gsopnet1.pth.tar --from gsop-net --model resnet50_gsop1 "
+        "--out gsop1.safetensors",
+    )
+    p.add_argument("src", metavar="SRC", help="the authors' .pth or .pth.tar file")
+    p.add_argument("--from", dest="source", required=True, choices=list(sources),
+                   help="whose code wrote SRC")
+    p.add_argument("--model", required=True, metavar="NAME",
+                   help=f"the network SRC holds; {choices}")
+    p.add_argument("--out", required=True, metavar="DST", help="the .safetensors file to write")
+    p.set_defaults(func=_cmd_convert)
+
+
 # -- explore -------------------------------------------------------------------------------------
 
 
@@ -541,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_inspect(sub)
     _add_bench(sub)
+    _add_convert(sub)
     _add_explore(sub)
     return parser
 

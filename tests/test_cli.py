@@ -349,3 +349,17 @@ def test_every_listed_model_name_is_accepted_by_train(capsys):
     for name in list_models():
         args = parser.parse_args(["train", "--model", name, "--dataset", "cifar10"])
         assert args.model == name
+
+
+def test_train_backbone_flags_are_checked_in_one_line(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--backbone", "torchvision:resnet50", "--weights",
+                       str(tmp_path / "resnet50.pth"), "--dataset", "second_order",
+                       *SMALL_DATA, "--out", str(tmp_path / "run"))
+    assert code == 2 and err.count("\n") == 1
+    assert "resnet50.pth does not exist" in err and "nothing is downloaded" in err
+    code, _, err = run(capsys, "train", "--model", "small_vanilla", "--backbone",
+                       "torchvision:resnet50", "--dataset", "second_order")
+    assert code == 2 and "one of the two" in err
+    code, _, err = run(capsys, "train", "--model", "small_vanilla", "--weights", "w.pth",
+                       "--dataset", "second_order")
+    assert code == 2 and "--weights goes with --backbone" in err

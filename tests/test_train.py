@@ -124,9 +124,13 @@ def test_paper_recipes_are_the_papers_numbers():
     assert imagenet["milestones"] == [30, 60, 90] and imagenet["batch_size"] == 160
     gm = recipe("gmsop-imagenet64")  # GM-SOP: {50, 15, 10} epochs, wd 5e-4, batch 256
     assert gm["milestones"] == [50, 65] and gm["epochs"] == 75 and gm["weight_decay"] == 5e-4
+    tune = recipe("finetune")  # fast-MPN-COV finetune.sh (section 11)
+    assert (tune["lr"], tune["batch_size"], tune["weight_decay"], tune["new_lr_factor"]) == (
+        1.2e-3, 10, 1e-3, 5.0)
     for name, fields in RECIPES.items():
         assert fields["source"], name
-    with pytest.raises(ValueError, match="valid recipes: fast, gmsop"):
+        assert fields["reference_batch"] == fields["batch_size"], name
+    with pytest.raises(ValueError, match="valid recipes: fast, finetune, gmsop"):
         recipe("adam")
 
 
@@ -398,3 +402,85 @@ def test_a_mixture_run_logs_its_gate_diagnostics_every_epoch(tmp_path, capsys):
     assert "gate=MI " in shown.err and " dev " in shown.err  # the progress bar's postfix
     meta = load_checkpoint(tmp_path / "gm" / "model.safetensors").meta
     assert meta["metrics"]["gate"]["verdict"] == rows[-1]["gate"]["verdict"]
+
+
+# -- a user's own small data with the defaults -------------------------------------------------
+
+
+def test_the_recipes_lr_scales_with_the_batch_and_a_given_lr_is_kept():
+    from gsoplib.train.recipes import scaled_lr
+
+    assert scaled_lr(0.1, 24, 128) == pytest.approx(0.01875)
+    c = TrainConfig("m", "d", batch_size=24)
+    assert c.lr == pytest.approx(0.1 * 24 / 128) and "scaled to batch 24" in c.lr_note
+    assert TrainConfig("m", "d").lr == 0.1  # the recipe's own batch: its own lr
+    imagenet = TrainConfig("m", "d", recipe="gsop-imagenet", batch_size=320)
+    assert imagenet.lr == pytest.approx(0.2)  # GSoP-Net's 0.1 is for batch 160
+    kept = TrainConfig("m", "d", batch_size=24, lr=0.05)
+    assert kept.lr == 0.05 and kept.lr_note == "as given"
+
+
+def test_warmup_is_counted_in_steps_with_a_floor():
+    from gsoplib.train.recipes import warmup_steps
+
+    assert warmup_steps(0.5, 3, 8, min_steps=20) == 6  # floor, capped at a quarter of 24 steps
+    assert warmup_steps(0.5, 3, 100, min_steps=20) == 20  # floor
+    assert warmup_steps(0.5, 469, 8, min_steps=20) == 235  # half an epoch of Fashion-MNIST
+    assert warmup_steps(0.0, 3, 8, min_steps=20) == 0  # the papers' recipes: none
+
+
+def _photo_folder(root: Path, per_class: int, size: int = 40) -> Path:
+    """Three classes of noisy photos told apart by their colour: train/ and val/."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colours = [(200, 60, 60), (60, 200, 60), (60, 60, 200)]
+    for split, n in (("train", per_class), ("val", per_class // 3)):
+        for c, colour in enumerate(colours):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = np.asarray(colour)[None, None] + rng.normal(0, 60, (size, size, 3))
+                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return _photo_folder(tmp_path_factory.mktemp("photos"), 24)  # 72 training photos
+
+
+def _imagefolder(photos, out, **fields) -> TrainConfig:
+    return TrainConfig("resnet26", "imagefolder", out_dir=str(out), data_root=str(photos),
+                       data_options={"image_size": 32}, batch_size=24, device="cpu",
+                       progress=False, **fields)
+
+
+def test_the_issue_reproduces_without_scaling_warmup_or_clipping(photos, tmp_path):
+    """72 photos, batch 24, the fast recipe's lr 0.1 unscaled and half an epoch (1.5 steps) of
+    warm-up: the loss of a 3-class problem explodes (issue 18 measured 14.5 then 65.7)."""
+    trainer = Trainer(_imagefolder(photos, tmp_path / "old", lr=0.1, warmup_min_steps=0,
+                                   grad_clip=0, epochs=2))
+    assert trainer.warmup_steps == 2
+    trainer.fit()
+    assert max(r["train_loss"] for r in trainer.history) > 3 * math.log(3)
+
+
+def test_a_tiny_imagefolder_trains_sanely_with_the_defaults(photos, tmp_path, capsys):
+    from gsoplib import cli
+
+    code = cli.main(["train", "--model", "resnet26", "--dataset", "imagefolder", "--data-root",
+                     str(photos), "--data-option", "image_size=32", "--batch-size", "24",
+                     "--epochs", "6", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "lr 0.01875 (the fast recipe's 0.1 for batch 128, scaled to batch 24)" in first
+    assert "warm-up 4 steps" in first  # 6 epochs of 3 steps: the floor capped at a quarter
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    losses = [r["train_loss"] for r in rows]
+    assert all(math.isfinite(v) for v in losses)
+    assert max(losses) < 1.5 * math.log(3) and losses[-1] < 0.7 * losses[0]
+    assert all(r["test_loss"] < 2 * math.log(3) for r in rows)
+    meta = load_checkpoint(tmp_path / "run" / "model.safetensors").meta["train"]
+    assert meta["warmup_steps"] == 4 and meta["lr"] == pytest.approx(0.01875)

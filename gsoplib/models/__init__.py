@@ -6,6 +6,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
+from .backbones import BackboneNet, backbone_model, is_backbone_name
+from .flops import count_multiply_adds, model_gflops
 from .params import count_parameters
 from .resnet import HEADS, RESIDUAL_BLOCKS, ResNet, parse_mask
 from .zoo import CONFIGS, resolve
@@ -18,6 +20,9 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def model_defaults(name: str) -> dict:
     """What ``name`` expects by default: num_classes, in_chans, input_size; and its paper row."""
+    if is_backbone_name(name):
+        return {"num_classes": 1000, "in_chans": 3, "input_size": 224,
+                "paper": f"pretrained backbone {name} with second-order parts"}
     cfg = _config(name)
     return {**cfg["defaults"], "paper": cfg["paper"]}
 
@@ -53,22 +58,31 @@ def model_kwargs(name: str, **overrides) -> dict:
 def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None,
                  **overrides) -> ResNet:
     """The network ``name`` (see :func:`list_models`); keyword arguments override its config.
+    A name ``torchvision:NAME`` or ``timm:NAME`` is a pretrained backbone with second-order parts
+    (:func:`gsoplib.models.backbones.backbone_model`, with ``weights``, ``blocks``, ``head``...).
 
     >>> create_model("small_gsop1", num_classes=10, in_chans=1)(torch.randn(2, 1, 28, 28)).shape
     torch.Size([2, 10])
     """
+    if is_backbone_name(name):
+        kwargs = {"num_classes": num_classes, "in_chans": in_chans, **overrides}
+        return backbone_model(name, **{k: v for k, v in kwargs.items() if v is not None})
     return ResNet(**model_kwargs(name, num_classes=num_classes, in_chans=in_chans, **overrides))
 
 
 __all__ = [
+    "BackboneNet",
     "CONFIGS",
     "HEADS",
     "RESIDUAL_BLOCKS",
     "ResNet",
+    "backbone_model",
+    "count_multiply_adds",
     "count_parameters",
     "create_model",
     "list_models",
     "model_defaults",
+    "model_gflops",
     "model_kwargs",
     "parse_mask",
 ]

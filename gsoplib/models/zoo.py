@@ -7,6 +7,7 @@ GSoP-Net (CVPR 2019)
                      (_gsop_pos, _gsop_pos2) and fused blocks (_gsop_fuse_avg ... _cat2). Any
                      other row of Table 4c/4d is ``create_model("resnet26", blocks="C,-,C,-")``.
     resnet50*        ImageNet ResNet-50 of Table 5: vanilla, SE, CBAM, iSQRT-COV, GSoP-Net1/2.
+    resnet101*       ResNet-101, vanilla and iSQRT-COV (the fast-MPN-COV release's network).
     preresnet164*    CIFAR pre-activation ResNet-164 of Table 6: 18 GSoP blocks of size 64 (one in
                      every third bottleneck), GSoP-Net2 with an 8K-d head and dropout 0.5.
 GM-SOP (NeurIPS 2018)
@@ -30,6 +31,7 @@ SMALL = {"num_classes": 10, "in_chans": 1, "input_size": 28}
 
 _R26 = {"block": "bottleneck", "layers": (2, 2, 2, 2), "stem": "imagenet", "last_stride": 1}
 _R50 = {"block": "bottleneck", "layers": (3, 4, 6, 3), "stem": "imagenet"}
+_R101 = {**_R50, "layers": (3, 4, 23, 3)}
 _P164 = {
     "block": "preact_bottleneck", "layers": (18, 18, 18), "widths": (16, 32, 64),
     "stem": "cifar", "stem_width": 16,
@@ -58,12 +60,17 @@ def _entry(base: dict, defaults: dict, paper: str, **kw) -> dict:
 
 def _gsop_family(prefix: str, base: dict, defaults: dict, stages: int, paper: str,
                  block_kw: dict, pos_kw: dict, head_kw: dict, isqrt_kw: dict,
-                 gsop2_last_stride: int | None = None, vanilla: str | None = None) -> dict:
-    """vanilla / se / cbam / isqrt / gsop1 / gsop2 / position and fused blocks for one backbone."""
+                 sop_last_stride: int | None = None, vanilla: str | None = None) -> dict:
+    """vanilla / se / cbam / isqrt / gsop1 / gsop2 / position and fused blocks for one backbone.
+
+    ``sop_last_stride`` is the last stage's stride of every second-order network (iSQRT-COV and
+    both GSoP-Nets): GSoP-Net Sec. 4.2.1 keeps layer4 at stride 1 on ImageNet ("the GFLOPs of our
+    networks are 1.58x ... attributed to removal of downsampling in the last residual stage").
+    """
     dash, full = ",".join("-" * stages), ",".join("C" * stages)
     tick = ",".join(["-"] * (stages - 1) + ["√"])
     net2 = ",".join(["C"] * (stages - 1) + ["√"])
-    stride2 = {} if gsop2_last_stride is None else {"last_stride": gsop2_last_stride}
+    stride2 = {} if sop_last_stride is None else {"last_stride": sop_last_stride}
     out = {
         vanilla or prefix: _entry(base, defaults, f"{paper}: vanilla", blocks=dash),
         f"{prefix}_se": _entry(base, defaults, f"{paper}: SE-Net", blocks=",".join("S" * stages),
@@ -73,11 +80,12 @@ def _gsop_family(prefix: str, base: dict, defaults: dict, stages: int, paper: st
         f"{prefix}_isqrt": _entry(base, defaults, f"{paper}: iSQRT-COV", blocks=tick,
                                   head_kwargs=isqrt_kw, **stride2),
         f"{prefix}_gsop1": _entry(base, defaults, f"{paper}: GSoP-Net1", blocks=full,
-                                  block_kwargs=block_kw),
+                                  block_kwargs=block_kw, **stride2),
         f"{prefix}_gsop2": _entry(base, defaults, f"{paper}: GSoP-Net2", blocks=net2,
                                   block_kwargs=block_kw, head_kwargs=head_kw, **stride2),
         f"{prefix}_gsop_pos": _entry(base, defaults, f"{paper}: position-wise GSoP-Net1",
-                                      blocks=",".join("P" * stages), block_kwargs=pos_kw),
+                                      blocks=",".join("P" * stages), block_kwargs=pos_kw,
+                                      **stride2),
         f"{prefix}_gsop_pos2": _entry(base, defaults, f"{paper}: position-wise GSoP-Net2",
                                       blocks=",".join(["P"] * (stages - 1) + ["√"]),
                                       block_kwargs=pos_kw, head_kwargs=head_kw, **stride2),
@@ -87,7 +95,7 @@ def _gsop_family(prefix: str, base: dict, defaults: dict, stages: int, paper: st
         fuse2 = ",".join([f"gsop_fuse_{fusion}"] * (stages - 1) + ["√"])
         out[f"{prefix}_gsop_fuse_{fusion}"] = _entry(
             base, defaults, f"{paper}: fusion '{fusion}' GSoP-Net1", blocks=fuse,
-            block_kwargs=pos_kw)
+            block_kwargs=pos_kw, **stride2)
         out[f"{prefix}_gsop_fuse_{fusion}2"] = _entry(
             base, defaults, f"{paper}: fusion '{fusion}' GSoP-Net2", blocks=fuse2,
             block_kwargs=pos_kw, head_kwargs=head_kw, **stride2)
@@ -130,10 +138,13 @@ CONFIGS: dict[str, dict] = {
         name: cfg
         for name, cfg in _gsop_family(
             "resnet50", _R50, IMAGENET, 4, "GSoP-Net Table 5 ResNet-50", _GSOP,
-            {"rd_channels": 128, "pool_size": 8}, _GSOP_HEAD, _ISQRT_HEAD, gsop2_last_stride=1,
+            {"rd_channels": 128, "pool_size": 8}, _GSOP_HEAD, _ISQRT_HEAD, sop_last_stride=1,
         ).items()
         if "_pos" not in name and "_fuse" not in name
     },
+    "resnet101": _entry(_R101, IMAGENET, "iSQRT-COV ResNet-101: vanilla", blocks="-,-,-,-"),
+    "resnet101_isqrt": _entry(_R101, IMAGENET, "iSQRT-COV ResNet-101 (fast-MPN-COV's release)",
+                              blocks="-,-,-,√", head_kwargs=_ISQRT_HEAD, last_stride=1),
     "preresnet164": _entry(_P164, CIFAR100, "GSoP-Net Table 6: pre-activation ResNet-164"),
     "preresnet164_se": _entry(_P164, CIFAR100, "GSoP-Net Table 6: SE-Net", blocks="S,S,S",
                               where="all"),

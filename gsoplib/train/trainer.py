@@ -39,7 +39,7 @@ from gsoplib.taps import taps
 
 from . import distributed
 from .log import plot_history, write_jsonl
-from .recipes import RECIPES, SCHEDULES, lr_factor, recipe
+from .recipes import RECIPES, SCHEDULES, lr_factor, recipe, scaled_lr, warmup_steps
 
 RECIPE_FIELDS = (
     "epochs",
@@ -54,6 +54,10 @@ RECIPE_FIELDS = (
     "warmup_epochs",
     "label_smoothing",
     "augment",
+    "reference_batch",
+    "warmup_min_steps",
+    "grad_clip",
+    "new_lr_factor",
 )
 # Fields a resumed run may change: where and how fast it runs, not what it computes.
 RESUMABLE_CHANGES = ("out_dir", "device", "workers", "progress", "data_root", "compile", "epochs")
@@ -70,7 +74,12 @@ POSTFIX_STEPS = 20
 class TrainConfig:
     """Everything a run depends on. Recipe fields left as None come from ``recipe``.
 
-    ``batch_size`` is the global batch: with N processes each takes batch_size / N.
+    ``batch_size`` is the global batch: with N processes each takes batch_size / N. Without an
+    ``lr`` of its own the run uses the recipe's, scaled linearly from the recipe's
+    ``reference_batch`` to ``batch_size`` (:func:`~gsoplib.train.recipes.scaled_lr`);
+    :attr:`lr_note` says which. ``grad_clip`` 0 switches the recipe's clipping off.
+    ``weights``: a file of pretrained weights the model starts from (a pretrained backbone,
+    ``model="torchvision:resnet50"``; see :mod:`gsoplib.models.backbones`).
     ``amp`` and ``channels_last`` default to on for CUDA and off for the CPU.
     """
 
@@ -91,12 +100,16 @@ class TrainConfig:
     label_smoothing: float | None = None
     augment: bool | None = None
     model_kwargs: dict = field(default_factory=dict)
+    weights: str | None = None
     data_root: str | None = None
     data_options: dict = field(default_factory=dict)
     train_subset: int | None = None
     test_subset: int | None = None
-    aux_weight: float = 1.0
+    reference_batch: int | None = None
+    warmup_min_steps: int | None = None
     grad_clip: float | None = None
+    new_lr_factor: float | None = None
+    aux_weight: float = 1.0
     amp: bool | None = None
     channels_last: bool | None = None
     compile: bool = False
@@ -109,15 +122,25 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         defaults = recipe(self.recipe)
+        own_lr = self.lr is not None
         for name in RECIPE_FIELDS:
-            if getattr(self, name) is None:
+            if getattr(self, name) is None and name != "lr":
                 setattr(self, name, defaults[name])
+        if own_lr:
+            self.lr_note = "as given"
+        elif self.batch_size == self.reference_batch:
+            self.lr = defaults["lr"]
+            self.lr_note = f"the {self.recipe} recipe's, for batch {self.reference_batch}"
+        else:
+            self.lr = scaled_lr(defaults["lr"], self.batch_size, self.reference_batch)
+            self.lr_note = (f"the {self.recipe} recipe's {defaults['lr']:g} for batch "
+                            f"{self.reference_batch}, scaled to batch {self.batch_size}")
         self.milestones = list(self.milestones)
         if self.schedule not in SCHEDULES:
             raise ValueError(
                 f"unknown schedule {self.schedule!r}; valid schedules: {', '.join(SCHEDULES)}"
             )
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "reference_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -320,7 +343,10 @@ class Trainer:
             **config.model_kwargs,
         }
         torch.manual_seed(config.seed)
-        self.model = self.factory(config.model, **self.model_kwargs).to(self.device)
+        # Pretrained weights are where training starts, not part of the model's description:
+        # the checkpoint's kwargs rebuild the architecture, its tensors hold the weights.
+        start = {"weights": config.weights} if config.weights else {}
+        self.model = self.factory(config.model, **self.model_kwargs, **start).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.usage = ComponentUsage(self.model)
@@ -331,17 +357,50 @@ class Trainer:
         # On CUDA the fused SGD kernel updates every parameter in one launch; on a CPU torch's
         # default (foreach where supported) is kept, so CPU runs repeat their numbers exactly.
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
+            self._param_groups(),
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
             nesterov=config.nesterov and config.momentum > 0,
             fused=True if cuda else None,
         )
+        self.steps_per_epoch = len(self.train_loader)
+        self.warmup_steps = warmup_steps(config.warmup_epochs, self.steps_per_epoch,
+                                         config.epochs, config.warmup_min_steps)
+        self.plan = self._plan()
         self.history: list[dict] = []
         self.start_epoch = 0
         self.wall_time = 0.0
         self._plotted = time.perf_counter()
+
+    def _param_groups(self) -> list[dict]:
+        """One group, or two when the model names parts new to a pretrained backbone
+        (``model.new_parameter_names()``) and the recipe gives them a larger lr."""
+        factor = self.config.new_lr_factor
+        names = getattr(self.model, "new_parameter_names", None)
+        if factor == 1 or names is None:
+            return [{"params": list(self.model.parameters()), "lr_factor": 1.0}]
+        new = set(names())
+        named = list(self.model.named_parameters())
+        return [
+            {"params": [p for n, p in named if n not in new], "lr_factor": 1.0},
+            {"params": [p for n, p in named if n in new], "lr_factor": float(factor)},
+        ]
+
+    def _plan(self) -> str:
+        """The run's first line: the lr and warm-up it uses, and why."""
+        c, steps = self.config, self.steps_per_epoch
+        warm = (
+            f"warm-up {self.warmup_steps} steps ({c.warmup_epochs:g} epochs of {steps} "
+            f"steps, at least {c.warmup_min_steps} up to a quarter of the run)"
+            if self.warmup_steps else "no warm-up"
+        )
+        new = (f", new parts x{c.new_lr_factor:g}"
+               if len(self.optimizer.param_groups) > 1 else "")
+        clip = f", gradient norm clipped at {c.grad_clip:g}" if c.grad_clip else ""
+        return (f"{c.model} on {self.info.name}: lr {c.lr:.4g} ({c.lr_note}){new}, {warm}, "
+                f"{c.schedule} schedule over {c.epochs} epochs of {steps} steps of batch "
+                f"{c.batch_size}{clip}")
 
     # -- state -------------------------------------------------------------------------------
 
@@ -408,6 +467,9 @@ class Trainer:
             "amp": self.amp,
             "channels_last": self.channels_last,
             "wall_time_s": round(self.wall_time, 2),
+            "lr_note": self.config.lr_note,
+            "steps_per_epoch": self.steps_per_epoch,
+            "warmup_steps": self.warmup_steps,
             "machine": machine(),
         }
         if self.command:
@@ -433,7 +495,8 @@ class Trainer:
 
     def _lr(self, t: float) -> float:
         c = self.config
-        return c.lr * lr_factor(t, c.epochs, c.schedule, c.milestones, c.gamma, c.warmup_epochs)
+        warmup = self.warmup_steps / self.steps_per_epoch
+        return c.lr * lr_factor(t, c.epochs, c.schedule, c.milestones, c.gamma, warmup)
 
     def train_epoch(self, epoch: int) -> dict:
         c, loader, device = self.config, self.train_loader, self.device
@@ -456,7 +519,7 @@ class Trainer:
             for i, (x, y) in enumerate(bar):
                 lr = self._lr(epoch + i / steps)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_factor", 1.0)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -517,6 +580,8 @@ class Trainer:
             raise FileExistsError(
                 f"{self.out_dir} already holds a run; resume it or choose another output folder"
             )
+        if self.ctx.is_main and self.config.progress:
+            tqdm.write(self.plan)
         if self.ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(
