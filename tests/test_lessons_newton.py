@@ -214,3 +214,12 @@ def test_eigenvalues_in_three_to_five_give_a_non_principal_root():
     y = newton_schulz_prenormalised(a, 40, "none")
     assert torch.allclose(y @ y, a, atol=1e-8), "a square root"
     assert relative_errors(y[None], a).item() > 0.5, "not the principal one"
+
+
+def test_example_spectrum_scale_and_bad_input():
+    _, lam = example_spectrum(32, 1e4)
+    assert torch.isclose(lam.sum(), torch.tensor(32.0, dtype=torch.float64))
+    assert lam.max() > 1, "trace n: the largest eigenvalue is above 1"
+    assert math.isclose((lam.max() / lam.min()).item(), 1e4, rel_tol=1e-9)
+    with pytest.raises(ValueError, match="example_spectrum needs n >= 2"):
+        example_spectrum(1, 10.0)

@@ -195,7 +195,7 @@ def example_spectrum(
     """
     if n < 2 or condition < 1 or decay <= 0:
         raise ValueError(
-            f"test_spectrum needs n >= 2, condition >= 1 and decay > 0, "
+            f"example_spectrum needs n >= 2, condition >= 1 and decay > 0, "
             f"got n={n}, condition={condition}, decay={decay}"
         )
     position = torch.linspace(0, 1, n, dtype=torch.float64)
