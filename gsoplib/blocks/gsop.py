@@ -100,7 +100,8 @@ class GSoPChannel(nn.Module):
         rd_channels: c, the covariance size (128 in the paper; 64 on CIFAR, Table 6).
         rd_stride: stride of the reducing 1x1 conv (paper 1; the code uses 2 on the first stage).
         pre_relu: apply a ReLU to the input before reducing (the code's quirk; paper False).
-        mid_act: a ReLU between the row-wise conv and the final conv (paper and code: False).
+        mid_act: a ReLU between the row-wise conv and the final conv (the code and Table 2: False;
+            Sec. 3.1 and Fig. 1b describe an activation after the row conv).
         expansion: row conv output per row (4 in the paper: c -> 4c).
         embed_impl: how the row-wise conv runs, 'conv' or 'einsum' (see
             :class:`RowwiseEmbedding`); same parameters and results either way.
