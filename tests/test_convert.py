@@ -14,6 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from authors_files import (
+    GSOP_CODE,
+    MPNCOV_CODE,
+    authors_layout,
+    column_major_fc,
+    main_py_file,
+    randomise,
+)
 from torch import nn
 
 from gsoplib.checkpoint import load_checkpoint
@@ -21,87 +29,16 @@ from gsoplib.convert import ConversionError, convert, convert_state_dict, imagen
 from gsoplib.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
-# Section 11: the GSoP repo's names for gsoplib's modules.
-AUTHORS_NAMES = [
-    ("stem.0.", "conv1."),
-    ("stem.1.", "bn1."),
-    (".shortcut.", ".downsample."),
-    (".attn.reduce.0.", ".conv_for_DR."),
-    (".attn.reduce.1.", ".bn_for_DR."),
-    (".attn.embed.bn.", ".row_bn."),
-    (".attn.embed.conv.", ".row_conv_group."),
-    (".attn.expand.", ".fc_adapt_channels."),
-    ("head.pool.reduce.0.", "layer_reduce."),
-    ("head.pool.reduce.1.", "layer_reduce_bn."),
-    ("head.fc.", "fc."),
-]
-# Sections 3, 5 and 11: what the authors' code does that the paper does not say.
-GSOP_CODE = {
-    "last_stride": 1,
-    "block_kwargs": [{"rd_channels": 128, "pre_relu": True, "rd_stride": 2}]
-    + [{"rd_channels": 128, "pre_relu": True}] * 3,
-}
-MPNCOV_CODE = {"last_stride": 1, "head_kwargs": {"rd_channels": 256, "iters": 5}}
-
-
-def _randomise(model: nn.Module, seed: int) -> nn.Module:
-    """Non-trivial BN statistics and biases, so a mix-up of any two tensors shows."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
-            m.weight.data.copy_(0.5 + torch.rand(m.num_features, generator=g))
-            m.bias.data.copy_(0.1 * torch.randn(m.num_features, generator=g))
-        elif isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-            m.bias.data.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-    return model.eval()
-
-
-def _authors_name(key: str) -> str:
-    for ours, theirs in AUTHORS_NAMES:
-        if key.startswith(ours) or (ours.startswith(".") and ours in key):
-            return key.replace(ours, theirs, 1)
-    return key
-
-
-def _authors_layout(model: nn.Module, drop_batches_tracked: bool = False) -> dict:
-    return {
-        _authors_name(k): v.clone()
-        for k, v in model.state_dict().items()
-        if not (drop_batches_tracked and k.endswith("num_batches_tracked"))
-    }
-
-
-def _column_major_fc(weight: torch.Tensor, n: int) -> torch.Tensor:
-    """fc weights of row-major triangle features -> the same classifier in the GSoP repo's
-    column-major order: the entry (r, c), r <= c, is taken column c by column, r = 0..c."""
-    row_major = {}
-    for r in range(n):
-        for c in range(r, n):
-            row_major[(r, c)] = len(row_major)
-    order = [row_major[(r, c)] for c in range(n) for r in range(c + 1)]
-    return weight[:, order].clone()
-
-
-def _main_py_file(path: Path, state: dict) -> Path:
-    """What the GSoP repo's main.py saves: its dict with DataParallel's ``module.`` keys."""
-    torch.save({"epoch": 100, "arch": "resnet50", "best_prec1": torch.tensor(77.98),
-                "state_dict": {f"module.{k}": v for k, v in state.items()},
-                "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]}}, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def gsop1():
     torch.manual_seed(1)
-    return _randomise(create_model("resnet50_gsop1", **GSOP_CODE), 1)
+    return randomise(create_model("resnet50_gsop1", **GSOP_CODE), 1)
 
 
 @pytest.fixture(scope="module")
 def gsop2():
     torch.manual_seed(2)
-    return _randomise(create_model("resnet50_gsop2", **GSOP_CODE,
+    return randomise(create_model("resnet50_gsop2", **GSOP_CODE,
                                    head_kwargs={"rd_channels": 256, "iters": 3}), 2)
 
 
@@ -117,7 +54,7 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_the_layout_written_here_is_section_11s(gsop1, gsop2):
-    state1, state2 = _authors_layout(gsop1), _authors_layout(gsop2)
+    state1, state2 = authors_layout(gsop1), authors_layout(gsop2)
     for key in ("conv1.weight", "bn1.running_var", "layer1.2.conv_for_DR.weight",
                 "layer1.2.bn_for_DR.bias", "layer2.3.row_bn.weight",
                 "layer3.5.row_conv_group.weight", "layer4.2.fc_adapt_channels.bias",
@@ -133,7 +70,7 @@ def test_the_layout_written_here_is_section_11s(gsop1, gsop2):
 
 
 def test_gsop_net1_from_main_py_equals_the_code_faithful_network(tmp_path, gsop1, image):
-    src = _main_py_file(tmp_path / "gsopnet1.pth.tar", _authors_layout(gsop1))
+    src = main_py_file(tmp_path / "gsopnet1.pth.tar", authors_layout(gsop1))
     out = convert(src, "gsop-net", "resnet50_gsop1", tmp_path / "gsop1.safetensors")
     ck = load_checkpoint(out)
     torch.testing.assert_close(_logits(ck.model, image), _logits(gsop1, image),
@@ -157,8 +94,8 @@ def test_gsop_net1_from_main_py_equals_the_code_faithful_network(tmp_path, gsop1
 
 
 def test_gsop_net2_column_major_head_gives_the_authors_logits(tmp_path, gsop2, image):
-    state = _authors_layout(gsop2)
-    fc_authors = _column_major_fc(state["fc.weight"], 256)
+    state = authors_layout(gsop2)
+    fc_authors = column_major_fc(state["fc.weight"], 256)
     state["fc.weight"] = fc_authors
     torch.save(state, tmp_path / "gsopnet2.pth")
     ck = load_checkpoint(convert(tmp_path / "gsopnet2.pth", "gsop-net", "resnet50_gsop2",
@@ -186,8 +123,8 @@ def test_gsop_net2_column_major_head_gives_the_authors_logits(tmp_path, gsop2, i
 @pytest.mark.parametrize("name", ["resnet50_isqrt", "resnet101_isqrt"])
 def test_fast_mpn_cov_plain_state_dict_from_torch_0_4(tmp_path, name, image):
     torch.manual_seed(3)
-    reference = _randomise(create_model(name, **MPNCOV_CODE), 3)
-    state = _authors_layout(reference, drop_batches_tracked=True)
+    reference = randomise(create_model(name, **MPNCOV_CODE), 3)
+    state = authors_layout(reference, drop_batches_tracked=True)
     assert "layer3.22.conv3.weight" in state or name == "resnet50_isqrt"
     torch.save(state, tmp_path / f"mpncov{name}.pth")
     ck = load_checkpoint(convert(tmp_path / f"mpncov{name}.pth", "fast-mpn-cov", name,
@@ -205,7 +142,7 @@ def test_fast_mpn_cov_plain_state_dict_from_torch_0_4(tmp_path, name, image):
      "layer2.0.downsample.1.weight", "fc.bias"],
 )
 def test_every_authors_key_is_consumed(gsop1, key):
-    state = _authors_layout(gsop1)
+    state = authors_layout(gsop1)
     del state[key]
     with pytest.raises(ConversionError, match=f"missing {key.replace('.', '[.]')}"):
         convert_state_dict(state, "gsop-net", "resnet50_gsop1")
@@ -218,21 +155,21 @@ def _one_sentence(error: pytest.ExceptionInfo) -> str:
 
 
 def test_refusals_name_what_did_not_fit(tmp_path, gsop1, gsop2):
-    state = _authors_layout(gsop1)
+    state = authors_layout(gsop1)
     extra = {**state, "layer2.3.conv_for_DR_spatial.weight": torch.zeros(128, 512, 1, 1)}
     with pytest.raises(ConversionError) as error:
         convert_state_dict(extra, "gsop-net", "resnet50_gsop1")
     assert "unexpected layer2.3.conv_for_DR_spatial.weight" in _one_sentence(error)
     assert "position-wise" in str(error.value)
 
-    net2 = _authors_layout(gsop2)
+    net2 = authors_layout(gsop2)
     net2["fc.weight"] = torch.zeros(1000, 2048)
     with pytest.raises(ConversionError) as error:
         convert_state_dict(net2, "gsop-net", "resnet50_gsop2")
     assert "wrong shape fc.weight (1000, 2048) (expected (1000, 32896))" in _one_sentence(error)
 
     with pytest.raises(ConversionError) as error:  # a Net2 file called Net1
-        convert_state_dict(_authors_layout(gsop2), "gsop-net", "resnet50_gsop1")
+        convert_state_dict(authors_layout(gsop2), "gsop-net", "resnet50_gsop1")
     assert "unexpected layer_reduce.weight" in _one_sentence(error)
 
     with pytest.raises(ConversionError, match="not in fast-mpn-cov's releases"):
@@ -268,7 +205,7 @@ class _RunsCode:
 def test_a_pickle_with_code_is_refused_and_nothing_runs(tmp_path, gsop1):
     marker = tmp_path / "ran"
     path = tmp_path / "evil.pth.tar"
-    torch.save({"state_dict": _authors_layout(gsop1), "extra": _RunsCode(marker)}, path)
+    torch.save({"state_dict": authors_layout(gsop1), "extra": _RunsCode(marker)}, path)
     with pytest.raises(ConversionError) as error:
         convert(path, "gsop-net", "resnet50_gsop1", tmp_path / "out.safetensors")
     assert "code a pickle would run" in _one_sentence(error)
@@ -316,7 +253,7 @@ def _gsop(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_gsop_convert_command(tmp_path, gsop1):
-    src = _main_py_file(tmp_path / "gsopnet1.pth.tar", _authors_layout(gsop1))
+    src = main_py_file(tmp_path / "gsopnet1.pth.tar", authors_layout(gsop1))
     out = tmp_path / "gsop1.safetensors"
     done = _gsop("convert", str(src), "--from", "gsop-net", "--model", "resnet50_gsop1",
                  "--out", str(out))
