@@ -20,7 +20,8 @@ Across a batch:
     :func:`batch_heatmap_chart`    images x channels, both ordered by similarity; click a row
     :func:`gate_usage_chart`       gate weights per image and component usage
     :func:`class_usage_chart`      mean gate weight per class
-Attributions: :func:`attribution_chart` (maps over the original photo).
+Attributions: :func:`attribution_chart` (maps over the original photo). Photos:
+:func:`input_photo` (a model input as a picture), :func:`photo_url` (a photo as a data URL).
 
 >>> import altair as alt; alt.data_transformers.disable_max_rows()
 >>> covariance_chart(insp, "layer3.1.gsop")
@@ -38,7 +39,7 @@ from .blocks import (
     prediction_chart,
 )
 from .gate import class_usage_chart, gate_chart, gate_usage_chart
-from .overlays import OPACITY, attribution_chart, photo_url, position_weights_chart
+from .overlays import OPACITY, attribution_chart, input_photo, photo_url, position_weights_chart
 
 __all__ = [
     "CHANNELS",
@@ -54,6 +55,7 @@ __all__ = [
     "feature_maps_chart",
     "gate_chart",
     "gate_usage_chart",
+    "input_photo",
     "photo_url",
     "position_weights_chart",
     "prediction_chart",
