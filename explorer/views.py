@@ -127,9 +127,11 @@ def chart(figure, name: str, prefix: str = "", **select) -> dict | None:
     readers find it by); ``select`` (on_select, selection_mode) makes it return the user's
     selection."""
     key = f"{prefix}chart-{name}"
-    if select:
-        return st.altair_chart(figure, key=key, width="content", alt=name, **select)
-    st.altair_chart(figure, key=key, width="content", alt=name)
+    # The container's key is the page's CSS class st-key-<key>: what a browser test finds.
+    with st.container(key=f"{prefix}chart-{pipeline.file_stem(name)}"):
+        if select:
+            return st.altair_chart(figure, key=key, width="content", alt=name, **select)
+        st.altair_chart(figure, key=key, width="content", alt=name)
     return None
 
 
@@ -192,6 +194,10 @@ def _part(loaded: LoadedModel, item: ModelInput, insp: Inspection, record: Block
                        "the maps below are the most boosted and suppressed until you do.")
         else:
             chart(figure, name, prefix)
+        if name.endswith(": feature maps"):
+            shown = chosen or pipeline.default_channels(insp, path)
+            st.caption(f"Feature maps of channels {', '.join(map(str, shown))} "
+                       f"({'selected' if chosen else 'the most boosted and suppressed'}).")
         if name.endswith(": feature maps") and chosen and len(batch) > 1:
             chart(charts.channel_batch_chart(inspect(loaded, batch), path, chosen,
                                              [i.name for i in batch]),
