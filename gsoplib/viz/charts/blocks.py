@@ -17,6 +17,7 @@ from .tables import (
     channel_weights_table,
     covariance_matrices,
     feature_maps_table,
+    finished,
     matrix_table,
     spectrum_table,
 )
@@ -44,9 +45,9 @@ def prediction_chart(insp: Inspection, image: int = 0) -> alt.Chart:
     )
     text = bars.mark_text(align="left", dx=3).encode(
         text=alt.Text("probability:Q", format=".1%"), color=alt.value("black"))
-    return (bars + text).properties(
+    return finished((bars + text).properties(
         width=360, height=24 * len(top),
-        title=f"image {image % insp.batch_size}: top-{len(top)} classes")
+        title=f"image {image % insp.batch_size}: top-{len(top)} classes"))
 
 
 def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int = 260
@@ -92,8 +93,8 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
                  alt.Tooltip("ratio:Q", format=".3g")],
     ).add_params(pick).properties(width=side, height=side, title="eigenvalue spectrum")
     record = insp[path]
-    return alt.hconcat(*panels, line).resolve_scale(color="independent").properties(
-        title=f"{record.label} ({record.kind})")
+    return finished(alt.hconcat(*panels, line).resolve_scale(color="independent").properties(
+        title=f"{record.label} ({record.kind})"))
 
 
 def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
@@ -109,17 +110,17 @@ def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
                                value=[{"channel": int(c)} for c in selected] or alt.Undefined)
     record = insp[path]
     w = data["weight"]
-    return alt.Chart(data).mark_bar().encode(
+    return finished(alt.Chart(data).mark_bar().encode(
         x=alt.X("rank:Q", title="channels, sorted by weight",
                 scale=alt.Scale(domain=[-0.5, len(data) - 0.5], nice=False)),
         x2=alt.X2("rank_end:Q"),
-        y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1])), y2=alt.datum(0),
         color=alt.condition(pick, alt.value(CHOSEN), alt.value(OTHER)),
         tooltip=["channel:O", alt.Tooltip("weight:Q", format=".4f"), "rank:O"],
     ).transform_calculate(rank_end="datum.rank + 0.9").add_params(pick).properties(
         width=width, height=180,
         title=f"{record.label} ({record.kind}): {len(data)} channel weights, min {w.min():.2f} "
-              f"/ median {w.median():.2f} / max {w.max():.2f}")
+              f"/ median {w.median():.2f} / max {w.max():.2f}"))
 
 
 def feature_maps_chart(insp: Inspection, path: str, channels: Sequence[int], image: int = 0,
@@ -129,7 +130,7 @@ def feature_maps_chart(insp: Inspection, path: str, channels: Sequence[int], ima
     data = feature_maps_table(insp, path, channels, image)
     side = int(data["row"].max()) + 1 if len(data) else 1
     axis = alt.Axis(labels=False, ticks=False, title=None)
-    return alt.Chart(data).mark_rect().encode(
+    return finished(alt.Chart(data).mark_rect().encode(
         x=alt.X("col:O", axis=axis), y=alt.Y("row:O", axis=axis),
         color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis"),
                         legend=alt.Legend(title="block input")),
@@ -137,7 +138,7 @@ def feature_maps_chart(insp: Inspection, path: str, channels: Sequence[int], ima
                  alt.Tooltip("value:Q", format=".4g")],
     ).properties(width=side * cell, height=side * cell).facet(
         facet=alt.Facet("channel:O", title="selected channels (their feature maps)"),
-        columns=6)
+        columns=6))
 
 
 def channel_batch_chart(insp: Inspection, path: str, channels: Sequence[int],
@@ -147,12 +148,12 @@ def channel_batch_chart(insp: Inspection, path: str, channels: Sequence[int],
     names = [f"image {i}" for i in range(len(w))] if names is None else list(names)
     rows = [(i, names[i], int(c), float(w[i, c])) for c in channels for i in range(len(w))]
     data = pd.DataFrame(rows, columns=["image", "name", "channel", "weight"])
-    return alt.Chart(data).mark_line(point=True).encode(
+    return finished(alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("image:O", title="image"), y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("channel:N"),
         tooltip=["image:O", "name:N", "channel:O", alt.Tooltip("weight:Q", format=".4f")],
     ).properties(width=max(200, 30 * len(w)), height=180,
-                 title=f"the selected channels' weights over the {len(w)} images")
+                 title=f"the selected channels' weights over the {len(w)} images"))
 
 
 def batch_heatmap_chart(insp: Inspection, path: str, names: Sequence[str] | None = None, *,
@@ -170,7 +171,7 @@ def batch_heatmap_chart(insp: Inspection, path: str, names: Sequence[str] | None
     record = insp[path]
     total = batch_weights(insp, path).shape[1]
     which = f"the {c} of {total} channels that vary most" if c < total else f"{c} channels"
-    return alt.Chart(data).mark_rect().encode(
+    return finished(alt.Chart(data).mark_rect().encode(
         x=alt.X("column:O", axis=alt.Axis(labels=False, ticks=False),
                 title=f"{which}, ordered by similarity"),
         y=alt.Y("row:O", axis=alt.Axis(labels=False, ticks=False),
@@ -180,4 +181,4 @@ def batch_heatmap_chart(insp: Inspection, path: str, names: Sequence[str] | None
         tooltip=["name:N", "image:O", "channel:O", alt.Tooltip("weight:Q", format=".4f")],
     ).add_params(pick).properties(
         width=min(720, max(240, 5 * c)), height=min(480, max(120, 14 * b)),
-        title=f"{record.label}: channel weights of {b} images")
+        title=f"{record.label}: channel weights of {b} images"))

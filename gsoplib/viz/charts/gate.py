@@ -11,7 +11,7 @@ import pandas as pd
 from ...class_usage import class_component_usage
 from ...probe import Inspection
 from .blocks import CHOSEN, OTHER
-from .tables import gate_table, gate_weights_table
+from .tables import finished, gate_table, gate_weights_table
 
 
 def gate_chart(insp: Inspection, path: str, image: int = 0) -> alt.HConcatChart:
@@ -34,8 +34,8 @@ def gate_chart(insp: Inspection, path: str, image: int = 0) -> alt.HConcatChart:
         panels.append(base.mark_bar().encode(y=alt.Y("weight:Q")).properties(
             width=max(200, 22 * n), height=160, title=f"weights omega (K = {k}, sum 1)"))
     record = insp[path]
-    return alt.hconcat(*panels).properties(
-        title=f"{record.label} ({record.kind}), image {image % insp.batch_size}: chose {chosen}")
+    return finished(alt.hconcat(*panels).properties(
+        title=f"{record.label} ({record.kind}), image {image % insp.batch_size}: chose {chosen}"))
 
 
 def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = None
@@ -60,8 +60,8 @@ def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = 
         tooltip=["component:O", alt.Tooltip("chose:Q", title="images")])
     even = alt.Chart(pd.DataFrame({"even": [b * k / n]})).mark_rule(strokeDash=[4, 3]).encode(
         y="even:Q", tooltip=[alt.Tooltip("even:Q", title=f"even use {b}*{k}/{n}")])
-    return alt.hconcat(grid, (bars + even).properties(
-        width=max(160, 20 * n), height=200, title="usage (dashed: even use)"))
+    return finished(alt.hconcat(grid, (bars + even).properties(
+        width=max(160, 20 * n), height=200, title="usage (dashed: even use)")))
 
 
 def class_usage_chart(insp: Inspection, path: str, labels: Sequence[str] | None = None
@@ -72,11 +72,11 @@ def class_usage_chart(insp: Inspection, path: str, labels: Sequence[str] | None 
     rows = [(name, int(c), j, float(usage[i, j])) for i, (name, c) in
             enumerate(zip(names, counts)) for j in range(usage.shape[1])]
     data = pd.DataFrame(rows, columns=["class", "images", "component", "mean_weight"])
-    return alt.Chart(data).mark_rect().encode(
+    return finished(alt.Chart(data).mark_rect().encode(
         x="component:O", y=alt.Y("class:N", sort=list(names)),
         color=alt.Color("mean_weight:Q", scale=alt.Scale(scheme="blues"), title="mean omega"),
         tooltip=["class:N", "images:Q", "component:O",
                  alt.Tooltip("mean_weight:Q", format=".4f", title="mean omega")],
     ).properties(width=max(160, 20 * usage.shape[1]), height=18 * len(names),
                  title=f"{insp[path].label}: mean gate weight per class "
-                       f"({int(counts.sum())} images)")
+                       f"({int(counts.sum())} images)"))

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ...probe import Inspection
 from ..images import display_image
-from .tables import HEAT_SIDE, heat_cells, one_image
+from .tables import HEAT_SIDE, finished, heat_cells, one_image
 
 OPACITY = "opacity"
 PHOTO_PX = 320
@@ -91,10 +91,10 @@ def position_weights_chart(
     cells = heat_cells(full, box, max_side=max(full.shape))
     h, w = full.shape
     param = _opacity(opacity)
-    return _over_photo(
+    return finished(_over_photo(
         cells, photo, box, scale=alt.Scale(scheme="magma"), legend="position weight",
         title=f"{record.label} ({record.kind}): weights {h}x{w} over the photo",
-        opacity=param, width=width).add_params(param)
+        opacity=param, width=width).add_params(param))
 
 
 def attribution_chart(
@@ -121,4 +121,4 @@ def attribution_chart(
         panels.append(_over_photo(cells, photo, box, title=name, scale=scale, legend=None,
                                   opacity=param, width=width))
     panels[0] = panels[0].add_params(param)
-    return alt.hconcat(*panels).resolve_scale(color="independent")
+    return finished(alt.hconcat(*panels).resolve_scale(color="independent"))

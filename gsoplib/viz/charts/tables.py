@@ -29,6 +29,19 @@ COVARIANCE_TAPS = (
 )
 
 
+def finished(chart):
+    """A chart ready to show on its own: its title at the left (a centred title wider than a
+    narrow chart is cut off) and sized by its views (``autosize`` "pad", Vega-Lite's default,
+    which Streamlit would otherwise set to "fit": axes, legends and titles squeezed into the
+    views' width and height). Only the public builders call this, last."""
+    import altair as alt
+
+    title = chart.title
+    if isinstance(title, str):
+        chart = chart.properties(title=alt.TitleParams(title, anchor="start"))
+    return chart.properties(autosize=alt.AutoSizeParams(type="pad"))
+
+
 def one_image(insp: Inspection, path: str, image: int, *taps: str) -> BlockRecord:
     """The record at ``path`` for image ``image``, which must hold one of ``taps``."""
     if not -insp.batch_size <= image < insp.batch_size:
