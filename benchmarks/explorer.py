@@ -11,7 +11,7 @@ Rows:
 - ``upload to all views``: decode+convert of an upload (a 12-megapixel phone JPEG), then every
   view but the attributions, two ways timed in turn in one run: ``ms`` the interactive path the
   app takes (explorer/pipeline.py ``all_charts``: the probe and every chart, converted to the
-  Vega-Lite spec and Arrow data Streamlit sends, as ``st.altair_chart`` does), ``png_ms`` the
+  Vega-Lite spec and Arrow data Streamlit sends, as ``st.vega_lite_chart`` does), ``png_ms`` the
   PNG path it replaced (the probe and every figure rendered to PNG); ``probe_ms`` the probe
   alone and ``forward_ms`` the model's plain forward pass on the same input tensor;
   ``attributions_ms`` Grad-CAM and Occlusion with their chart, on their own (extra passes by
@@ -57,10 +57,11 @@ from harness import (  # noqa: E402
     round_robin_medians,
     write_json,
 )
-from streamlit.elements.vega_charts import _convert_altair_to_vega_lite_spec  # noqa: E402
+from streamlit.dataframe_util import convert_anything_to_arrow_bytes  # noqa: E402
 
 from explorer import pipeline  # noqa: E402
 from gsoplib.images import crop_box, decode_image, to_model_image, to_tensor  # noqa: E402
+from gsoplib.viz import charts  # noqa: E402
 
 APP = ROOT / "explorer" / "app.py"
 FIRST_RUN = """
@@ -121,13 +122,14 @@ def checkpoints() -> dict[str, object]:
 
 
 def sent_bytes(chart) -> int:
-    """Bytes of the Vega-Lite spec and Arrow datasets Streamlit sends for ``chart`` (the
-    conversion ``st.altair_chart`` runs; a private function of the installed Streamlit)."""
+    """Bytes of the Vega-Lite spec and Arrow datasets the app sends for ``chart``: what
+    ``st.vega_lite_chart`` does with the spec the views pass it."""
     import json
 
-    spec = _convert_altair_to_vega_lite_spec(chart)
+    spec = charts.vega_lite(chart)
     data = spec.pop("datasets", {})
-    return len(json.dumps(spec)) + sum(len(v) for v in data.values())
+    return len(json.dumps(spec)) + sum(len(convert_anything_to_arrow_bytes(v))
+                                       for v in data.values())
 
 
 def upload_row(step: str, label: str, ckpt, data: bytes, repeats: int) -> dict:

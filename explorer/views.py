@@ -127,11 +127,14 @@ def chart(figure, name: str, prefix: str = "", **select) -> dict | None:
     readers find it by); ``select`` (on_select, selection_mode) makes it return the user's
     selection."""
     key = f"{prefix}chart-{name}"
+    # The plain Vega-Lite dict: st.altair_chart would validate the whole spec against the
+    # schema first, which costs more than building the chart.
+    spec = charts.vega_lite(figure)
     # The container's key is the page's CSS class st-key-<key>: what a browser test finds.
     with st.container(key=f"{prefix}chart-{pipeline.file_stem(name)}"):
         if select:
-            return st.altair_chart(figure, key=key, width="content", alt=name, **select)
-        st.altair_chart(figure, key=key, width="content", alt=name)
+            return st.vega_lite_chart(spec=spec, key=key, width="content", alt=name, **select)
+        st.vega_lite_chart(spec=spec, key=key, width="content", alt=name)
     return None
 
 

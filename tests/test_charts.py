@@ -214,3 +214,20 @@ def test_attributions_over_the_photo_are_pooled_means_of_the_maps():
     first = frames[0]
     assert len(first) == 48 * 48
     np.testing.assert_allclose(first["value"], pooled[first["row"], first["col"]])
+
+
+def test_vega_lite_is_the_validated_spec_with_the_data_as_frames(inspections):
+    """What the explorer sends (charts.vega_lite, unvalidated, DataFrames kept) is the spec
+    Altair validates against the Vega-Lite schema (spec_of), up to how the data is held."""
+    insp = inspections["fmnist_small_gsop2"]
+    path = insp.of_kind("gsop_channel")[0].path
+    for chart in (charts.covariance_chart(insp, path),
+                  charts.channel_weights_chart(insp, path, selected=[1]),
+                  charts.batch_heatmap_chart(insp, path)):
+        fast, checked = charts.vega_lite(chart), spec_of(chart)
+        frames = fast.pop("datasets")
+        assert all(isinstance(f, pd.DataFrame) for f in frames.values())
+        values = checked.pop("datasets")
+        assert sorted(len(f) for f in frames.values()) == sorted(len(v) for v in values.values())
+        assert set(params(fast)) == set(params(checked))
+        assert tooltips(fast) == tooltips(checked)

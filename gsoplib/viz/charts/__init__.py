@@ -23,6 +23,10 @@ Across a batch:
 Attributions: :func:`attribution_chart` (maps over the original photo). Photos:
 :func:`input_photo` (a model input as a picture), :func:`photo_url` (a photo as a data URL).
 
+:func:`vega_lite` turns any of them into a plain Vega-Lite dict (data as DataFrames under
+``datasets``) without Altair's schema validation, which costs more than building the chart: what
+the explorer passes to ``st.vega_lite_chart``.
+
 >>> import altair as alt; alt.data_transformers.disable_max_rows()
 >>> covariance_chart(insp, "layer3.1.gsop")
 """
@@ -40,6 +44,7 @@ from .blocks import (
 )
 from .gate import class_usage_chart, gate_chart, gate_usage_chart
 from .overlays import OPACITY, attribution_chart, input_photo, photo_url, position_weights_chart
+from .tables import vega_lite
 
 __all__ = [
     "CHANNELS",
@@ -59,4 +64,5 @@ __all__ = [
     "photo_url",
     "position_weights_chart",
     "prediction_chart",
+    "vega_lite",
 ]

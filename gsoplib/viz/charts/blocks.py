@@ -20,6 +20,8 @@ from .tables import (
     finished,
     matrix_table,
     spectrum_table,
+    tips,
+    when,
 )
 
 CHANNELS = "channels"
@@ -40,11 +42,11 @@ def prediction_chart(insp: Inspection, image: int = 0) -> alt.Chart:
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("class:N", sort=alt.EncodingSortField("rank"), title=None),
-        color=alt.condition("datum.rank == 1", alt.value(CHOSEN), alt.value(OTHER)),
-        tooltip=["rank:O", "class:N", "index:O", alt.Tooltip("probability:Q", format=".4f")],
+        color=when("datum.rank == 1", CHOSEN, OTHER, alt.ColorValue),
+        tooltip=tips("rank:O", "class:N", "index:O", alt.Tooltip("probability:Q", format=".4f")),
     )
     text = bars.mark_text(align="left", dx=3).encode(
-        text=alt.Text("probability:Q", format=".1%"), color=alt.value("black"))
+        text=alt.Text("probability:Q", format=".1%"), color=alt.ColorValue("black"))
     return finished((bars + text).properties(
         width=360, height=24 * len(top),
         title=f"image {image % insp.batch_size}: top-{len(top)} classes"))
@@ -63,11 +65,13 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     mats = covariance_matrices(insp, path, image)
     what = "position" if insp[path].kind == "gsop_position" else "channel"
     data = pd.concat([matrix_table(m, name) for name, m in mats], ignore_index=True)
+    pooled = "rows" in data
+    # Block means name the index ranges they cover; single entries their two indices.
+    row_field, col_field = ("rows:N", "cols:N") if pooled else ("row:O", "col:O")
     pick = alt.selection_point(name=MATRIX, fields=["matrix"], bind="legend")
     panels = []
     for name, m in mats:
         lim = float(np.abs(m).max()) or 1.0
-        pooled = m.shape[0] > data[data.matrix == name]["row"].nunique()
         axis = alt.Axis(labels=False, ticks=False, title=None)
         panels.append(alt.Chart(data).transform_filter(alt.datum.matrix == name).mark_rect()
                       .encode(
@@ -75,11 +79,11 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
             color=alt.Color("value:Q", scale=alt.Scale(scheme="redblue", reverse=True,
                                                        domain=[-lim, lim]),
                             legend=alt.Legend(title=None, orient="bottom", gradientLength=side)),
-            opacity=alt.condition(pick, alt.value(1.0), alt.value(0.3)),
-            tooltip=[alt.Tooltip("matrix:N"), alt.Tooltip("rows:N", title=f"row {what}"),
-                     alt.Tooltip("cols:N", title=f"column {what}"),
+            opacity=when(pick, 1.0, 0.3, alt.OpacityValue),
+            tooltip=tips(alt.Tooltip("matrix:N"), alt.Tooltip(row_field, title=f"row {what}"),
+                     alt.Tooltip(col_field, title=f"column {what}"),
                      alt.Tooltip("value:Q", format=".4g",
-                                 title="mean value" if pooled else "value")],
+                                 title="mean value" if pooled else "value")),
         ).properties(width=side, height=side,
                                   title=f"{name} {m.shape[0]}x{m.shape[1]}"
                                   + (" (block means)" if pooled else "")))
@@ -88,9 +92,9 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
         x=alt.X("index:Q", title="index"),
         y=alt.Y("ratio:Q", scale=alt.Scale(type="log"), title="eigenvalue / largest"),
         color=alt.Color("matrix:N", legend=alt.Legend(orient="bottom", title=None)),
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.2)),
-        tooltip=["matrix:N", "index:Q", alt.Tooltip("eigenvalue:Q", format=".4g"),
-                 alt.Tooltip("ratio:Q", format=".3g")],
+        opacity=when(pick, 1.0, 0.2, alt.OpacityValue),
+        tooltip=tips("matrix:N", "index:Q", alt.Tooltip("eigenvalue:Q", format=".4g"),
+                 alt.Tooltip("ratio:Q", format=".3g")),
     ).add_params(pick).properties(width=side, height=side, title="eigenvalue spectrum")
     record = insp[path]
     return finished(alt.hconcat(*panels, line).resolve_scale(color="independent").properties(
@@ -114,9 +118,9 @@ def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
         x=alt.X("rank:Q", title="channels, sorted by weight",
                 scale=alt.Scale(domain=[-0.5, len(data) - 0.5], nice=False)),
         x2=alt.X2("rank_end:Q"),
-        y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1])), y2=alt.datum(0),
-        color=alt.condition(pick, alt.value(CHOSEN), alt.value(OTHER)),
-        tooltip=["channel:O", alt.Tooltip("weight:Q", format=".4f"), "rank:O"],
+        y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1])), y2=alt.Y2Datum(0),
+        color=when(pick, CHOSEN, OTHER, alt.ColorValue),
+        tooltip=tips("channel:O", alt.Tooltip("weight:Q", format=".4f"), "rank:O"),
     ).transform_calculate(rank_end="datum.rank + 0.9").add_params(pick).properties(
         width=width, height=180,
         title=f"{record.label} ({record.kind}): {len(data)} channel weights, min {w.min():.2f} "
@@ -134,10 +138,10 @@ def feature_maps_chart(insp: Inspection, path: str, channels: Sequence[int], ima
         x=alt.X("col:O", axis=axis), y=alt.Y("row:O", axis=axis),
         color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis"),
                         legend=alt.Legend(title="block input")),
-        tooltip=["channel:O", alt.Tooltip("weight:Q", format=".4f"), "row:O", "col:O",
-                 alt.Tooltip("value:Q", format=".4g")],
+        tooltip=tips("channel:O", alt.Tooltip("weight:Q", format=".4f"), "row:O", "col:O",
+                 alt.Tooltip("value:Q", format=".4g")),
     ).properties(width=side * cell, height=side * cell).facet(
-        facet=alt.Facet("channel:O", title="selected channels (their feature maps)"),
+        facet=alt.Facet("channel:O", title="feature maps (block input) of channels"),
         columns=6))
 
 
@@ -151,7 +155,7 @@ def channel_batch_chart(insp: Inspection, path: str, channels: Sequence[int],
     return finished(alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("image:O", title="image"), y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("channel:N"),
-        tooltip=["image:O", "name:N", "channel:O", alt.Tooltip("weight:Q", format=".4f")],
+        tooltip=tips("image:O", "name:N", "channel:O", alt.Tooltip("weight:Q", format=".4f")),
     ).properties(width=max(200, 30 * len(w)), height=180,
                  title=f"the selected channels' weights over the {len(w)} images"))
 
@@ -177,8 +181,8 @@ def batch_heatmap_chart(insp: Inspection, path: str, names: Sequence[str] | None
         y=alt.Y("row:O", axis=alt.Axis(labels=False, ticks=False),
                 title="images, ordered by similarity"),
         color=alt.Color("weight:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1])),
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
-        tooltip=["name:N", "image:O", "channel:O", alt.Tooltip("weight:Q", format=".4f")],
+        opacity=when(pick, 1.0, 0.45, alt.OpacityValue),
+        tooltip=tips("name:N", "image:O", "channel:O", alt.Tooltip("weight:Q", format=".4f")),
     ).add_params(pick).properties(
         width=min(720, max(240, 5 * c)), height=min(480, max(120, 14 * b)),
         title=f"{record.label}: channel weights of {b} images"))

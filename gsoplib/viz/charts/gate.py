@@ -11,7 +11,7 @@ import pandas as pd
 from ...class_usage import class_component_usage
 from ...probe import Inspection
 from .blocks import CHOSEN, OTHER
-from .tables import finished, gate_table, gate_weights_table
+from .tables import finished, gate_table, gate_weights_table, tips, when
 
 
 def gate_chart(insp: Inspection, path: str, image: int = 0) -> alt.HConcatChart:
@@ -22,9 +22,9 @@ def gate_chart(insp: Inspection, path: str, image: int = 0) -> alt.HConcatChart:
     chosen = ", ".join(str(c) for c in data.loc[data.chosen, "component"])
     base = alt.Chart(data).encode(
         x=alt.X("component:O"),
-        color=alt.condition("datum.chosen", alt.value(CHOSEN), alt.value(OTHER)),
-        tooltip=["component:O", alt.Tooltip("logit:Q", format=".4g"),
-                 alt.Tooltip("weight:Q", format=".4f"), "chosen:N"],
+        color=when("datum.chosen", CHOSEN, OTHER, alt.ColorValue),
+        tooltip=tips("component:O", alt.Tooltip("logit:Q", format=".4g"),
+                 alt.Tooltip("weight:Q", format=".4f"), "chosen:N"),
     )
     panels = []
     if data["logit"].notna().any():
@@ -50,16 +50,16 @@ def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = 
     grid = alt.Chart(data).mark_rect().encode(
         x=alt.X("component:O"), y=alt.Y("image:O", axis=alt.Axis(labels=b <= 40)),
         color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues"), title="omega"),
-        tooltip=["image:O", "name:N", "component:O", alt.Tooltip("weight:Q", format=".4f")],
+        tooltip=tips("image:O", "name:N", "component:O", alt.Tooltip("weight:Q", format=".4f")),
     ).properties(width=max(160, 20 * n), height=min(400, max(120, 10 * b)),
                  title=f"gate weights, {b} images x {n} components")
     counts = data.assign(chose=data["weight"] > 0).groupby("component", as_index=False)[
         "chose"].sum()
     bars = alt.Chart(counts).mark_bar(color=CHOSEN).encode(
-        x="component:O", y=alt.Y("chose:Q", title="images choosing it"),
-        tooltip=["component:O", alt.Tooltip("chose:Q", title="images")])
+        x=alt.X("component:O"), y=alt.Y("chose:Q", title="images choosing it"),
+        tooltip=tips("component:O", alt.Tooltip("chose:Q", title="images")))
     even = alt.Chart(pd.DataFrame({"even": [b * k / n]})).mark_rule(strokeDash=[4, 3]).encode(
-        y="even:Q", tooltip=[alt.Tooltip("even:Q", title=f"even use {b}*{k}/{n}")])
+        y=alt.Y("even:Q"), tooltip=tips(alt.Tooltip("even:Q", title=f"even use {b}*{k}/{n}")))
     return finished(alt.hconcat(grid, (bars + even).properties(
         width=max(160, 20 * n), height=200, title="usage (dashed: even use)")))
 
@@ -73,10 +73,10 @@ def class_usage_chart(insp: Inspection, path: str, labels: Sequence[str] | None 
             enumerate(zip(names, counts)) for j in range(usage.shape[1])]
     data = pd.DataFrame(rows, columns=["class", "images", "component", "mean_weight"])
     return finished(alt.Chart(data).mark_rect().encode(
-        x="component:O", y=alt.Y("class:N", sort=list(names)),
+        x=alt.X("component:O"), y=alt.Y("class:N", sort=list(names)),
         color=alt.Color("mean_weight:Q", scale=alt.Scale(scheme="blues"), title="mean omega"),
-        tooltip=["class:N", "images:Q", "component:O",
-                 alt.Tooltip("mean_weight:Q", format=".4f", title="mean omega")],
+        tooltip=tips("class:N", "images:Q", "component:O",
+                 alt.Tooltip("mean_weight:Q", format=".4f", title="mean omega")),
     ).properties(width=max(160, 20 * usage.shape[1]), height=18 * len(names),
                  title=f"{insp[path].label}: mean gate weight per class "
                        f"({int(counts.sum())} images)"))

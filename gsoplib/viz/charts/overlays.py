@@ -15,7 +15,7 @@ from PIL import Image
 
 from ...probe import Inspection
 from ..images import display_image
-from .tables import HEAT_SIDE, finished, heat_cells, one_image
+from .tables import HEAT_SIDE, finished, heat_cells, one_image, tips
 
 OPACITY = "opacity"
 PHOTO_PX = 320
@@ -49,19 +49,19 @@ def _over_photo(cells: pd.DataFrame, photo: Image.Image, box, *, title: str, sca
     base = alt.Chart(pd.DataFrame({"url": [photo_url(photo)], "x": [0.0], "x2": [float(pw)],
                                    "y": [0.0], "y2": [float(ph)]}))
     picture = base.mark_image(aspect=False).encode(
-        x=alt.X("x:Q", scale=x, axis=none), x2="x2:Q",
-        y=alt.Y("y:Q", scale=y, axis=none), y2="y2:Q", url="url:N")
+        x=alt.X("x:Q", scale=x, axis=none), x2=alt.X2("x2:Q"),
+        y=alt.Y("y:Q", scale=y, axis=none), y2=alt.Y2("y2:Q"), url=alt.Url("url:N"))
     heat = alt.Chart(cells).mark_rect(opacity=opacity).encode(
-        x=alt.X("x:Q", scale=x, axis=none), x2="x2:Q",
-        y=alt.Y("y:Q", scale=y, axis=none), y2="y2:Q",
+        x=alt.X("x:Q", scale=x, axis=none), x2=alt.X2("x2:Q"),
+        y=alt.Y("y:Q", scale=y, axis=none), y2=alt.Y2("y2:Q"),
         color=alt.Color("value:Q", scale=scale, legend=alt.Legend(title=legend)),
-        tooltip=["row:O", "col:O", alt.Tooltip("value:Q", format=".4g")],
+        tooltip=tips("row:O", "col:O", alt.Tooltip("value:Q", format=".4g")),
     )
     outline = alt.Chart(pd.DataFrame({"x": [box[0]], "x2": [box[2]], "y": [box[1]],
                                       "y2": [box[3]]})).mark_rect(
         fill=None, stroke="white", strokeDash=[4, 3]).encode(
-        x=alt.X("x:Q", scale=x, axis=none), x2="x2:Q",
-        y=alt.Y("y:Q", scale=y, axis=none), y2="y2:Q")
+        x=alt.X("x:Q", scale=x, axis=none), x2=alt.X2("x2:Q"),
+        y=alt.Y("y:Q", scale=y, axis=none), y2=alt.Y2("y2:Q"))
     return alt.layer(picture, heat, outline).properties(width=width, height=height,
                                                        title=title)
 

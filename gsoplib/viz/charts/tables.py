@@ -9,6 +9,7 @@ Everything else is the probe's numbers, unchanged (float64).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,6 +43,70 @@ def finished(chart):
     return chart.properties(autosize=alt.AutoSizeParams(type="pad"))
 
 
+def tips(*fields) -> list:
+    """Tooltip channels from shorthands ("channel:O") or Tooltip objects. Channel objects, not
+    strings or dicts, everywhere in these charts: Altair turns a string or a dict into a
+    channel by matching it against every class of its schema, which cost most of the time of
+    building a chart."""
+    import altair as alt
+
+    return [f if not isinstance(f, str) else alt.Tooltip(f) for f in fields]
+
+
+def when(condition, then, otherwise, channel):
+    """``channel`` (e.g. alt.ColorValue) = ``then`` where ``condition`` holds (a selection
+    parameter or a Vega expression string), else ``otherwise``: alt.condition without the
+    schema matching (see :func:`tips`)."""
+    import altair as alt
+
+    test = {"test": condition} if isinstance(condition, str) else {"param": condition.name}
+    if isinstance(condition, alt.Parameter) and getattr(condition, "empty", alt.Undefined) \
+            is False:
+        test["empty"] = False
+    return channel(otherwise, condition={**test, "value": then})
+
+
+_FRAMES_LOCK = threading.Lock()
+_frames: dict[str, pd.DataFrame] = {}
+
+
+def _keep_frame(data) -> dict:
+    """Altair data transformer: a DataFrame becomes a named dataset, kept as it is."""
+    for name, frame in _frames.items():
+        if frame is data:
+            return {"name": name}
+    name = f"data-{len(_frames)}"
+    _frames[name] = data
+    return {"name": name}
+
+
+def _register() -> None:
+    import altair as alt
+
+    alt.data_transformers.register("gsoplib_frames", _keep_frame)
+
+
+_register()
+
+
+def vega_lite(chart) -> dict:
+    """The Vega-Lite spec of an Altair chart, its data as DataFrames under ``datasets`` (what
+    ``st.vega_lite_chart`` sends as Arrow). Not validated against the schema, which would take
+    longer than building the chart: the builders here write only what Vega-Lite accepts, as
+    the tests check by rendering them."""
+    import altair as alt
+
+    with _FRAMES_LOCK:
+        # Altair's data transformer is process-wide: one chart at a time.
+        _frames.clear()
+        with alt.data_transformers.enable("gsoplib_frames", consolidate_datasets=False):
+            spec = chart.to_dict(validate=False)
+        frames = dict(_frames)
+        _frames.clear()
+    spec["datasets"] = {**spec.get("datasets", {}), **frames}
+    return spec
+
+
 def one_image(insp: Inspection, path: str, image: int, *taps: str) -> BlockRecord:
     """The record at ``path`` for image ``image``, which must hold one of ``taps``."""
     if not -insp.batch_size <= image < insp.batch_size:
@@ -67,26 +132,20 @@ def _pool(a: np.ndarray, side: int) -> tuple[np.ndarray, int]:
 
 
 def matrix_table(matrix: np.ndarray, name: str, max_side: int = MATRIX_SIDE) -> pd.DataFrame:
-    """An (n, m) matrix as rows (matrix, row, col, value, rows, cols): ``row``/``col`` are the
-    first index of each cell, ``rows``/``cols`` the index range it covers ("5" or "0-3")."""
+    """An (n, m) matrix as rows (matrix, row, col, value). A matrix wider than ``max_side`` is
+    averaged over square blocks: ``row``/``col`` are then each block's first index, and columns
+    ``rows``/``cols`` name the index range it covers ("0-3")."""
     pooled, f = _pool(np.asarray(matrix, dtype=np.float64), max_side)
     n, m = pooled.shape
     rows, cols = np.meshgrid(np.arange(n) * f, np.arange(m) * f, indexing="ij")
-
-    def span(start: np.ndarray, size: int) -> np.ndarray:
-        if f == 1:
-            return start.astype(str)
-        last = np.minimum(start + f, size) - 1
-        return np.char.add(np.char.add(start.astype(str), "-"), last.astype(str))
-
-    return pd.DataFrame({
-        "matrix": name,
-        "row": rows.ravel(),
-        "col": cols.ravel(),
-        "value": pooled.ravel(),
-        "rows": span(rows.ravel(), matrix.shape[0]),
-        "cols": span(cols.ravel(), matrix.shape[1]),
-    })
+    rows, cols = rows.ravel(), cols.ravel()
+    table = pd.DataFrame({"matrix": name, "row": rows, "col": cols, "value": pooled.ravel()})
+    if f > 1:
+        for column, start, size in (("rows", rows, matrix.shape[0]),
+                                    ("cols", cols, matrix.shape[1])):
+            last = np.minimum(start + f, size) - 1
+            table[column] = np.char.add(np.char.add(start.astype(str), "-"), last.astype(str))
+    return table
 
 
 def covariance_matrices(insp: Inspection, path: str, image: int = 0
