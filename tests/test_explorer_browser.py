@@ -173,6 +173,10 @@ def test_upload_renders_every_view_and_saves_screenshots(server, browser):
         # Vega draws its charts after the script has finished: wait for one
         shown = ".stVegaLiteChart, [data-testid='stTable'], [data-testid='stDownloadButton']"
         content.locator(shown).first.wait_for(timeout=30_000)
+        if view == "Batch":  # the heatmap over the gallery says more than over two images
+            page.locator(".st-key-batch_over").get_by_text("the whole sample gallery").click()
+            wait_idle(page)
+            content.locator(".stVegaLiteChart").first.wait_for(timeout=30_000)
         screenshot(page, f"explorer-{view.lower()}.png")
     page.close()
 
@@ -288,3 +292,32 @@ def _shows(page, canvas, x: float, y: float, channel: int) -> bool:
     canvas.hover(position={"x": x, "y": y})
     page.wait_for_timeout(150)
     return tooltip(page).get("channel") == str(channel)
+
+
+def test_clicking_a_row_of_the_batch_heatmap_inspects_that_image(server, browser, checkpoint):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    open_view(page, server, "Batch")
+    page.locator(".st-key-batch_over").get_by_text("the whole sample gallery").click()
+    wait_idle(page)
+    block = page.locator(".st-key-batch_block input").input_value()
+    heatmap = page.locator(chart_css(f"{block}: channel weights of the images"))
+    heatmap.scroll_into_view_if_needed()
+    box = heatmap.bounding_box()
+    points = [(box["width"] * fx, box["height"] * fy) for fy in (0.5, 0.4, 0.6, 0.3)
+              for fx in (0.3, 0.2, 0.4)]
+    # a row of a sample other than the one already chosen (the gallery's default, #0)
+    for x, y in points:
+        heatmap.hover(position={"x": x, "y": y})
+        page.wait_for_timeout(150)
+        name = tooltip(page).get("name")
+        if name and name != "9-00000.png":
+            break
+    else:
+        raise AssertionError("no row of another sample under the pointer")
+    heatmap.click(position={"x": x, "y": y})
+    wait_idle(page)
+    # the clicked sample joins the chosen images and becomes the one every view inspects
+    page.locator(".st-key-image").wait_for(timeout=30_000)
+    assert name in page.locator(".st-key-image input").input_value()
+    page.close()
+

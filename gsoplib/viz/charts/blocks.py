@@ -73,8 +73,11 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     for name, m in mats:
         lim = float(np.abs(m).max()) or 1.0
         axis = alt.Axis(labels=False, ticks=False, title=None)
-        panels.append(alt.Chart(data).transform_filter(alt.datum.matrix == name).mark_rect()
-                      .encode(
+        title = f"{name} {m.shape[0]}x{m.shape[1]}" + (" (block means)" if pooled else "")
+        # Sizes and titles given to the constructor: .properties() validates each against the
+        # schema and copies the chart, the larger part of building it.
+        panels.append(alt.Chart(data, width=side, height=side, title=title)
+                      .transform_filter(alt.datum.matrix == name).mark_rect().encode(
             x=alt.X("col:O", axis=axis), y=alt.Y("row:O", axis=axis),
             color=alt.Color("value:Q", scale=alt.Scale(scheme="redblue", reverse=True,
                                                        domain=[-lim, lim]),
@@ -84,21 +87,21 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
                      alt.Tooltip(col_field, title=f"column {what}"),
                      alt.Tooltip("value:Q", format=".4g",
                                  title="mean value" if pooled else "value")),
-        ).properties(width=side, height=side,
-                                  title=f"{name} {m.shape[0]}x{m.shape[1]}"
-                                  + (" (block means)" if pooled else "")))
+        ))
     spectrum = spectrum_table(mats)
-    line = alt.Chart(spectrum).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
+    line = alt.Chart(spectrum, width=side, height=side, title="eigenvalue spectrum").mark_line(
+        point=alt.OverlayMarkDef(size=12)).encode(
         x=alt.X("index:Q", title="index"),
         y=alt.Y("ratio:Q", scale=alt.Scale(type="log"), title="eigenvalue / largest"),
         color=alt.Color("matrix:N", legend=alt.Legend(orient="bottom", title=None)),
         opacity=when(pick, 1.0, 0.2, alt.OpacityValue),
         tooltip=tips("matrix:N", "index:Q", alt.Tooltip("eigenvalue:Q", format=".4g"),
                  alt.Tooltip("ratio:Q", format=".3g")),
-    ).add_params(pick).properties(width=side, height=side, title="eigenvalue spectrum")
+    ).add_params(pick)
     record = insp[path]
-    return finished(alt.hconcat(*panels, line).resolve_scale(color="independent").properties(
-        title=f"{record.label} ({record.kind})"))
+    return finished(alt.hconcat(
+        *panels, line, title=f"{record.label} ({record.kind})",
+        resolve=alt.Resolve(scale=alt.ScaleResolveMap(color="independent"))))
 
 
 def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
