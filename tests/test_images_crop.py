@@ -57,3 +57,30 @@ def test_the_crop_box_is_where_the_model_input_came_from(fit, resize, size):
 def test_a_resize_below_the_crop_is_one_sentence():
     with pytest.raises(ImageInputError, match="resize 200 is smaller than the input size"):
         to_model_image(photo(300, 300), 3, (224, 224), resize=200)
+
+
+def test_probe_image_resizes_and_crops_as_the_checkpoint_says(tmp_path):
+    """gsop inspect and probe_image read Checkpoint.resize: a checkpoint saying 'resize 36,
+    crop 28' sees the photo's centre after the resize, not the photo squeezed to 28."""
+    import torch
+
+    from gsoplib.checkpoint import load_checkpoint, save_checkpoint
+    from gsoplib.images import to_tensor
+    from gsoplib.models import create_model
+    from gsoplib.probe import probe, probe_image
+
+    torch.manual_seed(0)
+    model = create_model("small_gsop1", num_classes=4, in_chans=3).eval()
+    path = save_checkpoint(tmp_path / "m.safetensors", model, model_name="small_gsop1",
+                           model_kwargs={"num_classes": 4, "in_chans": 3},
+                           classes=["a", "b", "c", "d"], input_size=(28, 28), in_chans=3,
+                           mean=(0.5,) * 3, std=(0.25,) * 3, resize=36)
+    ckpt = load_checkpoint(path)
+    assert ckpt.resize == 36
+    image = photo(120, 80)
+    got = probe_image(ckpt, image)
+    cropped = to_model_image(image, 3, (28, 28), resize=36)
+    expected = probe(ckpt.model, to_tensor(cropped, ckpt.mean, ckpt.std)[None])
+    torch.testing.assert_close(got.logits, expected.logits)
+    squeezed = to_model_image(image, 3, (28, 28))
+    assert not np.array_equal(np.asarray(squeezed), np.asarray(cropped))
