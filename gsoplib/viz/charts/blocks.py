@@ -65,6 +65,8 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     mats = covariance_matrices(insp, path, image)
     what = "position" if insp[path].kind == "gsop_position" else "channel"
     data = pd.concat([matrix_table(m, name) for name, m in mats], ignore_index=True)
+    # concat of two categoricals with other categories gives strings: 20 bytes a cell to send
+    data["matrix"] = pd.Categorical(data["matrix"])
     pooled = "rows" in data
     # Block means name the index ranges they cover; single entries their two indices.
     row_field, col_field = ("rows:N", "cols:N") if pooled else ("row:O", "col:O")
