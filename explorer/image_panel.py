@@ -18,6 +18,7 @@ from gsoplib.images import (
     DecodedImage,
     Fit,
     ImageInputError,
+    crop_box,
     decode_image,
     to_model_image,
     to_tensor,
@@ -31,14 +32,16 @@ PREVIEW_PX = 160
 
 @dataclass(frozen=True)
 class InputSpec:
-    """How a checkpoint wants its input: channels, (H, W), per-channel mean and std, and the
-    dataset it was trained on (which picks the sample gallery)."""
+    """How a checkpoint wants its input: channels, (H, W), per-channel mean and std, the
+    dataset it was trained on (which picks the sample gallery) and the shorter side to resize
+    to before the centre crop (ImageNet's 256; None: the crop is fit to (H, W) directly)."""
 
     channels: int
     size: tuple[int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     dataset: str | None = None
+    resize: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,9 @@ class ModelInput:
 
     ``key`` identifies the bytes and the conversion, so results computed from it can be cached.
     ``label`` is the true class of a gallery sample, None for uploads. ``preview`` is a small copy
-    of the original to show (Streamlit re-encodes every image it shows on every rerun).
+    of the original to show (Streamlit re-encodes every image it shows on every rerun);
+    ``box`` is the model input's region of ``preview`` (left, top, right, bottom), where maps over
+    the input are drawn on the photo.
     """
 
     name: str
@@ -59,6 +64,7 @@ class ModelInput:
     label: str | None
     fit: Fit
     invert: bool
+    box: tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,15 @@ def _convert(
     invert: bool,
     label: str | None,
 ) -> ModelInput:
-    picture = to_model_image(decoded.image, spec.channels, spec.size, fit=fit, invert=invert)
+    picture = to_model_image(decoded.image, spec.channels, spec.size, fit=fit, invert=invert,
+                             resize=spec.resize)
     key = f"{digest}:{hashlib.sha256(repr((spec, fit, invert)).encode()).hexdigest()[:8]}"
     tensor = to_tensor(picture, spec.mean, spec.std)
-    return ModelInput(name, key, decoded, preview, picture, tensor, label, fit, invert)
+    # The box in the preview's pixels: the crop of the decoded image, scaled.
+    scale = preview.width / decoded.image.width
+    box = tuple(scale * v for v in crop_box(decoded.image.size, spec.size, fit=fit,
+                                            resize=spec.resize))
+    return ModelInput(name, key, decoded, preview, picture, tensor, label, fit, invert, box)
 
 
 def for_spec(item: ModelInput, spec: InputSpec) -> ModelInput:

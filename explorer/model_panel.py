@@ -42,7 +42,7 @@ class LoadedModel:
     def spec(self) -> InputSpec:
         ckpt = self.checkpoint
         return InputSpec(ckpt.in_chans, ckpt.input_size, ckpt.mean, ckpt.std,
-                         ckpt.meta["data"].get("name"))
+                         ckpt.meta["data"].get("name"), ckpt.resize)
 
 
 def _ready(key: str, label: str, checkpoint: Checkpoint) -> LoadedModel:

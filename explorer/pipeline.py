@@ -1,9 +1,10 @@
 """One image through a checkpoint to everything the explorer shows, without Streamlit.
 
 The views cache these results per model and image; the benchmark times them directly. Every
-number comes from gsoplib (probe, viz, attribution, class_usage); this module only renders
-figures to PNG and packs downloads. Whoever registers hooks on a shared model (probe, captum)
-holds its lock, so two sessions never interleave hooks on one model.
+number comes from gsoplib (probe, viz, viz.charts, attribution, class_usage); this module picks
+the interactive charts of each part, renders the PNG figures the downloads hand out, and packs
+downloads. Whoever registers hooks on a shared model (probe, captum) holds its lock, so two
+sessions never interleave hooks on one model.
 """
 
 from __future__ import annotations
@@ -14,20 +15,25 @@ import threading
 import zipfile
 from collections.abc import Mapping, Sequence
 
+import altair as alt
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
 
 from gsoplib import attribution, class_usage, viz
 from gsoplib.checkpoint import Checkpoint
 from gsoplib.class_usage import class_usage_figure
 from gsoplib.heads.gate import GateDiagnostics
 from gsoplib.probe import BlockRecord, Inspection, probe
+from gsoplib.viz import charts
 
 DPI = 100
 # Occlusion's 64 windows on a 28x28 input in one forward pass: four passes of 16 cost twice as
 # much on a CPU, and a small model's batch of 64 needs a few MB.
 OCCLUSION_BATCH = 64
 TOP_K = 5
+SHOWN_CHANNELS = 4
+"""Feature maps shown before a user selects channels: this many most boosted and suppressed."""
 HEAD_KINDS = frozenset({"isqrt_cov", "gated_mixture", "average_mixture"})
 FAST_METHODS = ("gradcam", "occlusion")
 SLOW_METHODS = ("integrated_gradients",)
@@ -73,6 +79,57 @@ def top_table(insp: Inspection) -> dict[str, list]:
         "class": [p.name for p in top],
         "probability": [round(p.probability, 4) for p in top],
     }
+
+
+def default_channels(insp: Inspection, path: str) -> list[int]:
+    """The channels whose maps are shown until a user picks some: the most boosted and the
+    most suppressed (as the PNG figure shows them)."""
+    weights = insp[path].select(0)["tap_channel_weights"].flatten()
+    order = torch.argsort(-weights, stable=True).tolist()
+    show = min(SHOWN_CHANNELS, len(order) // 2)
+    return order[:show] + order[::-1][:show]
+
+
+Box = tuple[float, float, float, float]
+
+
+def block_charts(insp: Inspection, path: str, *, photo: Image.Image | None = None,
+                 box: Box | None = None, channels: Sequence[int] | None = None
+                 ) -> dict[str, alt.TopLevelMixin]:
+    """The interactive charts of the part at ``path`` for the one image ``insp`` holds, keyed
+    'PATH: what': channel weights and the feature maps of ``channels`` (default
+    :func:`default_channels`), the position weights over ``photo`` (the original, ``box`` the
+    input's region of it), the covariances, the gate and its best component's covariance."""
+    record = insp[path]
+    t, out = record.tensors, {}
+    if "tap_channel_weights" in t:
+        shown = default_channels(insp, path) if channels is None else list(channels)
+        out[f"{record.label}: channel weights"] = charts.channel_weights_chart(
+            insp, path, selected=() if channels is None else shown)
+        if "tap_input" in t or "tap_output" in t:
+            out[f"{record.label}: feature maps"] = charts.feature_maps_chart(insp, path, shown)
+    if "tap_pos_weights" in t or "tap_pos_weights_pooled" in t:
+        out[f"{record.label}: position weights"] = charts.position_weights_chart(
+            insp, path, photo=photo, box=box)
+    if {"tap_cov", "tap_pos_cov"} & t.keys():
+        out[f"{record.label}: covariance"] = charts.covariance_chart(insp, path)
+    if "tap_gate_weights" in t or "tap_gate_clean_logits" in t:
+        out[f"{record.label}: gate"] = charts.gate_chart(insp, path)
+        comp = best_component(insp, path)
+        if comp is not None:
+            out[f"{comp}: covariance"] = charts.covariance_chart(insp, comp)
+    return out
+
+
+def best_component(insp: Inspection, path: str) -> str | None:
+    """The path of the mixture component the gate weighted most for the one image, when its
+    covariance was tapped."""
+    comps = insp.components(path)
+    t = insp[path].tensors
+    if comps and "tap_gate_indices" in t:
+        best = f".components.{int(t['tap_gate_indices'][0, 0])}."
+        comps = [c for c in comps if best in c.path + "."] or comps
+    return comps[0].path if comps and "tap_cov" in comps[0] else None
 
 
 def block_pngs(insp: Inspection, path: str) -> dict[str, bytes]:
@@ -122,6 +179,16 @@ def attribution_png(image: torch.Tensor, maps: Mapping[str, torch.Tensor]) -> by
     return png(viz.attribution_figure(image, maps))
 
 
+def attribution_chart(maps: Mapping[str, torch.Tensor], image: torch.Tensor,
+                      photo: Image.Image | None = None, box: Box | None = None
+                      ) -> alt.TopLevelMixin:
+    """The maps over the original photo (``box``: the input's region of it), else over the
+    model input."""
+    if photo is None:
+        photo, box = charts.input_photo(image), None
+    return charts.attribution_chart(maps, photo, box)
+
+
 def inspection_json(insp: Inspection) -> bytes:
     return insp.to_json().encode()
 
@@ -146,6 +213,31 @@ def figures_zip(pngs: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def all_charts(
+    checkpoint: Checkpoint, lock: threading.Lock, image: torch.Tensor,
+    photo: Image.Image | None = None, box: Box | None = None,
+) -> dict[str, alt.TopLevelMixin]:
+    """Every interactive chart the views show for one (C, H, W) image but the attributions
+    (:func:`attribution_charts`): the prediction and every part's charts. What the benchmark
+    times against :func:`all_views`."""
+    insp = inspect(checkpoint, lock, image)
+    out = {"prediction": charts.prediction_chart(insp)}
+    for record in insp.parts():
+        out.update(block_charts(insp, record.path, photo=photo, box=box))
+    return out
+
+
+def attribution_charts(
+    checkpoint: Checkpoint, lock: threading.Lock, image: torch.Tensor,
+    photo: Image.Image | None = None, box: Box | None = None,
+) -> alt.TopLevelMixin:
+    """Grad-CAM and Occlusion of the predicted class over the photo (extra passes by nature:
+    timed on their own)."""
+    insp = inspect(checkpoint, lock, image)
+    maps = attributions(checkpoint, lock, image, insp.top[0][0].index)
+    return attribution_chart(maps, image, photo, box)
+
+
 def all_views(
     checkpoint: Checkpoint, lock: threading.Lock, image: torch.Tensor
 ) -> dict[str, bytes]:
@@ -162,9 +254,12 @@ def all_views(
 
 
 def warm_up(checkpoint: Checkpoint, lock: threading.Lock) -> None:
-    """Run :func:`all_views` once on a noise image: the first forward, backward and figure of
-    each shape pay one-time costs (oneDNN kernels, fonts) of a second or more on a CPU, which
-    belong to loading the model rather than to a user's first image."""
+    """Run every chart and the attributions once on a noise image: the first forward and
+    backward of each shape pay one-time costs (oneDNN kernels) of a second or more on a CPU,
+    which belong to loading the model rather than to a user's first image; a model that fails
+    on its own input size fails here."""
     generator = torch.Generator().manual_seed(0)
     size = (checkpoint.in_chans, *checkpoint.input_size)
-    all_views(checkpoint, lock, torch.randn(size, generator=generator))
+    image = torch.randn(size, generator=generator)
+    all_charts(checkpoint, lock, image)
+    attribution_charts(checkpoint, lock, image)

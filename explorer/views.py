@@ -1,8 +1,11 @@
-"""Views of one image: prediction, every second-order part in network order, attributions.
+"""Views of one image: prediction, every second-order part in network order, attributions, the
+batch, downloads.
 
-Results are cached per model and image (``LoadedModel.key``, ``ModelInput.key``) and shared by
-every session: an inspection or an attribution is computed once, its figures are rendered to PNG
-once. Everything shown comes from explorer/pipeline.py, which calls gsoplib.
+Every view is an interactive Vega-Lite chart from gsoplib.viz.charts, drawn in the browser
+from the probe's numbers; the matplotlib figures are downloads, rendered only when asked.
+Inspections and attributions are cached per model and image (``LoadedModel.key``,
+``ModelInput.key``) and shared by every session. A user's selections (channels, the batch's
+row) are kept per part in the session, so they survive switching views.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import streamlit as st
 import torch
 
 from explorer import pipeline
-from explorer.image_panel import ModelInput, gallery_inputs
+from explorer.image_panel import ModelInput, gallery_for, gallery_inputs
 from explorer.model_panel import LoadedModel
 from gsoplib.probe import BlockRecord, Inspection
+from gsoplib.viz import charts
 
-VIEWS = ("Prediction", "Blocks", "Head", "Attributions", "Downloads")
+VIEWS = ("Prediction", "Blocks", "Head", "Batch", "Attributions", "Downloads")
 KIND_TITLES = {
     "gsop_channel": "GSoP channel-wise block, GSoP-Net Sec. 3.1",
     "gsop_position": "GSoP position-wise block, GSoP-Net Sec. 3.2",
@@ -29,6 +33,7 @@ KIND_TITLES = {
     "custom": "custom part",
 }
 USAGE_OVER = ("gallery", "chosen")
+BATCH_OVER = ("chosen", "gallery")
 
 
 @dataclass(frozen=True)
@@ -65,36 +70,12 @@ def inspect(loaded: LoadedModel, items: list[ModelInput]) -> Inspection:
                     tuple(i.tensor for i in items))
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def _prediction_png(model_key: str, image_key: str, _insp: Inspection) -> bytes:
-    return pipeline.prediction_png(_insp)
-
-
-@st.cache_data(max_entries=1024, show_spinner=False)
-def _block_pngs(model_key: str, image_key: str, path: str, _insp: Inspection
-                ) -> dict[str, bytes]:
-    return pipeline.block_pngs(_insp, path)
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def _usage_pngs(model_key: str, image_keys: tuple[str, ...], path: str, labels: tuple[str, ...],
-                _insp: Inspection) -> dict[str, bytes]:
-    return pipeline.usage_pngs(_insp, path, labels)
-
-
 @st.cache_resource(max_entries=256, show_spinner=False)
 def _attributions(model_key: str, image_key: str, target: int, layer: str | None,
                   methods: tuple[str, ...], _loaded: LoadedModel, _image: torch.Tensor
                   ) -> dict[str, torch.Tensor]:
     return pipeline.attributions(_loaded.checkpoint, _loaded.lock, _image, target, layer=layer,
                                  methods=methods)
-
-
-@st.cache_data(max_entries=256, show_spinner=False)
-def _attribution_png(model_key: str, image_key: str, target: int, layer: str | None,
-                     methods: tuple[str, ...], _image: torch.Tensor,
-                     _maps: dict[str, torch.Tensor]) -> bytes:
-    return pipeline.attribution_png(_image, _maps)
 
 
 # ------------------------------------------------------------------- layout
@@ -104,6 +85,8 @@ def choose_image(inputs: list[ModelInput], key: str = "image") -> ModelInput:
     """The image the views show: the only one, or the one picked from several."""
     if len(inputs) == 1:
         return inputs[0]
+    if st.session_state.get(key, 0) >= len(inputs):
+        st.session_state[key] = 0
     index = st.selectbox("Image to inspect", range(len(inputs)), key=key,
                          format_func=lambda i: f"{i + 1}. {inputs[i].name}")
     return inputs[index]
@@ -118,43 +101,62 @@ def render(loaded: LoadedModel, inputs: list[ModelInput], opts: Options) -> None
 
 def show(loaded: LoadedModel, item: ModelInput, batch: list[ModelInput], opts: Options,
          prefix: str = "") -> None:
-    """View ``opts.view`` of ``item``; ``batch`` is every chosen image (the mixture's usage).
-    ``prefix`` keeps widget keys apart when two models are shown side by side."""
+    """View ``opts.view`` of ``item``; ``batch`` is every chosen image (the mixture's usage,
+    the batch view). ``prefix`` keeps widget keys apart when two models are shown side by
+    side."""
     insp = inspect(loaded, [item])
     if opts.view == "Prediction":
-        _prediction(loaded, item, insp)
+        _prediction(loaded, item, insp, prefix)
     elif opts.view == "Blocks":
-        _parts(loaded, item, insp, pipeline.blocks(insp), prefix, "blocks")
+        _parts(loaded, item, insp, pipeline.blocks(insp), batch, prefix, "blocks")
     elif opts.view == "Head":
-        _parts(loaded, item, insp, pipeline.heads(insp), prefix, "head")
+        _parts(loaded, item, insp, pipeline.heads(insp), batch, prefix, "head")
         for record in pipeline.heads(insp):
             if record.kind == "gated_mixture":
                 _usage(loaded, record, batch, prefix)
+    elif opts.view == "Batch":
+        _batch(loaded, insp, batch, prefix)
     elif opts.view == "Attributions":
         _attribution(loaded, item, insp, opts, prefix)
     else:
         _downloads(loaded, item, insp, prefix)
 
 
-def _figures(pngs: dict[str, bytes], prefix: str) -> None:
-    for name, data in pngs.items():
-        st.image(data, caption=name)
-        stem = pipeline.file_stem(name)
-        st.download_button("Download PNG", data, file_name=f"{stem}.png", mime="image/png",
-                           key=f"{prefix}png-{stem}", on_click="ignore", icon=":material/download:")
+def chart(figure, name: str, prefix: str = "", **select) -> dict | None:
+    """One interactive chart, ``name`` its accessible description (what tests and screen
+    readers find it by); ``select`` (on_select, selection_mode) makes it return the user's
+    selection."""
+    key = f"{prefix}chart-{name}"
+    # The plain Vega-Lite dict: st.altair_chart would validate the whole spec against the
+    # schema first, which costs more than building the chart.
+    spec = charts.vega_lite(figure)
+    # The container's key is the page's CSS class st-key-<key>: what a browser test finds.
+    with st.container(key=f"{prefix}chart-{pipeline.file_stem(name)}"):
+        if select:
+            return st.vega_lite_chart(spec=spec, key=key, width="content", alt=name, **select)
+        st.vega_lite_chart(spec=spec, key=key, width="content", alt=name)
+    return None
 
 
-def _prediction(loaded: LoadedModel, item: ModelInput, insp: Inspection) -> None:
+def _png_download(label: str, render, name: str, key: str) -> None:
+    """A download of PNG bytes that ``render()`` makes only when the button is clicked."""
+    st.download_button(label, render, file_name=f"{pipeline.file_stem(name)}.png",
+                       mime="image/png", key=key, on_click="ignore", icon=":material/download:")
+
+
+def _prediction(loaded: LoadedModel, item: ModelInput, insp: Inspection, prefix: str) -> None:
     if item.label is not None:
         st.markdown(f"True class: **{item.label}**")
     st.table(pipeline.top_table(insp))
-    st.image(_prediction_png(loaded.key, item.key, insp), caption="prediction")
+    chart(charts.prediction_chart(insp), "prediction", prefix)
+    _png_download("Prediction (PNG)", lambda: pipeline.prediction_png(insp), "prediction",
+                  f"{prefix}png-prediction")
     st.markdown("What each second-order part computed, in network order:")
     st.code(insp.summary(), language=None, wrap_lines=True)
 
 
 def _parts(loaded: LoadedModel, item: ModelInput, insp: Inspection, records: list[BlockRecord],
-           prefix: str, where: str) -> None:
+           batch: list[ModelInput], prefix: str, where: str) -> None:
     if not records:
         other = pipeline.heads(insp) if where == "blocks" else pipeline.blocks(insp)
         what = ("no second-order blocks inside the network" if where == "blocks"
@@ -165,7 +167,50 @@ def _parts(loaded: LoadedModel, item: ModelInput, insp: Inspection, records: lis
     for record in records:
         st.markdown(f"#### `{record.path}`: {KIND_TITLES[record.kind]}")
         st.caption(record.summary())
-        _figures(_block_pngs(loaded.key, item.key, record.path, insp), f"{prefix}{record.path}-")
+        _part(loaded, item, insp, record, batch, prefix)
+
+
+def selection_key(prefix: str, path: str) -> str:
+    """Where a part's channel selection is kept in the session (not a widget's key: a widget's
+    state is dropped on a run that does not draw it, as switching views does)."""
+    return f"{prefix}channels-{path}"
+
+
+def _keep_channels(chart_key: str, kept: str) -> None:
+    event = st.session_state.get(chart_key)
+    points = (event or {}).get("selection", {}).get(charts.CHANNELS, [])
+    st.session_state[kept] = sorted({int(p["channel"]) for p in points if "channel" in p})
+
+
+def _part(loaded: LoadedModel, item: ModelInput, insp: Inspection, record: BlockRecord,
+          batch: list[ModelInput], prefix: str) -> None:
+    path, t = record.path, record.tensors
+    kept = selection_key(prefix, path)
+    chosen = st.session_state.get(kept) or None
+    made = pipeline.block_charts(insp, path, photo=item.preview, box=item.box, channels=chosen)
+    for name, figure in made.items():
+        if name.endswith(": channel weights"):
+            key = f"{prefix}chart-{name}"
+            chart(figure, name, prefix, on_select=lambda k=key: _keep_channels(k, kept),
+                  selection_mode=charts.CHANNELS)
+            st.caption("Click a bar to see its channel's feature map (shift-click for more); "
+                       "the maps below are the most boosted and suppressed until you do.")
+        else:
+            chart(figure, name, prefix)
+        if name.endswith(": feature maps"):
+            shown = chosen or pipeline.default_channels(insp, path)
+            st.caption(f"Feature maps of channels {', '.join(map(str, shown))} "
+                       f"({'selected' if chosen else 'the most boosted and suppressed'}).")
+        if name.endswith(": feature maps") and chosen and len(batch) > 1:
+            chart(charts.channel_batch_chart(inspect(loaded, batch), path, chosen,
+                                             [i.name for i in batch]),
+                  f"{path}: channels over the batch", prefix)
+    if "tap_pos_weights" in t or "tap_pos_weights_pooled" in t:
+        st.caption("The map is drawn over the region of the original photo the model saw "
+                   "(dashed); the slider sets its opacity.")
+    _png_download(f"{record.label}: figures (ZIP of PNGs)",
+                  lambda: pipeline.figures_zip(pipeline.block_pngs(insp, path)), path,
+                  f"{prefix}png-{path}")
 
 
 def _usage(loaded: LoadedModel, record: BlockRecord, batch: list[ModelInput], prefix: str
@@ -188,8 +233,14 @@ def _usage(loaded: LoadedModel, record: BlockRecord, batch: list[ModelInput], pr
     st.caption("Classes are the true ones for gallery samples the model's classes include, the "
                "predicted ones otherwise.")
     _gate_health(pipeline.gate_report(insp, record.path, labels), len(items))
-    pngs = _usage_pngs(loaded.key, tuple(i.key for i in items), record.path, labels, insp)
-    _figures(pngs, f"{prefix}usage-")
+    names = [i.name for i in items]
+    chart(charts.gate_usage_chart(insp, record.path, names),
+          f"{record.path}: gate weights per image", prefix)
+    chart(charts.class_usage_chart(insp, record.path, labels),
+          f"{record.path}: gate weights per class", prefix)
+    _png_download("Usage figures (ZIP of PNGs)",
+                  lambda: pipeline.figures_zip(pipeline.usage_pngs(insp, record.path, labels)),
+                  "usage", f"{prefix}png-usage")
 
 
 def _gate_health(report, images: int) -> None:
@@ -212,6 +263,50 @@ def _gate_health(report, images: int) -> None:
                    help="Mean |omega - 1/K| over the chosen experts: 0 when the gate ties.")
 
 
+def _batch_row_clicked(chart_key: str, rows: list[ModelInput], chosen: list[ModelInput],
+                       gallery_key: str) -> None:
+    """A row of the batch heatmap was clicked: inspect that image (a gallery sample not chosen
+    yet is added to the chosen samples first)."""
+    event = st.session_state.get(chart_key) or {}
+    points = event.get("selection", {}).get(charts.IMAGE_ROW, [])
+    if not points:
+        return
+    item = rows[int(points[0]["image"])]
+    keys = [i.key for i in chosen]
+    if item.key not in keys:
+        st.session_state[gallery_key] = [*st.session_state.get(gallery_key, []), item.name]
+        # the gallery's picks come before the uploads: the new sample is the last of them
+        index = sum(1 for i in chosen if i.label is not None)
+    else:
+        index = keys.index(item.key)
+    st.session_state["image"] = index
+
+
+def _batch(loaded: LoadedModel, insp: Inspection, batch: list[ModelInput], prefix: str) -> None:
+    records = [r for r in pipeline.blocks(insp) if "tap_channel_weights" in r]
+    if not records:
+        st.info(f"{loaded.label} has no block with channel weights to compare across images.")
+        return
+    left, right = st.columns(2)
+    path = left.selectbox("Block", [r.path for r in records], key=f"{prefix}batch_block")
+    over = right.radio("Images", BATCH_OVER, horizontal=True, key=f"{prefix}batch_over",
+                       format_func={"chosen": f"the images chosen above ({len(batch)})",
+                                    "gallery": "the whole sample gallery"}.get)
+    rows = batch if over == "chosen" else gallery_inputs(loaded.spec)
+    many = inspect(loaded, rows)
+    name = f"{path}: channel weights of the images"
+    key = f"{prefix}chart-{name}"
+    gallery_key = f"gallery_{gallery_for(loaded.spec.dataset).dataset}"
+    chart(charts.batch_heatmap_chart(many, path, [i.name for i in rows]), name, prefix,
+          on_select=lambda: _batch_row_clicked(key, rows, batch, gallery_key),
+          selection_mode=charts.IMAGE_ROW)
+    st.caption("Rows are images, columns channels, both ordered so that similar ones sit "
+               "together. Click a row to inspect that image: it becomes the image every view "
+               "shows, its weights below.")
+    chart(charts.channel_weights_chart(insp, path), f"{path}: the inspected image's weights",
+          prefix)
+
+
 def _attribution(loaded: LoadedModel, item: ModelInput, insp: Inspection, opts: Options,
                  prefix: str) -> None:
     classes = loaded.checkpoint.classes
@@ -225,9 +320,12 @@ def _attribution(loaded: LoadedModel, item: ModelInput, insp: Inspection, opts: 
     methods = pipeline.FAST_METHODS + (pipeline.SLOW_METHODS if opts.integrated_gradients else ())
     with st.spinner("Computing attributions..."):
         maps = _attributions(loaded.key, item.key, target, layer, methods, loaded, item.tensor)
-        data = _attribution_png(loaded.key, item.key, target, layer, methods, item.tensor, maps)
     names = ", ".join(maps)
-    _figures({f"attributions for {classes[target]} ({names})": data}, f"{prefix}attr-")
+    title = f"attributions for {classes[target]} ({names})"
+    st.markdown(f"#### {title}")
+    chart(pipeline.attribution_chart(maps, item.tensor, item.preview, item.box), title, prefix)
+    _png_download("Attributions (PNG)", lambda: pipeline.attribution_png(item.tensor, maps),
+                  title, f"{prefix}png-attr")
     if not opts.integrated_gradients:
         st.caption("Integrated Gradients is off: switch it on in the sidebar (slow).")
 

@@ -163,6 +163,7 @@ def to_model_image(
     fit: Fit = "crop",
     invert: bool = False,
     background: int = 0,
+    resize: int | None = None,
 ) -> Image.Image:
     """The picture the model sees: ``channels`` (1 -> mode L, 3 -> RGB), ``size`` = (H, W).
 
@@ -170,6 +171,10 @@ def to_model_image(
     Fashion-MNIST's background). ``fit="crop"`` scales the shorter side to the target and crops
     the centre; ``"pad"`` keeps the whole picture and pads with the background. ``invert`` turns
     dark-on-light photos into light-on-dark, the way Fashion-MNIST draws garments.
+    ``resize`` (a checkpoint's ``data.resize``, ImageNet's 256 for a 224 input) makes "crop"
+    the evaluation transform of ImageNet models instead: the shorter side is resized to
+    ``resize`` (bilinear), then the centre ``size`` is cut out. :func:`crop_box` says which
+    region of the image that is.
     """
     if channels not in (1, 3):
         raise ImageInputError(f"the model expects {channels} input channels; only 1 or 3 work.")
@@ -181,11 +186,69 @@ def to_model_image(
     if invert:
         image = ImageOps.invert(image)
     height, width = size
+    if fit == "crop" and resize is not None:
+        scaled, left, top = _resize_then_crop(image.size, size, resize)
+        resized = image.resize(scaled, Image.Resampling.BILINEAR)
+        return resized.crop((left, top, left + width, top + height))
     if fit == "crop":
         return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
     if fit == "pad":
         fill = background if channels == 1 else (background,) * 3
         return ImageOps.pad(image, (width, height), Image.Resampling.LANCZOS, color=fill)
+    raise ImageInputError(f"unknown fit {fit!r}; expected 'crop' or 'pad'.")
+
+
+def _resize_then_crop(image_size: tuple[int, int], size: tuple[int, int], resize: int
+                      ) -> tuple[tuple[int, int], int, int]:
+    """torchvision's Resize(resize) then CenterCrop(size): the resized (width, height) and the
+    crop's left and top corner in resized pixels."""
+    if resize < min(size):
+        raise ImageInputError(f"resize {resize} is smaller than the input size {size}; the "
+                              "shorter side must be resized to at least the crop.")
+    width, height = image_size
+    # The longer side truncated, as torchvision computes it.
+    if width <= height:
+        scaled = (resize, int(resize * height / width))
+    else:
+        scaled = (int(resize * width / height), resize)
+    if scaled[0] < size[1] or scaled[1] < size[0]:
+        raise ImageInputError(f"an image of {width}x{height} resized to shorter side {resize} "
+                              f"is smaller than the {size[1]}x{size[0]} crop.")
+    return scaled, round((scaled[0] - size[1]) / 2.0), round((scaled[1] - size[0]) / 2.0)
+
+
+def crop_box(
+    image_size: tuple[int, int],
+    size: tuple[int, int],
+    *,
+    fit: Fit = "crop",
+    resize: int | None = None,
+) -> tuple[float, float, float, float]:
+    """Where the model input of :func:`to_model_image` lies in the image it was made from.
+
+    image_size: (width, height) of that image; size: the model input's (H, W). Returns
+    (left, top, right, bottom) in the image's pixels: the region that became the input, so that
+    a map over the input (a position weight map, an attribution) can be drawn over the
+    original photo. With ``fit="pad"`` the box is larger than the image (the padding).
+    """
+    width, height = image_size
+    out_h, out_w = size
+    if fit == "crop" and resize is not None:
+        scaled, left, top = _resize_then_crop(image_size, size, resize)
+        sx, sy = scaled[0] / width, scaled[1] / height
+        return (left / sx, top / sy, (left + out_w) / sx, (top + out_h) / sy)
+    if fit == "crop":
+        # ImageOps.fit: the largest centred region of the target's aspect ratio.
+        if width * out_h > height * out_w:
+            crop_w = height * out_w / out_h
+            return ((width - crop_w) / 2, 0.0, (width + crop_w) / 2, float(height))
+        crop_h = width * out_h / out_w
+        return (0.0, (height - crop_h) / 2, float(width), (height + crop_h) / 2)
+    if fit == "pad":
+        scale = min(out_w / width, out_h / height)
+        box_w, box_h = out_w / scale, out_h / scale
+        return ((width - box_w) / 2, (height - box_h) / 2, (width + box_w) / 2,
+                (height + box_h) / 2)
     raise ImageInputError(f"unknown fit {fit!r}; expected 'crop' or 'pad'.")
 
 
@@ -205,6 +268,7 @@ __all__ = [
     "DecodedImage",
     "Fit",
     "ImageInputError",
+    "crop_box",
     "decode_image",
     "read_image",
     "to_model_image",

@@ -547,13 +547,16 @@ def probe(
     )
 
 
-def to_pixels(image, in_chans: int, size: tuple[int, int]) -> torch.Tensor:
+def to_pixels(image, in_chans: int, size: tuple[int, int], resize: int | None = None
+              ) -> torch.Tensor:
     """A PIL image, an image file or uint8 pixels -> uint8 (B, in_chans, H, W) at ``size``.
 
     Files are read with :func:`gsoplib.images.read_image` (its formats, size limits and
     orientation); PIL images and files are converted to L or RGB and centre-fit to ``size``
-    (H, W) by :func:`gsoplib.images.to_model_image`. uint8 tensors or arrays (H, W), (H, W, C)
-    arrays, (C, H, W) or (B, C, H, W) tensors must already have ``in_chans`` channels and that
+    (H, W) by :func:`gsoplib.images.to_model_image` (after resizing the shorter side to
+    ``resize`` when given, a checkpoint's ``data.resize``). uint8 tensors or arrays (H, W),
+    (H, W, C) arrays, (C, H, W) or (B, C, H, W) tensors must already have ``in_chans``
+    channels and that
     size. An unreadable file raises :class:`gsoplib.images.ImageInputError` (a ValueError).
     """
     from PIL import Image
@@ -564,7 +567,7 @@ def to_pixels(image, in_chans: int, size: tuple[int, int]) -> torch.Tensor:
     if isinstance(image, str | os.PathLike):
         image = read_image(image).image
     if isinstance(image, Image.Image):
-        return pil_to_tensor(to_model_image(image, in_chans, size)).unsqueeze(0)
+        return pil_to_tensor(to_model_image(image, in_chans, size, resize=resize)).unsqueeze(0)
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(image if image.ndim != 3 else image.transpose(2, 0, 1).copy())
     if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
@@ -587,7 +590,8 @@ def probe_image(checkpoint, image, *, taps: Sequence[str] | str | None = None, t
     """Probe a loaded :class:`~gsoplib.checkpoint.Checkpoint` on an image, as it was trained.
 
     image: a PIL image or an image file (converted to the checkpoint's channels and centre-fit
-    to its input size) or uint8 pixels (C, H, W) / (B, C, H, W) already at that size. Pixels are
+    to its input size, after resizing its shorter side to ``checkpoint.resize`` when set) or
+    uint8 pixels (C, H, W) / (B, C, H, W) already at that size. Pixels are
     normalised with the checkpoint's mean and std, and classes are named from its metadata.
 
     >>> insp = probe_image(load_pretrained("fmnist_small_gsop1"), "shoe.png")
@@ -595,7 +599,8 @@ def probe_image(checkpoint, image, *, taps: Sequence[str] | str | None = None, t
     """
     from .data import normalize
 
-    pixels = to_pixels(image, checkpoint.in_chans, tuple(checkpoint.input_size))
+    pixels = to_pixels(image, checkpoint.in_chans, tuple(checkpoint.input_size),
+                       checkpoint.resize)
     x = normalize(pixels, checkpoint.mean, checkpoint.std)
     return probe(checkpoint.model, x, taps=taps, class_names=checkpoint.classes, top_k=top_k)
 

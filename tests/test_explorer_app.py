@@ -242,9 +242,25 @@ def direct_probe_bytes(path: Path, images: list[bytes]):
     return probe(ckpt.model, torch.stack(tensors), class_names=ckpt.classes)
 
 
-def figure_urls(at: AppTest) -> dict[str, str]:
-    """Caption -> media URL of every image shown; the URL is a hash of the image's bytes."""
-    return {c: im.url for image in at.image for c, im in zip(image.captions, image.proto.imgs)}
+def charts_shown(at: AppTest) -> dict[str, tuple[dict, list]]:
+    """Name (the chart's accessible description) -> (Vega-Lite spec, its datasets as
+    DataFrames) of every interactive chart on the page."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    out = {}
+    for element in at.get("vega_lite_chart"):
+        proto = element.proto
+        out[proto.alt] = (json.loads(proto.spec),
+                          [convert_arrow_bytes_to_pandas_df(d.data.data) for d in proto.datasets])
+    return out
+
+
+def chart_data(at: AppTest, name: str, *columns: str):
+    """The one dataset of chart ``name`` that has ``columns``."""
+    shown = charts_shown(at)
+    assert name in shown, f"no chart {name!r}; the page has {list(shown)}"
+    [frame] = [d for d in shown[name][1] if set(columns) <= set(d.columns)]
+    return frame
 
 
 def table_matches(table, insp, image: int = 0) -> None:
@@ -252,6 +268,27 @@ def table_matches(table, insp, image: int = 0) -> None:
     assert list(table["class"]) == [p.name for p in top]
     np.testing.assert_allclose(list(table["probability"]), [p.probability for p in top],
                                atol=1e-4)
+
+
+def block_charts_match(at: AppTest, insp, record) -> None:
+    """The block's charts on the page hold the probe's numbers for image 0."""
+    t = record.tensors
+    if "tap_channel_weights" in t:
+        bars = chart_data(at, f"{record.path}: channel weights", "channel", "weight")
+        np.testing.assert_allclose(bars.sort_values("channel")["weight"],
+                                   t["tap_channel_weights"][0].flatten().double(), rtol=1e-6)
+    if "tap_pos_weights" in t:
+        cells = chart_data(at, f"{record.path}: position weights", "x", "value")
+        full = t["tap_pos_weights"][0].squeeze().double().numpy()
+        np.testing.assert_allclose(cells["value"], full[cells["row"], cells["col"]], rtol=1e-6)
+    cov = chart_data(at, f"{record.path}: covariance", "row", "col", "value")
+    name, tap = (("position covariance", "tap_pos_cov") if "tap_pos_cov" in t
+                 else ("covariance (before)", "tap_cov"))
+    m = t[tap][0].double().numpy()
+    part = cov[cov.matrix == name]
+    assert len(part) == m.size
+    np.testing.assert_allclose(part["value"], m[part["row"], part["col"]], rtol=1e-6,
+                               atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -264,9 +301,12 @@ def test_every_view_of_every_kind_of_model(kind, checkpoints):
     assert ("none" in card) == (not parts)
     for path in parts:
         assert f"`{path}`" in card
-    # original and converted input, then the prediction figure
-    assert len(at.image) == 3
+    # original and converted input; the prediction is a chart, its figure a download
+    assert len(at.image) == 2
     table_matches(at.table[0].value, insp)
+    bars = chart_data(at, "prediction", "class", "probability")
+    np.testing.assert_allclose(bars["probability"], [p.probability for p in insp.top[0]],
+                               rtol=1e-6)
     assert at.code[0].value == insp.summary()
     assert "True class: **Ankle boot**" in [m.value for m in at.main.markdown]
 
@@ -274,43 +314,49 @@ def test_every_view_of_every_kind_of_model(kind, checkpoints):
     blocks = [r for r in insp.parts() if r.kind not in pipeline.HEAD_KINDS]
     headings = [m.value for m in at.main.markdown if m.value.startswith("#### ")]
     assert [h.split("`")[1] for h in headings] == [r.path for r in blocks]
-    assert [c.value for c in at.main.caption] == [r.summary() for r in blocks]
-    captions = [c for image in at.image[2:] for c in image.captions]
+    summaries = [r.summary() for r in blocks]
+    assert [c.value for c in at.main.caption if c.value in summaries] == summaries
+    assert len(at.image) == 2  # no figure is drawn: the PNGs are downloads
     for record in blocks:
-        if "tap_channel_weights" in record:
-            assert f"{record.path}: channel weights" in captions
-        if "tap_pos_weights" in record:
-            assert f"{record.path}: position weights" in captions
-        assert f"{record.path}: covariance" in captions
+        block_charts_match(at, insp, record)
+    downloads = [b.label for b in at.get("download_button")]
+    assert downloads == [f"{r.path}: figures (ZIP of PNGs)" for r in blocks]
     if not blocks:
         assert "no second-order blocks" in at.info[0].value
 
     at = show(at, "Head")
     heads = [r for r in insp.parts() if r.kind in pipeline.HEAD_KINDS]
-    captions = [c for image in at.image[2:] for c in image.captions]
     for record in heads:
         if record.kind == "isqrt_cov":
-            assert f"{record.path}: covariance" in captions
-            assert f"{record.path}: Newton-Schulz" in captions
+            cov = chart_data(at, f"{record.path}: covariance", "row", "col", "value")
+            assert set(cov.matrix) == {"covariance (before)", "after square root"}
+            sqrt = record["tap_cov_sqrt"][0].double().numpy()
+            part = cov[cov.matrix == "after square root"]
+            np.testing.assert_allclose(part["value"], sqrt[part["row"], part["col"]],
+                                       rtol=1e-6, atol=1e-12)
         if record.kind == "gated_mixture":
-            assert f"{record.path}: gate" in captions
-            assert f"{record.path}: gate weights per class" in captions
-            before = figure_urls(at)
+            gate = chart_data(at, f"{record.path}: gate", "component", "weight")
+            np.testing.assert_allclose(gate["weight"], record["tap_gate_weights"][0].double(),
+                                       rtol=1e-6)
+            usage = chart_data(at, f"{record.path}: gate weights per image", "image", "weight")
+            assert usage["image"].nunique() == len(FASHION.files)
+            before = chart_data(at, f"{record.path}: gate weights per class", "mean_weight")
             at.radio(key="usage_over").set_value("chosen").run()
             assert not at.exception
-            after = figure_urls(at)
-            # one image instead of the gallery: new usage figures, the same gate figure
-            assert after[f"{record.path}: gate"] == before[f"{record.path}: gate"]
-            for over in ("image", "class"):
-                name = f"{record.path}: gate weights per {over}"
-                assert after[name] != before[name]
+            usage = chart_data(at, f"{record.path}: gate weights per image", "image", "weight")
+            assert usage["image"].nunique() == 1
+            np.testing.assert_allclose(usage["weight"], record["tap_gate_weights"][0].double(),
+                                       rtol=1e-6)
+            after = chart_data(at, f"{record.path}: gate weights per class", "mean_weight")
+            assert len(after) < len(before)
     if not heads:
         assert "first-order head" in at.info[0].value
 
     at = show(at, "Attributions")
-    [figure] = [c for image in at.image[2:] for c in image.captions]
-    assert "Grad-CAM" in figure and "Occlusion" in figure and "Integrated" not in figure
-    assert figure.startswith(f"attributions for {insp.top[0][0].name}")
+    [name] = [n for n in charts_shown(at) if n.startswith("attributions")]
+    assert "Grad-CAM" in name and "Occlusion" in name and "Integrated" not in name
+    assert name.startswith(f"attributions for {insp.top[0][0].name}")
+    assert [b.label for b in at.get("download_button")] == ["Attributions (PNG)"]
 
     at = show(at, "Downloads")
     labels = [b.label for b in at.get("download_button")]
@@ -321,13 +367,15 @@ def test_integrated_gradients_only_behind_the_slow_switch(checkpoints):
     at = show(open_path(checkpoints["small_gsop2"]), "Attributions")
     [target] = [s for s in at.selectbox if (s.key or "").startswith("target-")]
     target.set_value(3).run()
-    [figure] = [c for image in at.image[2:] for c in image.captions]
+    [figure] = [n for n in charts_shown(at) if n.startswith("attributions")]
     assert "Integrated Gradients" not in figure
     at.toggle(key="integrated_gradients").set_value(True).run()
     assert not at.exception and not at.error
-    [figure] = [c for image in at.image[2:] for c in image.captions]
+    [figure] = [n for n in charts_shown(at) if n.startswith("attributions")]
     assert figure.startswith(f"attributions for {FASHION_CLASSES[3]}")
     assert "Integrated Gradients" in figure
+    spec, frames = charts_shown(at)[figure]
+    assert len([f for f in frames if "value" in f.columns]) == 3  # one panel per method
 
 
 def test_downloads_hold_the_inspection(checkpoints):
@@ -373,7 +421,7 @@ def test_uploads_of_every_mode_and_every_bad_file_in_the_app(checkpoints):
         assert at.code[0].value == direct.summary()
     at.radio(key="view").set_value("Blocks").run()
     assert not at.exception and len(at.error) == len(bad)
-    assert any(c.endswith("position weights") for image in at.image for c in image.captions)
+    assert any(n.endswith("position weights") for n in charts_shown(at))
 
 
 def test_compare_mode_shows_two_checkpoints_on_the_same_image(checkpoints):
@@ -391,10 +439,10 @@ def test_compare_mode_shows_two_checkpoints_on_the_same_image(checkpoints):
     table_matches(tables[0], direct_probe(checkpoints["small_gsop2"], [DEFAULT_SAMPLE]))
     table_matches(tables[1], direct_probe(checkpoints["small_gmsop"], [DEFAULT_SAMPLE]))
     at = show(at, "Head")
-    captions = [c for image in at.image for c in image.captions]
-    assert "head.pool: Newton-Schulz" in captions and "head: gate" in captions
+    names = list(charts_shown(at))
+    assert "head.pool: covariance" in names and "head: gate" in names
     at = show(at, "Attributions")
-    assert sum("Grad-CAM" in c for image in at.image for c in image.captions) == 2
+    assert sum("Grad-CAM" in n for n in charts_shown(at)) == 2
 
 
 def test_the_bundled_checkpoints_are_offered():
@@ -628,3 +676,143 @@ def test_a_hostile_upload_in_one_session_leaves_another_unaffected(kind, checkpo
     direct = direct_probe(path, [sample])
     table_matches(table, direct)
     assert summary == direct.summary()
+
+
+# ---------------------------------------------------------------- interactive views
+
+
+def photo_bytes(size=(320, 240)) -> bytes:
+    """A light photo with a dark shape, as a phone would send it (JPEG)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, (235, 232, 228))
+    ImageDraw.Draw(image).rectangle((100, 40, 220, 200), fill=(40, 50, 70))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def upload_photo(at: AppTest, data: bytes, name: str = "photo.jpg") -> AppTest:
+    """Upload one photo and inspect it (the gallery's default sample is image 0)."""
+    at.file_uploader(key="upload_images").set_value([(name, data, "image/jpeg")]).run()
+    at.selectbox(key="image").set_value(1).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    return at
+
+
+def cells_box(cells) -> tuple[float, float, float, float]:
+    return (cells["x"].min(), cells["y"].min(), cells["x2"].max(), cells["y2"].max())
+
+
+def test_position_maps_lie_over_the_original_photo_s_crop(checkpoints):
+    from gsoplib.images import crop_box
+
+    at = show(upload_photo(open_path(checkpoints["small_gsop_pos"]), photo_bytes()), "Blocks")
+    insp = direct_probe_bytes(checkpoints["small_gsop_pos"], [photo_bytes()])
+    for record in insp.of_kind("gsop_position"):
+        name = f"{record.path}: position weights"
+        cells = chart_data(at, name, "x", "x2", "value")
+        full = record["tap_pos_weights"][0].squeeze().double().numpy()
+        np.testing.assert_allclose(cells["value"], full[cells["row"], cells["col"]], rtol=1e-6)
+        # the photo's preview is 320x240: the 28x28 input is its centre 240x240
+        np.testing.assert_allclose(cells_box(cells), crop_box((320, 240), (28, 28)))
+        [picture] = [d for d in charts_shown(at)[name][1] if "url" in d.columns]
+        assert picture["url"][0].startswith("data:image/jpeg;base64,")
+        assert (picture["x2"][0], picture["y2"][0]) == (320, 240)
+        spec = charts_shown(at)[name][0]
+        assert '"name": "opacity"' in json.dumps(spec)
+
+
+def test_a_channel_selection_shows_its_maps_and_survives_switching_views(checkpoints):
+    from explorer.views import selection_key
+
+    at = open_path(checkpoints["small_gsop2"])
+    at.multiselect(key="gallery_fashion_mnist").set_value(
+        [DEFAULT_SAMPLE, FASHION.files[4].name]).run()
+    at = show(at, "Blocks")
+    insp = direct_probe(checkpoints["small_gsop2"], [DEFAULT_SAMPLE, FASHION.files[4].name])
+    path = insp.of_kind("gsop_channel")[0].path
+    maps = chart_data(at, f"{path}: feature maps", "channel", "value")
+    # before any selection: the 4 most boosted and 4 most suppressed channels
+    weights = insp[path]["tap_channel_weights"][0].flatten()
+    order = torch.argsort(-weights, stable=True).tolist()
+    assert list(dict.fromkeys(maps["channel"])) == order[:4] + order[::-1][:4]
+    # what the chart's selection callback keeps when channels 3 and 7 are clicked
+    at.session_state[selection_key("", path)] = [3, 7]
+    at.run()
+    maps = chart_data(at, f"{path}: feature maps", "channel", "row", "col", "value")
+    assert list(dict.fromkeys(maps["channel"])) == [3, 7]
+    # the views probe the inspected image alone (a batch of one computes slightly differently)
+    single = direct_probe(checkpoints["small_gsop2"], [DEFAULT_SAMPLE])
+    tap = single[path]["tap_input"][0, 3].double().numpy()
+    part = maps[maps.channel == 3]
+    np.testing.assert_allclose(part["value"], tap[part["row"], part["col"]], rtol=1e-6)
+    over = chart_data(at, f"{path}: channels over the batch", "image", "channel", "weight")
+    np.testing.assert_allclose(over[over.channel == 7]["weight"],
+                               insp[path]["tap_channel_weights"][:, 7].flatten().double(),
+                               rtol=1e-6)
+    at = show(show(at, "Head"), "Blocks")
+    maps = chart_data(at, f"{path}: feature maps", "channel")
+    assert list(dict.fromkeys(maps["channel"])) == [3, 7]
+    spec = json.dumps(charts_shown(at)[f"{path}: channel weights"][0])
+    assert '"value": [{"channel": 3}, {"channel": 7}]' in spec
+
+
+def test_the_batch_view_is_an_images_by_channels_heatmap_of_the_probe(checkpoints):
+    at = show(open_path(checkpoints["small_gsop2"]), "Batch")
+    insp = direct_probe(checkpoints["small_gsop2"], [f.name for f in FASHION.files])
+    [first] = [r.path for r in insp.of_kind("gsop_channel")][:1]
+    assert at.selectbox(key="batch_block").value == first
+    at.radio(key="batch_over").set_value("gallery").run()
+    cells = chart_data(at, f"{first}: channel weights of the images", "image", "channel",
+                       "weight", "row")
+    w = insp[first]["tap_channel_weights"].flatten(1).double().numpy()
+    assert cells["image"].nunique() == len(FASHION.files)
+    np.testing.assert_allclose(cells["weight"], w[cells["image"], cells["channel"]], rtol=1e-6)
+    assert sorted(cells.groupby("image")["row"].first()) == list(range(len(FASHION.files)))
+    assert set(cells["name"]) == {f.name for f in FASHION.files}
+
+
+@pytest.fixture(scope="module")
+def imagenet_checkpoint(tmp_path_factory) -> Path:
+    from imagenet_checkpoint import save_imagenet_checkpoint
+
+    return save_imagenet_checkpoint(tmp_path_factory.mktemp("imagenet"))
+
+
+@pytest.mark.slow
+def test_an_imagenet_size_checkpoint_opens_like_a_bundled_one(imagenet_checkpoint):
+    """A ResNet-50 GSoP-Net1 at 224 (1000 ImageNet classes, resize 256 then crop 224): the
+    upload is resized and cropped as the metadata says, top-5 with ImageNet names, the blocks'
+    charts and the attributions over the original photo."""
+    from imagenet_checkpoint import imagenet_classes
+
+    from gsoplib.images import crop_box
+
+    ckpt = load_checkpoint(imagenet_checkpoint)
+    data = photo_bytes((320, 240))
+    at = upload_photo(open_path(imagenet_checkpoint), data)
+    card = " ".join(m.value for m in at.sidebar.markdown)
+    assert "resnet50_gsop1" in card and "224x224" in card and "1000 classes" in card
+    captions = [c for image in at.image for c in image.captions]
+    assert "model input 224x224, 3 channel(s)" in captions
+    picture = to_model_image(decode_image(data).image, 3, (224, 224), resize=256)
+    direct = probe(ckpt.model, to_tensor(picture, ckpt.mean, ckpt.std)[None],
+                   class_names=ckpt.classes)
+    table = at.table[0].value
+    assert len(table["class"]) == 5 and set(table["class"]) <= set(imagenet_classes())
+    table_matches(table, direct)
+
+    at = show(at, "Blocks")
+    for record in direct.of_kind("gsop_channel"):
+        block_charts_match(at, direct, record)
+        maps = chart_data(at, f"{record.path}: feature maps", "row", "col")
+        assert maps["row"].max() < 28 and maps["col"].max() < 28  # pooled for the browser
+
+    at = show(at, "Attributions")
+    [name] = [n for n in charts_shown(at) if n.startswith("attributions")]
+    assert name.startswith(f"attributions for {direct.top[0][0].name}")
+    frames = [d for d in charts_shown(at)[name][1] if "value" in d.columns]
+    box = crop_box((320, 240), (224, 224), resize=256)
+    for cells in frames:
+        np.testing.assert_allclose(cells_box(cells), box, atol=1e-6)

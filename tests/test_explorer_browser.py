@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -169,7 +170,154 @@ def test_upload_renders_every_view_and_saves_screenshots(server, browser):
         assert page.locator("[data-testid='stAlertContentError']").count() == 0, view
         content = page.locator(f".st-key-view-{view.lower()}")
         content.wait_for(timeout=60_000)
-        assert content.locator("img, [data-testid='stTable'], [data-testid='stDownloadButton']") \
-            .count() > 0, view
+        # Vega draws its charts after the script has finished: wait for one
+        shown = ".stVegaLiteChart, [data-testid='stTable'], [data-testid='stDownloadButton']"
+        content.locator(shown).first.wait_for(timeout=30_000)
+        if view == "Batch":  # the heatmap over the gallery says more than over two images
+            page.locator(".st-key-batch_over").get_by_text("the whole sample gallery").click()
+            wait_idle(page)
+            content.locator(".stVegaLiteChart").first.wait_for(timeout=30_000)
         screenshot(page, f"explorer-{view.lower()}.png")
     page.close()
+
+
+def css_key(key: str) -> str:
+    """The CSS class Streamlit gives a container with this key."""
+    return "st-key-" + re.sub(r"[^a-zA-Z0-9_-]", "-", key.strip())
+
+
+def chart_css(name: str) -> str:
+    """A selector of the chart the views show as ``name`` (explorer/views.py ``chart``)."""
+    from explorer.pipeline import file_stem
+
+    # Vega draws into an SVG or a canvas, whichever Streamlit chose for the chart
+    key = css_key(f"chart-{file_stem(name)}")
+    return f".{key} .stVegaLiteChart svg.marks, .{key} .stVegaLiteChart canvas"
+
+
+def open_view(page, server: str, view: str) -> None:
+    page.goto(server)
+    wait_idle(page)
+    page.locator(".st-key-view").get_by_text(view, exact=True).click()
+    wait_idle(page)
+
+
+def tooltip(page) -> dict[str, str]:
+    """The Vega tooltip's rows (key -> value) while it is shown, else {}."""
+    element = page.locator("#vg-tooltip-element.visible")
+    if element.count() == 0:
+        return {}
+    keys = element.locator("td.key").all_inner_texts()
+    values = element.locator("td.value").all_inner_texts()
+    return {k.rstrip(":").strip(): v.strip() for k, v in zip(keys, values)}
+
+
+def hover_until(page, canvas, points, wanted: str) -> dict[str, str]:
+    """Hover each (x, y) of ``points`` over ``canvas`` until the tooltip has ``wanted``."""
+    for x, y in points:
+        canvas.hover(position={"x": x, "y": y})
+        page.wait_for_timeout(150)
+        tip = tooltip(page)
+        if wanted in tip:
+            return tip
+    raise AssertionError(f"no tooltip with {wanted!r} over the chart")
+
+
+def gallery_probe(checkpoint: str):
+    """The probe of the app's default sample (Fashion-MNIST test image #0) as it converts it."""
+    from gsoplib.checkpoint import load_checkpoint
+    from gsoplib.images import decode_image, to_model_image, to_tensor
+    from gsoplib.pretrained import list_pretrained, load_pretrained
+    from gsoplib.probe import probe
+
+    ckpt = load_pretrained(checkpoint) if checkpoint in list_pretrained() else \
+        load_checkpoint(checkpoint)
+    data = (ROOT / "explorer" / "gallery" / "fashion_mnist" / "9-00000.png").read_bytes()
+    picture = to_model_image(decode_image(data).image, ckpt.in_chans, ckpt.input_size)
+    return probe(ckpt.model, to_tensor(picture, ckpt.mean, ckpt.std)[None],
+                 class_names=ckpt.classes)
+
+
+def test_hovering_a_covariance_cell_shows_both_channels_and_the_probe_s_value(
+        server, browser, checkpoint):
+    insp = gallery_probe(checkpoint)
+    record = insp.of_kind("gsop_channel")[0]
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    open_view(page, server, "Blocks")
+    canvas = page.locator(chart_css(f"{record.path}: covariance"))
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    # the first panel, covariance (before), is the left quarter of the chart
+    points = [(box["width"] * fx, box["height"] * fy) for fy in (0.4, 0.5, 0.3, 0.6)
+              for fx in (0.08, 0.12, 0.16)]
+    tip = hover_until(page, canvas, points, "row channel")
+    assert tip["matrix"] == "covariance (before)"
+    row, col = int(tip["row channel"]), int(tip["column channel"])
+    expected = float(record["tap_cov"][0, row, col])
+    assert float(tip["value"]) == pytest.approx(expected, rel=1e-3, abs=1e-6)
+    page.close()
+
+
+def test_clicking_a_channel_shows_its_map_and_the_selection_survives_switching_views(
+        server, browser, checkpoint):
+    insp = gallery_probe(checkpoint)
+    record = insp.of_kind("gsop_channel")[0]
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    open_view(page, server, "Blocks")
+    canvas = page.locator(chart_css(f"{record.path}: channel weights"))
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    # low in the plot, where most bars reach, over the first half of the sorted channels
+    points = [(box["width"] * fx, box["height"] * fy) for fy in (0.75, 0.7, 0.65, 0.8)
+              for fx in (0.3, 0.25, 0.35, 0.2, 0.4, 0.15)]
+    tip = hover_until(page, canvas, points, "channel")
+    channel = int(tip["channel"])
+    assert float(tip["weight"]) == pytest.approx(
+        float(record["tap_channel_weights"][0, channel]), rel=1e-3)
+    x, y = next((x, y) for x, y in points if _shows(page, canvas, x, y, channel))
+    canvas.click(position={"x": x, "y": y})
+    wait_idle(page)
+    caption = f"Feature maps of channels {channel} (selected)."
+    page.get_by_text(caption).wait_for(timeout=30_000)
+    maps = page.locator(chart_css(f"{record.path}: feature maps"))
+    assert maps.count() == 1
+    for view in ("Head", "Prediction", "Blocks"):
+        page.locator(".st-key-view").get_by_text(view, exact=True).click()
+        wait_idle(page)
+    page.get_by_text(caption).wait_for(timeout=30_000)
+    page.close()
+
+
+def _shows(page, canvas, x: float, y: float, channel: int) -> bool:
+    canvas.hover(position={"x": x, "y": y})
+    page.wait_for_timeout(150)
+    return tooltip(page).get("channel") == str(channel)
+
+
+def test_clicking_a_row_of_the_batch_heatmap_inspects_that_image(server, browser, checkpoint):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    open_view(page, server, "Batch")
+    page.locator(".st-key-batch_over").get_by_text("the whole sample gallery").click()
+    wait_idle(page)
+    block = page.locator(".st-key-batch_block input").input_value()
+    heatmap = page.locator(chart_css(f"{block}: channel weights of the images"))
+    heatmap.scroll_into_view_if_needed()
+    box = heatmap.bounding_box()
+    points = [(box["width"] * fx, box["height"] * fy) for fy in (0.5, 0.4, 0.6, 0.3)
+              for fx in (0.3, 0.2, 0.4)]
+    # a row of a sample other than the one already chosen (the gallery's default, #0)
+    for x, y in points:
+        heatmap.hover(position={"x": x, "y": y})
+        page.wait_for_timeout(150)
+        name = tooltip(page).get("name")
+        if name and name != "9-00000.png":
+            break
+    else:
+        raise AssertionError("no row of another sample under the pointer")
+    heatmap.click(position={"x": x, "y": y})
+    wait_idle(page)
+    # the clicked sample joins the chosen images and becomes the one every view inspects
+    page.locator(".st-key-image").wait_for(timeout=30_000)
+    assert name in page.locator(".st-key-image input").input_value()
+    page.close()
+

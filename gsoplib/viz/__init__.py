@@ -21,6 +21,10 @@ Figures from an :class:`~gsoplib.probe.Inspection`, for one image and one block 
     :func:`gate_usage`         across a batch: images x components weights and a usage histogram
     :func:`block_figures`      all of the above that apply to one block, for one image
     :func:`figures`            the prediction and every block's figures, for one image
+Interactive Vega-Lite charts of the same numbers (hover, selections, maps over the original
+photo; what the explorer shows): :mod:`gsoplib.viz.charts`, imported on its own (it needs
+altair, which the ``app`` extra brings).
+
 Others: :func:`training_curves` (metrics JSONL), :func:`newton_schulz_convergence` (error per
 iteration, iSQRT-COV), :func:`attribution_figure`; PIL images :func:`overlay`,
 :func:`heatmap_image`, :func:`display_image`.

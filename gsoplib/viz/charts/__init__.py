@@ -1,0 +1,68 @@
+"""Interactive Vega-Lite charts (Altair) of what a network's second-order parts computed.
+
+Pure functions of an :class:`~gsoplib.probe.Inspection` (no Streamlit): the explorer shows them
+with ``st.altair_chart``, a notebook by leaving one as a cell's value (Jupyter renders
+Vega-Lite). The numbers are the probe's; :mod:`~gsoplib.viz.charts.tables` builds the
+long-form tables they draw. Some charts carry more than Altair's default 5000 rows (a 128 x 128
+covariance is 16384): in a notebook call ``alt.data_transformers.disable_max_rows()`` first.
+
+One image and one part:
+    :func:`prediction_chart`       top-k probabilities
+    :func:`covariance_chart`       covariance heatmaps (hover: both indices and the value),
+                                   linked eigenvalue spectrum
+    :func:`channel_weights_chart`  sorted channel weights; click to select channels
+    :func:`feature_maps_chart`     the selected channels' feature maps
+    :func:`position_weights_chart` the position weight map over the original photo, opacity
+                                   slider
+    :func:`gate_chart`             GM-SOP gate: N logits and weights, the K chosen
+Across a batch:
+    :func:`channel_batch_chart`    the selected channels' weights over the images
+    :func:`batch_heatmap_chart`    images x channels, both ordered by similarity; click a row
+    :func:`gate_usage_chart`       gate weights per image and component usage
+    :func:`class_usage_chart`      mean gate weight per class
+Attributions: :func:`attribution_chart` (maps over the original photo). Photos:
+:func:`input_photo` (a model input as a picture), :func:`photo_url` (a photo as a data URL).
+
+:func:`vega_lite` turns any of them into a plain Vega-Lite dict (data as DataFrames under
+``datasets``) without Altair's schema validation, which costs more than building the chart: what
+the explorer passes to ``st.vega_lite_chart``.
+
+>>> import altair as alt; alt.data_transformers.disable_max_rows()
+>>> covariance_chart(insp, "layer3.1.gsop")
+"""
+
+from .blocks import (
+    CHANNELS,
+    IMAGE_ROW,
+    MATRIX,
+    batch_heatmap_chart,
+    channel_batch_chart,
+    channel_weights_chart,
+    covariance_chart,
+    feature_maps_chart,
+    prediction_chart,
+)
+from .gate import class_usage_chart, gate_chart, gate_usage_chart
+from .overlays import OPACITY, attribution_chart, input_photo, photo_url, position_weights_chart
+from .tables import vega_lite
+
+__all__ = [
+    "CHANNELS",
+    "IMAGE_ROW",
+    "MATRIX",
+    "OPACITY",
+    "attribution_chart",
+    "batch_heatmap_chart",
+    "channel_batch_chart",
+    "channel_weights_chart",
+    "class_usage_chart",
+    "covariance_chart",
+    "feature_maps_chart",
+    "gate_chart",
+    "gate_usage_chart",
+    "input_photo",
+    "photo_url",
+    "position_weights_chart",
+    "prediction_chart",
+    "vega_lite",
+]

@@ -1,0 +1,324 @@
+"""Long-form tables of what an Inspection holds: one row per matrix entry, channel, map cell or
+image, the data every interactive chart of :mod:`gsoplib.viz.charts` draws.
+
+Large things are kept small before they reach a browser: a matrix wider than ``max_side`` is
+averaged over square blocks of entries (each row then names the index range it covers), a
+feature map or a heat map over the input is average-pooled to at most ``max_side`` cells a side.
+Everything else is the probe's numbers, unchanged: the probe's tensors are float32, and so are
+the value columns (exactly those numbers, half the bytes of float64); indices are int16 and
+names categorical, which is what makes a 128 x 128 covariance a few hundred kB to send.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ...probe import BlockRecord, Inspection
+
+MATRIX_SIDE = 128
+MAP_SIDE = 28
+HEAT_SIDE = 48
+COVARIANCE_TAPS = (
+    ("tap_pos_cov", "position covariance"),
+    ("tap_cov", "covariance (before)"),
+    ("tap_cov_bn", "after row-wise BN"),
+    ("tap_cov_sqrt", "after square root"),
+)
+
+
+def finished(chart):
+    """A chart ready to show on its own: its title at the left (a centred title wider than a
+    narrow chart is cut off) and sized by its views (``autosize`` "pad", Vega-Lite's default,
+    which Streamlit would otherwise set to "fit": axes, legends and titles squeezed into the
+    views' width and height). Only the public builders call this, last."""
+    import altair as alt
+
+    # Set on the chart the builder just made, not with .properties(), which validates each
+    # property against the schema and deep-copies the chart: a tenth of a second a chart.
+    if isinstance(chart.title, str):
+        chart.title = alt.TitleParams(chart.title, anchor="start")
+    chart.autosize = alt.AutoSizeParams(type="pad")
+    return chart
+
+
+def tips(*fields) -> list:
+    """Tooltip channels from shorthands ("channel:O") or Tooltip objects. Channel objects, not
+    strings or dicts, everywhere in these charts: Altair turns a string or a dict into a
+    channel by matching it against every class of its schema, which cost most of the time of
+    building a chart."""
+    import altair as alt
+
+    return [f if not isinstance(f, str) else alt.Tooltip(f) for f in fields]
+
+
+def when(condition, then, otherwise, channel):
+    """``channel`` (e.g. alt.ColorValue) = ``then`` where ``condition`` holds (a selection
+    parameter or a Vega expression string), else ``otherwise``: alt.condition without the
+    schema matching (see :func:`tips`)."""
+    import altair as alt
+
+    test = {"test": condition} if isinstance(condition, str) else {"param": condition.name}
+    if isinstance(condition, alt.Parameter) and getattr(condition, "empty", alt.Undefined) \
+            is False:
+        test["empty"] = False
+    return channel(otherwise, condition={**test, "value": then})
+
+
+_FRAMES_LOCK = threading.Lock()
+_frames: dict[str, pd.DataFrame] = {}
+
+
+def _keep_frame(data) -> dict:
+    """Altair data transformer: a DataFrame becomes a named dataset, kept as it is."""
+    for name, frame in _frames.items():
+        if frame is data:
+            return {"name": name}
+    name = f"data-{len(_frames)}"
+    _frames[name] = data
+    return {"name": name}
+
+
+def _register() -> None:
+    import altair as alt
+
+    alt.data_transformers.register("gsoplib_frames", _keep_frame)
+
+
+_register()
+
+
+def vega_lite(chart) -> dict:
+    """The Vega-Lite spec of an Altair chart, its data as DataFrames under ``datasets`` (what
+    ``st.vega_lite_chart`` sends as Arrow). Not validated against the schema, which would take
+    longer than building the chart: the builders here write only what Vega-Lite accepts, as
+    the tests check by rendering them."""
+    import altair as alt
+
+    with _FRAMES_LOCK:
+        # Altair's data transformer is process-wide: one chart at a time.
+        _frames.clear()
+        with alt.data_transformers.enable("gsoplib_frames", consolidate_datasets=False):
+            spec = chart.to_dict(validate=False)
+        frames = dict(_frames)
+        _frames.clear()
+    spec["datasets"] = {**spec.get("datasets", {}), **frames}
+    return spec
+
+
+def one_image(insp: Inspection, path: str, image: int, *taps: str) -> BlockRecord:
+    """The record at ``path`` for image ``image``, which must hold one of ``taps``."""
+    if not -insp.batch_size <= image < insp.batch_size:
+        raise IndexError(f"image {image} is out of range for a batch of {insp.batch_size}")
+    record = insp[path]
+    if taps and not any(t in record for t in taps):
+        raise ValueError(f"{record.label} ({record.kind}) has none of the taps "
+                         f"{', '.join(taps)}; it has {', '.join(record.tensors) or 'none'}")
+    one = record.select(image % insp.batch_size)
+    if one is None:
+        raise ValueError(f"{record.label} did not see image {image} (the gate did not choose it)")
+    return one
+
+
+def _pool(a: np.ndarray, side: int) -> tuple[np.ndarray, int]:
+    """(h, w) -> average over square blocks of ``f`` entries a side so that no side exceeds
+    ``side``; returns the pooled array and ``f`` (1 when nothing was pooled)."""
+    f = max(1, -(-max(a.shape) // side))
+    if f == 1:
+        return a, 1
+    t = torch.from_numpy(np.ascontiguousarray(a))[None, None]
+    return F.avg_pool2d(t, f, ceil_mode=True)[0, 0].numpy(), f
+
+
+def matrix_table(matrix: np.ndarray, name: str, max_side: int = MATRIX_SIDE) -> pd.DataFrame:
+    """An (n, m) matrix as rows (matrix, row, col, value). A matrix wider than ``max_side`` is
+    averaged over square blocks: ``row``/``col`` are then each block's first index, and columns
+    ``rows``/``cols`` name the index range it covers ("0-3")."""
+    pooled, f = _pool(np.asarray(matrix, dtype=np.float64), max_side)
+    n, m = pooled.shape
+    rows, cols = np.meshgrid(np.arange(n) * f, np.arange(m) * f, indexing="ij")
+    rows, cols = rows.ravel(), cols.ravel()
+    table = pd.DataFrame({"matrix": pd.Categorical([name] * len(rows)),
+                          "row": rows.astype(np.int16), "col": cols.astype(np.int16),
+                          "value": pooled.ravel().astype(np.float32)})
+    if f > 1:
+        for column, start, size in (("rows", rows, matrix.shape[0]),
+                                    ("cols", cols, matrix.shape[1])):
+            last = np.minimum(start + f, size) - 1
+            table[column] = np.char.add(np.char.add(start.astype(str), "-"), last.astype(str))
+    return table
+
+
+def covariance_matrices(insp: Inspection, path: str, image: int = 0
+                        ) -> list[tuple[str, np.ndarray]]:
+    """(name, matrix) of every covariance the part at ``path`` computed for one image: before
+    and after row-wise BN (GSoP-Net Sec. 3.1), the square root (iSQRT-COV), or the position
+    covariance (Sec. 3.2)."""
+    t = one_image(insp, path, image, *(k for k, _ in COVARIANCE_TAPS)).tensors
+    return [(label, t[k][0].double().squeeze().numpy()) for k, label in COVARIANCE_TAPS if k in t]
+
+
+def spectrum_table(matrices: Sequence[tuple[str, np.ndarray]]) -> pd.DataFrame:
+    """Eigenvalues over the largest, in decreasing order, of each symmetric matrix (row-BN's
+    output is not symmetric and is left out), as rows (matrix, index, eigenvalue, ratio)."""
+    frames = []
+    for name, m in matrices:
+        if not np.allclose(m, m.T, rtol=1e-5, atol=1e-8 * max(np.abs(m).max(), 1e-30)):
+            continue
+        evals = np.linalg.eigvalsh((m + m.T) / 2)[::-1]
+        top = evals[0] if evals[0] > 0 else 1.0
+        frames.append(pd.DataFrame({"matrix": name, "index": np.arange(1, len(evals) + 1),
+                                    "eigenvalue": evals,
+                                    "ratio": np.clip(evals / top, 1e-12, None)}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {"matrix": [], "index": [], "eigenvalue": [], "ratio": []})
+
+
+def channel_weights_table(insp: Inspection, path: str, image: int = 0) -> pd.DataFrame:
+    """Rows (channel, weight, rank) of one image's channel weights (GSoP-Net Sec. 3.1, SE,
+    CBAM), rank 0 the most boosted."""
+    w = one_image(insp, path, image, "tap_channel_weights")["tap_channel_weights"]
+    weights = w.flatten().double().numpy()
+    order = np.argsort(-weights, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return pd.DataFrame({"channel": np.arange(len(weights)), "weight": weights, "rank": rank})
+
+
+def feature_maps(record: BlockRecord) -> torch.Tensor | None:
+    """The (1, C, h, w) maps the channel weights multiply: the block's input when tapped."""
+    maps = record.tensors.get("tap_input", record.tensors.get("tap_output"))
+    return maps if maps is not None and maps.dim() == 4 else None
+
+
+def feature_maps_table(insp: Inspection, path: str, channels: Sequence[int], image: int = 0,
+                       max_side: int = MAP_SIDE) -> pd.DataFrame:
+    """Rows (channel, weight, row, col, value) of the feature maps of ``channels`` for one
+    image, average-pooled to at most ``max_side`` cells a side (``row``/``col`` in pooled
+    cells)."""
+    record = one_image(insp, path, image, "tap_channel_weights")
+    maps = feature_maps(record)
+    if maps is None:
+        raise ValueError(f"{record.label} has no feature maps tapped (tap_input)")
+    weights = record["tap_channel_weights"].flatten().double()
+    frames = []
+    for ch in channels:
+        if not 0 <= ch < maps.shape[1]:
+            raise IndexError(f"channel {ch} is out of range for {maps.shape[1]} channels")
+        pooled, _ = _pool(maps[0, ch].double().numpy(), max_side)
+        rows, cols = np.meshgrid(*map(np.arange, pooled.shape), indexing="ij")
+        frames.append(pd.DataFrame({"channel": np.int16(ch), "weight": float(weights[ch]),
+                                    "row": rows.ravel().astype(np.int16),
+                                    "col": cols.ravel().astype(np.int16),
+                                    "value": pooled.ravel().astype(np.float32)}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {"channel": [], "weight": [], "row": [], "col": [], "value": []})
+
+
+def batch_weights(insp: Inspection, path: str) -> np.ndarray:
+    """(B, C) channel weights of every image of the batch at ``path``."""
+    record = insp[path]
+    if "tap_channel_weights" not in record or record.samples is not None:
+        raise ValueError(f"{record.label} ({record.kind}) has no channel weights per image")
+    return record["tap_channel_weights"].flatten(1).double().numpy()
+
+
+def similarity_order(rows: np.ndarray) -> np.ndarray:
+    """An order of the rows of (n, d) ``rows`` that puts similar rows next to each other: by
+    their coordinate on the first principal axis (rows that differ the same way sit together)."""
+    if len(rows) < 3:
+        return np.arange(len(rows))
+    centred = rows - rows.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    axis = vt[0] * (1 if vt[0].sum() >= 0 else -1)  # a sign that does not flip between runs
+    return np.argsort(centred @ axis, kind="stable")
+
+
+def batch_table(insp: Inspection, path: str, names: Sequence[str] | None = None,
+                max_channels: int = MATRIX_SIDE) -> pd.DataFrame:
+    """Rows (image, name, channel, weight, row, column) of an images x channels heatmap of the
+    channel weights at ``path``: the ``max_channels`` channels whose weight varies most across
+    the images (all when fewer), images and channels each in :func:`similarity_order`
+    (``row``/``column`` are the positions in that order)."""
+    w = batch_weights(insp, path)
+    b, c = w.shape
+    names = [f"image {i}" for i in range(b)] if names is None else list(names)
+    if len(names) != b:
+        raise ValueError(f"names has {len(names)} entries for a batch of {b}")
+    keep = np.sort(np.argsort(-w.std(axis=0), kind="stable")[:max_channels])
+    sub = w[:, keep]
+    image_order = similarity_order(sub)
+    channel_order = keep[similarity_order(sub.T)]
+    row_of = np.empty(b, int)
+    row_of[image_order] = np.arange(b)
+    col_of = {ch: j for j, ch in enumerate(channel_order)}
+    images, channels = np.meshgrid(np.arange(b), keep, indexing="ij")
+    return pd.DataFrame({
+        "image": images.ravel(),
+        "name": np.asarray(names, dtype=object)[images.ravel()],
+        "channel": channels.ravel(),
+        "weight": w[images.ravel(), channels.ravel()],
+        "row": row_of[images.ravel()],
+        "column": [col_of[ch] for ch in channels.ravel()],
+    })
+
+
+def heat_cells(heat, box: tuple[float, float, float, float], max_side: int = HEAT_SIDE
+               ) -> pd.DataFrame:
+    """An (h, w) map over the model input as rectangles (x, x2, y, y2, row, col, value) laid
+    on ``box`` = (left, top, right, bottom), the input's region of the original photo
+    (:func:`gsoplib.images.crop_box`); maps wider than ``max_side`` are average-pooled."""
+    a = heat.detach().double().cpu().numpy() if isinstance(heat, torch.Tensor) else heat
+    pooled, _ = _pool(np.asarray(a, dtype=np.float64).squeeze(), max_side)
+    if pooled.ndim != 2:
+        raise ValueError(f"heat_cells expects an (h, w) map, got shape {pooled.shape}")
+    h, w = pooled.shape
+    left, top, right, bottom = box
+    cw, ch = (right - left) / w, (bottom - top) / h
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    rows, cols = rows.ravel(), cols.ravel()
+    return pd.DataFrame({"x": left + cols * cw, "x2": left + (cols + 1) * cw,
+                         "y": top + rows * ch, "y2": top + (rows + 1) * ch,
+                         "row": rows.astype(np.int16), "col": cols.astype(np.int16),
+                         "value": pooled.ravel().astype(np.float32)})
+
+
+def gate_table(insp: Inspection, path: str, image: int = 0) -> pd.DataFrame:
+    """Rows (component, logit, weight, chosen) of one image's GM-SOP gate (Eq. 2-3): all N
+    logits (the noisy ones when tapped), the weights omega, and whether it is among the K."""
+    t = one_image(insp, path, image, "tap_gate_weights", "tap_gate_clean_logits").tensors
+    logits = t.get("tap_gate_noisy_logits", t.get("tap_gate_clean_logits"))
+    weights = t.get("tap_gate_weights")
+    n = (weights if weights is not None else logits).shape[1]
+    if "tap_gate_indices" in t:
+        chosen = set(t["tap_gate_indices"][0].tolist())
+    else:
+        chosen = set(weights[0].nonzero().flatten().tolist())
+    nan = np.full(n, np.nan)
+    return pd.DataFrame({
+        "component": np.arange(n),
+        "logit": nan if logits is None else logits[0].double().numpy(),
+        "weight": nan if weights is None else weights[0].double().numpy(),
+        "chosen": [i in chosen for i in range(n)],
+    })
+
+
+def gate_weights_table(insp: Inspection, path: str, names: Sequence[str] | None = None
+                       ) -> pd.DataFrame:
+    """Rows (image, name, component, weight) of the batch's gate weights omega, (B, N)."""
+    record = insp[path]
+    if "tap_gate_weights" not in record:
+        raise ValueError(f"{record.label} ({record.kind}) has no tap_gate_weights; "
+                         f"it has {', '.join(record.tensors) or 'none'}")
+    w = record["tap_gate_weights"].double().numpy()
+    b, n = w.shape
+    names = [f"image {i}" for i in range(b)] if names is None else list(names)
+    images, comps = np.meshgrid(np.arange(b), np.arange(n), indexing="ij")
+    return pd.DataFrame({"image": images.ravel(),
+                         "name": np.asarray(names, dtype=object)[images.ravel()],
+                         "component": comps.ravel(), "weight": w.ravel()})

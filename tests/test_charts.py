@@ -1,0 +1,233 @@
+"""The interactive charts (gsoplib.viz.charts) draw the probe's numbers: each chart's data,
+read back from its Vega-Lite spec, equals what the Inspection holds."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from gsoplib.class_usage import class_component_usage
+from gsoplib.images import crop_box
+from gsoplib.pretrained import load_pretrained
+from gsoplib.probe import probe
+from gsoplib.viz import charts
+from gsoplib.viz.charts.tables import matrix_table, similarity_order
+
+
+def spec_of(chart) -> dict:
+    with alt.data_transformers.enable("default", max_rows=None):
+        return chart.to_dict()
+
+
+def datasets(chart) -> list[pd.DataFrame]:
+    return [pd.DataFrame(rows) for rows in spec_of(chart)["datasets"].values()]
+
+
+def dataset_with(chart, *columns: str) -> pd.DataFrame:
+    [frame] = [d for d in datasets(chart) if set(columns) <= set(d.columns)]
+    return frame
+
+
+def params(spec: dict) -> dict:
+    """Name -> param of every parameter anywhere in a spec."""
+    found = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            for p in node.get("params", []):
+                found[p["name"]] = p
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
+    return found
+
+
+def tooltips(spec: dict) -> list[str]:
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            tip = node.get("encoding", {}).get("tooltip", [])
+            found.extend(t.get("title", t["field"]) for t in tip if isinstance(t, dict))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
+    return found
+
+
+@pytest.fixture(scope="module")
+def inspections() -> dict:
+    torch.manual_seed(0)
+    x = torch.randn(6, 1, 28, 28)
+    out = {}
+    for name in ("fmnist_small_gsop2", "fmnist_small_gsop_pos", "fmnist_small_gmsop"):
+        ckpt = load_pretrained(name)
+        out[name] = probe(ckpt.model, x, class_names=ckpt.classes)
+    return out
+
+
+def test_covariance_cells_hold_both_indices_and_the_probe_s_value(inspections):
+    insp = inspections["fmnist_small_gsop2"]
+    path = insp.of_kind("gsop_channel")[0].path
+    chart = charts.covariance_chart(insp, path, image=2)
+    cells = dataset_with(chart, "row", "col", "value")
+    for tap, name in (("tap_cov", "covariance (before)"), ("tap_cov_bn", "after row-wise BN")):
+        m = insp[path][tap][2].double().numpy()
+        part = cells[cells.matrix == name]
+        assert len(part) == m.size
+        np.testing.assert_array_equal(part["value"], m[part["row"], part["col"]])
+    spec = spec_of(chart)
+    assert {"row channel", "column channel", "value"} <= set(tooltips(spec))
+    assert charts.MATRIX in params(spec)
+    # the linked spectrum: eigenvalues of the symmetric matrix only (row-BN's is not)
+    spectrum = dataset_with(chart, "eigenvalue", "ratio")
+    assert set(spectrum.matrix) == {"covariance (before)"}
+    expected = np.linalg.eigvalsh(insp[path]["tap_cov"][2].double().numpy())[::-1]
+    np.testing.assert_allclose(spectrum["eigenvalue"], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_a_covariance_wider_than_the_limit_is_sent_as_block_means():
+    m = np.arange(256 * 256, dtype=float).reshape(256, 256)
+    table = matrix_table(m, "big")
+    assert len(table) == 128 * 128
+    first = table.iloc[0]
+    assert first["rows"] == "0-1" and first["cols"] == "0-1"
+    assert first["value"] == m[:2, :2].mean()
+    last = table.iloc[-1]
+    assert last["rows"] == "254-255" and last["value"] == m[254:, 254:].mean()
+
+
+def test_position_covariance_names_positions(inspections):
+    insp = inspections["fmnist_small_gsop_pos"]
+    path = insp.of_kind("gsop_position")[0].path
+    spec = spec_of(charts.covariance_chart(insp, path))
+    assert "row position" in tooltips(spec)
+
+
+def test_channel_weights_are_the_probe_s_sorted_with_a_channel_selection(inspections):
+    insp = inspections["fmnist_small_gsop2"]
+    path = insp.of_kind("gsop_channel")[-1].path
+    chart = charts.channel_weights_chart(insp, path, image=1, selected=[3, 5])
+    data = dataset_with(chart, "channel", "weight", "rank")
+    weights = insp[path]["tap_channel_weights"][1].flatten().double().numpy()
+    np.testing.assert_array_equal(data.sort_values("channel")["weight"], weights)
+    by_rank = data.sort_values("rank")["weight"].to_numpy()
+    assert (np.diff(by_rank) <= 0).all() and by_rank[0] == weights.max()
+    selection = params(spec_of(chart))[charts.CHANNELS]
+    assert selection["select"]["fields"] == ["channel"]
+    assert selection["value"] == [{"channel": 3}, {"channel": 5}]
+
+
+def test_feature_maps_and_the_channels_over_the_batch(inspections):
+    insp = inspections["fmnist_small_gsop2"]
+    path = insp.of_kind("gsop_channel")[0].path
+    maps = dataset_with(charts.feature_maps_chart(insp, path, [4, 0], image=3), "value", "row")
+    tap = insp[path]["tap_input"][3].double().numpy()
+    assert list(dict.fromkeys(maps["channel"])) == [4, 0]
+    for ch in (4, 0):
+        part = maps[maps.channel == ch]
+        assert len(part) == tap[ch].size  # 28 cells a side or fewer: not pooled
+        np.testing.assert_array_equal(part["value"], tap[ch][part["row"], part["col"]])
+    over = dataset_with(charts.channel_batch_chart(insp, path, [4]), "image", "weight")
+    np.testing.assert_array_equal(over["weight"],
+                                  insp[path]["tap_channel_weights"][:, 4].flatten().double())
+
+
+def test_the_batch_heatmap_holds_every_weight_in_an_order_of_similarity(inspections):
+    insp = inspections["fmnist_small_gsop2"]
+    path = insp.of_kind("gsop_channel")[0].path
+    names = [f"img{i}" for i in range(6)]
+    chart = charts.batch_heatmap_chart(insp, path, names, selected=2)
+    data = dataset_with(chart, "image", "channel", "weight", "row")
+    w = insp[path]["tap_channel_weights"].flatten(1).double().numpy()
+    np.testing.assert_array_equal(data["weight"], w[data["image"], data["channel"]])
+    assert sorted(data.groupby("image")["row"].first()) == list(range(6))
+    assert set(data["name"]) == set(names)
+    assert params(spec_of(chart))[charts.IMAGE_ROW]["value"] == [{"image": 2}]
+
+
+def test_similarity_order_puts_alike_rows_together():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 16), rng.normal(0, 1, 16)
+    rows = np.stack([a, b, a, b, a, b]) + rng.normal(0, 0.01, (6, 16))
+    order = similarity_order(rows)
+    groups = [i % 2 for i in order]
+    assert groups in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
+
+
+def test_position_weights_lie_over_the_photo_s_crop(inspections):
+    insp = inspections["fmnist_small_gsop_pos"]
+    path = insp.of_kind("gsop_position")[0].path
+    photo = Image.new("RGB", (320, 240), (200, 190, 180))
+    box = crop_box(photo.size, (28, 28))
+    chart = charts.position_weights_chart(insp, path, image=4, photo=photo, box=box)
+    cells = dataset_with(chart, "x", "x2", "value")
+    full = insp[path]["tap_pos_weights"][4].squeeze().double().numpy()
+    assert len(cells) == full.size
+    np.testing.assert_array_equal(cells["value"], full[cells["row"], cells["col"]])
+    # the cells tile the crop box, which is the centre 240x240 of the photo
+    assert (cells["x"].min(), cells["x2"].max()) == pytest.approx((40, 280))
+    assert (cells["y"].min(), cells["y2"].max()) == pytest.approx((0, 240))
+    assert charts.OPACITY in params(spec_of(chart))
+    assert any(d.get("url", [""])[0].startswith("data:image/jpeg;base64,")
+               for d in (f.to_dict("list") for f in datasets(chart)))
+
+
+def test_gate_chart_and_usage_are_the_gate_s_numbers(inspections):
+    insp = inspections["fmnist_small_gmsop"]
+    chart = charts.gate_chart(insp, "head", image=5)
+    data = dataset_with(chart, "component", "logit", "weight", "chosen")
+    t = insp["head"].tensors
+    logits = t.get("tap_gate_noisy_logits", t["tap_gate_clean_logits"])[5].double().numpy()
+    np.testing.assert_array_equal(data["logit"], logits)
+    np.testing.assert_array_equal(data["weight"], t["tap_gate_weights"][5].double().numpy())
+    assert set(data.loc[data.chosen, "component"]) == set(t["tap_gate_indices"][5].tolist())
+    usage = dataset_with(charts.gate_usage_chart(insp, "head"), "image", "component", "weight")
+    np.testing.assert_array_equal(usage["weight"], t["tap_gate_weights"].double().numpy().ravel())
+    labels = ["a", "b", "a", "b", "a", "c"]
+    per_class = dataset_with(charts.class_usage_chart(insp, "head", labels), "mean_weight")
+    names, expected, counts = class_component_usage(insp, "head", labels)
+    np.testing.assert_array_equal(per_class["mean_weight"], expected.ravel())
+    assert list(dict.fromkeys(per_class["class"])) == names
+
+
+def test_attributions_over_the_photo_are_pooled_means_of_the_maps():
+    heat = torch.arange(96 * 96, dtype=torch.float64).reshape(96, 96)
+    signed = heat - heat.mean()
+    photo = Image.new("RGB", (96, 96))
+    chart = charts.attribution_chart({"Grad-CAM": heat, "Occlusion": signed}, photo)
+    frames = [d for d in datasets(chart) if "value" in d]
+    assert len(frames) == 2
+    pooled = torch.nn.functional.avg_pool2d(heat[None, None], 2)[0, 0].numpy()
+    first = frames[0]
+    assert len(first) == 48 * 48
+    np.testing.assert_allclose(first["value"], pooled[first["row"], first["col"]])
+
+
+def test_vega_lite_is_the_validated_spec_with_the_data_as_frames(inspections):
+    """What the explorer sends (charts.vega_lite, unvalidated, DataFrames kept) is the spec
+    Altair validates against the Vega-Lite schema (spec_of), up to how the data is held."""
+    insp = inspections["fmnist_small_gsop2"]
+    path = insp.of_kind("gsop_channel")[0].path
+    for chart in (charts.covariance_chart(insp, path),
+                  charts.channel_weights_chart(insp, path, selected=[1]),
+                  charts.batch_heatmap_chart(insp, path)):
+        fast, checked = charts.vega_lite(chart), spec_of(chart)
+        frames = fast.pop("datasets")
+        assert all(isinstance(f, pd.DataFrame) for f in frames.values())
+        values = checked.pop("datasets")
+        assert sorted(len(f) for f in frames.values()) == sorted(len(v) for v in values.values())
+        assert set(params(fast)) == set(params(checked))
+        assert tooltips(fast) == tooltips(checked)
