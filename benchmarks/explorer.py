@@ -19,7 +19,8 @@ Rows:
   its warm-up (the app warms a model when it loads it), one torch thread as in the app.
 - ``upload to all views, ImageNet size``: the same for a ResNet-50 GSoP-Net1 at 224 (seeded
   weights; 1000 classes; resize 256, crop 224), as a converted checkpoint of the authors'
-  weights is (tests/imagenet_checkpoint.py; the cost does not depend on the weights).
+  weights, converted from a file in the authors' layout with gsoplib.convert
+  (tests/imagenet_checkpoint.py; the cost does not depend on the weights).
 - ``server ready``: ``streamlit run`` launched -> ``/_stcore/health`` answers "ok", and then the
   first complete script run of a fresh session (AppTest in a fresh interpreter: imports, the
   sidebar, the default gallery image), together the time a user waits for the app.

@@ -271,24 +271,28 @@ def table_matches(table, insp, image: int = 0) -> None:
 
 
 def block_charts_match(at: AppTest, insp, record) -> None:
-    """The block's charts on the page hold the probe's numbers for image 0."""
+    """The block's charts on the page hold the probe's numbers for image 0 (up to float32 sums
+    in another order: the app runs one torch thread, deep networks accumulate ~1e-5)."""
     t = record.tensors
     if "tap_channel_weights" in t:
         bars = chart_data(at, f"{record.path}: channel weights", "channel", "weight")
         np.testing.assert_allclose(bars.sort_values("channel")["weight"],
-                                   t["tap_channel_weights"][0].flatten().double(), rtol=1e-6)
+                                   t["tap_channel_weights"][0].flatten().double(), rtol=1e-4,
+                                   atol=1e-5)
     if "tap_pos_weights" in t:
         cells = chart_data(at, f"{record.path}: position weights", "x", "value")
         full = t["tap_pos_weights"][0].squeeze().double().numpy()
-        np.testing.assert_allclose(cells["value"], full[cells["row"], cells["col"]], rtol=1e-6)
+        np.testing.assert_allclose(cells["value"], full[cells["row"], cells["col"]], rtol=1e-5,
+                                   atol=1e-6)
     cov = chart_data(at, f"{record.path}: covariance", "row", "col", "value")
     name, tap = (("position covariance", "tap_pos_cov") if "tap_pos_cov" in t
                  else ("covariance (before)", "tap_cov"))
     m = t[tap][0].double().numpy()
     part = cov[cov.matrix == name]
     assert len(part) == m.size
+    # float32 sums in another order (the app's one torch thread) differ by ~1e-5 of the scale
     np.testing.assert_allclose(part["value"], m[part["row"], part["col"]], rtol=1e-6,
-                               atol=1e-12)
+                               atol=1e-4 * np.abs(m).max())
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -713,7 +717,8 @@ def test_position_maps_lie_over_the_original_photo_s_crop(checkpoints):
         name = f"{record.path}: position weights"
         cells = chart_data(at, name, "x", "x2", "value")
         full = record["tap_pos_weights"][0].squeeze().double().numpy()
-        np.testing.assert_allclose(cells["value"], full[cells["row"], cells["col"]], rtol=1e-6)
+        np.testing.assert_allclose(cells["value"], full[cells["row"], cells["col"]], rtol=1e-5,
+                                   atol=1e-6)
         # the photo's preview is 320x240: the 28x28 input is its centre 240x240
         np.testing.assert_allclose(cells_box(cells), crop_box((320, 240), (28, 28)))
         [picture] = [d for d in charts_shown(at)[name][1] if "url" in d.columns]
