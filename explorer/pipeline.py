@@ -27,6 +27,12 @@ from gsoplib.heads.gate import GateDiagnostics
 from gsoplib.probe import BlockRecord, Inspection, probe
 from gsoplib.viz import charts
 
+# Altair validates every schema object against the Vega-Lite schema as it is built ("debug
+# mode"), more than a third of building the charts; the builders in gsoplib.viz.charts write
+# only valid Vega-Lite (tests/test_charts.py validates and renders them), so the app builds
+# them unvalidated. Process-wide: this process is the explorer's.
+alt.utils.schemapi.disable_debug_mode()
+
 DPI = 100
 # Occlusion's 64 windows on a 28x28 input in one forward pass: four passes of 16 cost twice as
 # much on a CPU, and a small model's batch of 64 needs a few MB.

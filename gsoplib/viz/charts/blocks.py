@@ -91,7 +91,9 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
                                  title="mean value" if pooled else "value")),
         ))
     spectrum = spectrum_table(mats)
-    line = alt.Chart(spectrum, width=side, height=side, title="eigenvalue spectrum").mark_line(
+    # Named: a selection's view unnamed is named by hashing the whole chart's spec.
+    line = alt.Chart(spectrum, width=side, height=side, title="eigenvalue spectrum",
+                     name="spectrum").mark_line(
         point=alt.OverlayMarkDef(size=12)).encode(
         x=alt.X("index:Q", title="index"),
         y=alt.Y("ratio:Q", scale=alt.Scale(type="log"), title="eigenvalue / largest"),
@@ -119,17 +121,16 @@ def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
                                value=[{"channel": int(c)} for c in selected] or alt.Undefined)
     record = insp[path]
     w = data["weight"]
-    return finished(alt.Chart(data).mark_bar().encode(
+    title = (f"{record.label} ({record.kind}): {len(data)} channel weights, min {w.min():.2f} "
+             f"/ median {w.median():.2f} / max {w.max():.2f}")
+    return finished(alt.Chart(data, width=width, height=180, title=title).mark_bar().encode(
         x=alt.X("rank:Q", title="channels, sorted by weight",
                 scale=alt.Scale(domain=[-0.5, len(data) - 0.5], nice=False)),
         x2=alt.X2("rank_end:Q"),
         y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1])), y2=alt.Y2Datum(0),
         color=when(pick, CHOSEN, OTHER, alt.ColorValue),
         tooltip=tips("channel:O", alt.Tooltip("weight:Q", format=".4f"), "rank:O"),
-    ).transform_calculate(rank_end="datum.rank + 0.9").add_params(pick).properties(
-        width=width, height=180,
-        title=f"{record.label} ({record.kind}): {len(data)} channel weights, min {w.min():.2f} "
-              f"/ median {w.median():.2f} / max {w.max():.2f}"))
+    ).transform_calculate(rank_end="datum.rank + 0.9").add_params(pick))
 
 
 def feature_maps_chart(insp: Inspection, path: str, channels: Sequence[int], image: int = 0,
