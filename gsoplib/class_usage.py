@@ -56,10 +56,7 @@ def class_channel_weights(
         mean of each channel's weight over each class's images.
     """
     record = insp[path]
-    if "tap_channel_weights" not in record:
-        raise ValueError(f"{record.label} ({record.kind}) has no tap_channel_weights; "
-                         f"it has {', '.join(record.tensors) or 'none'}")
-    weights = record["tap_channel_weights"].double().flatten(1).numpy()
+    weights = record.require("tap_channel_weights").double().flatten(1).numpy()
     return _group_by_class(insp, weights, labels)
 
 
@@ -80,10 +77,7 @@ def class_component_usage(
         images (each row sums to 1); counts (len(names),) how many images each class has.
     """
     record = insp[path]
-    if "tap_gate_weights" not in record:
-        raise ValueError(f"{record.label} ({record.kind}) has no tap_gate_weights; "
-                         f"it has {', '.join(record.tensors) or 'none'}")
-    return _group_by_class(insp, record["tap_gate_weights"].double().numpy(), labels)
+    return _group_by_class(insp, record.require("tap_gate_weights").double().numpy(), labels)
 
 
 def gate_report(

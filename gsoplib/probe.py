@@ -108,6 +108,13 @@ class BlockRecord:
     def __contains__(self, tap: str) -> bool:
         return tap in self.tensors
 
+    def require(self, tap: str) -> torch.Tensor:
+        """The tensor of ``tap``; a record without it is a ValueError naming what it has."""
+        if tap not in self.tensors:
+            raise ValueError(f"{self.label} ({self.kind}) has no {tap}; "
+                             f"it has {', '.join(self.tensors) or 'none'}")
+        return self.tensors[tap]
+
     @property
     def label(self) -> str:
         return self.path or "(model)"

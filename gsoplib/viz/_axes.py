@@ -22,10 +22,11 @@ def _figure(figsize: tuple[float, float], **margins: float) -> Figure:
 
 
 def _record(insp: Inspection, path: str, image: int, *taps: str) -> BlockRecord:
+    """The record at ``path`` for image ``image``, which must hold one of ``taps`` (if any)."""
     if not -insp.batch_size <= image < insp.batch_size:
         raise IndexError(f"image {image} is out of range for a batch of {insp.batch_size}")
     record = insp[path]
-    if not any(t in record for t in taps):
+    if taps and not any(t in record for t in taps):
         raise ValueError(
             f"{record.label} ({record.kind}) has none of the taps {', '.join(taps)}; "
             f"it has {', '.join(record.tensors) or 'none'}"

@@ -63,10 +63,7 @@ def gate_usage(insp: Inspection, path: str, *, figsize=(10.0, 4.0)) -> Figure:
     """The gate across the batch: an images x components grid of weights omega, and how many
     images chose each component (the balance loss, GM-SOP Eq. 4, pushes these to be even)."""
     record = insp[path]
-    if "tap_gate_weights" not in record:
-        raise ValueError(f"{record.label} ({record.kind}) has no tap_gate_weights; "
-                         f"it has {', '.join(record.tensors) or 'none'}")
-    w = record["tap_gate_weights"].double().numpy()
+    w = record.require("tap_gate_weights").double().numpy()
     b, n = w.shape
     k = int((w[0] > 0).sum())
     fig = _figure(figsize, left=0.07, right=0.98, wspace=0.3)

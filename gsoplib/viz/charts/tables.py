@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ...probe import BlockRecord, Inspection
+from .._axes import _record as one_image
 
 MATRIX_SIDE = 128
 MAP_SIDE = 28
@@ -109,20 +110,6 @@ def vega_lite(chart) -> dict:
         _frames.clear()
     spec["datasets"] = {**spec.get("datasets", {}), **frames}
     return spec
-
-
-def one_image(insp: Inspection, path: str, image: int, *taps: str) -> BlockRecord:
-    """The record at ``path`` for image ``image``, which must hold one of ``taps``."""
-    if not -insp.batch_size <= image < insp.batch_size:
-        raise IndexError(f"image {image} is out of range for a batch of {insp.batch_size}")
-    record = insp[path]
-    if taps and not any(t in record for t in taps):
-        raise ValueError(f"{record.label} ({record.kind}) has none of the taps "
-                         f"{', '.join(taps)}; it has {', '.join(record.tensors) or 'none'}")
-    one = record.select(image % insp.batch_size)
-    if one is None:
-        raise ValueError(f"{record.label} did not see image {image} (the gate did not choose it)")
-    return one
 
 
 def _pool(a: np.ndarray, side: int) -> tuple[np.ndarray, int]:
@@ -312,10 +299,7 @@ def gate_weights_table(insp: Inspection, path: str, names: Sequence[str] | None 
                        ) -> pd.DataFrame:
     """Rows (image, name, component, weight) of the batch's gate weights omega, (B, N)."""
     record = insp[path]
-    if "tap_gate_weights" not in record:
-        raise ValueError(f"{record.label} ({record.kind}) has no tap_gate_weights; "
-                         f"it has {', '.join(record.tensors) or 'none'}")
-    w = record["tap_gate_weights"].double().numpy()
+    w = record.require("tap_gate_weights").double().numpy()
     b, n = w.shape
     names = [f"image {i}" for i in range(b)] if names is None else list(names)
     images, comps = np.meshgrid(np.arange(b), np.arange(n), indexing="ij")
