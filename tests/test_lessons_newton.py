@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -197,7 +198,13 @@ def test_memory_widget_follows_its_knobs():
 
 
 def test_static_figures_draw():
-    assert isinstance(newton.eigenvalue_maps(), Figure)
+    ratios = [line for line in newton.eigenvalue_maps(max_iters=10).axes[1].lines
+              if len(line.get_xdata()) > 2]
+    assert len(ratios) == 10  # y_N / sqrt(lambda) for N = 1..10
+    lam, n3 = np.asarray(ratios[2].get_xdata()), np.asarray(ratios[2].get_ydata())
+    # N = 3 on a small eigenvalue is ~(3/2)^3 lambda, not a root: 0.11 at lambda = 1e-3
+    assert np.interp(-3, np.log10(lam), n3) == pytest.approx(1.5**3 * 1e-3 / 1e-3**0.5, rel=0.05)
+    assert ratios[-1].get_ydata()[-1] == pytest.approx(1.0, abs=1e-9)  # lambda = 1 is exact
     assert len(newton.newton_instability(conditions=(1e2,), iters=5).axes[0].lines) == 3
 
 
