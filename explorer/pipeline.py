@@ -15,7 +15,6 @@ import threading
 import zipfile
 from collections.abc import Mapping, Sequence
 
-import altair as alt
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
@@ -26,12 +25,6 @@ from gsoplib.class_usage import class_usage_figure
 from gsoplib.heads.gate import GateDiagnostics
 from gsoplib.probe import BlockRecord, Inspection, probe
 from gsoplib.viz import charts
-
-# Altair validates every schema object against the Vega-Lite schema as it is built ("debug
-# mode"), more than a third of building the charts; the builders in gsoplib.viz.charts write
-# only valid Vega-Lite (tests/test_charts.py validates and renders them), so the app builds
-# them unvalidated. Process-wide: this process is the explorer's.
-alt.utils.schemapi.disable_debug_mode()
 
 DPI = 100
 # Occlusion's 64 windows on a 28x28 input in one forward pass: four passes of 16 cost twice as
@@ -101,7 +94,7 @@ Box = tuple[float, float, float, float]
 
 def block_charts(insp: Inspection, path: str, *, photo: Image.Image | None = None,
                  box: Box | None = None, channels: Sequence[int] | None = None
-                 ) -> dict[str, alt.TopLevelMixin]:
+                 ) -> dict[str, charts.Chart]:
     """The interactive charts of the part at ``path`` for the one image ``insp`` holds, keyed
     'PATH: what': channel weights and the feature maps of ``channels`` (default
     :func:`default_channels`), the position weights over ``photo`` (the original, ``box`` the
@@ -187,7 +180,7 @@ def attribution_png(image: torch.Tensor, maps: Mapping[str, torch.Tensor]) -> by
 
 def attribution_chart(maps: Mapping[str, torch.Tensor], image: torch.Tensor,
                       photo: Image.Image | None = None, box: Box | None = None
-                      ) -> alt.TopLevelMixin:
+                      ) -> charts.Chart:
     """The maps over the original photo (``box``: the input's region of it), else over the
     model input."""
     if photo is None:
@@ -222,7 +215,7 @@ def figures_zip(pngs: Mapping[str, bytes]) -> bytes:
 def all_charts(
     checkpoint: Checkpoint, lock: threading.Lock, image: torch.Tensor,
     photo: Image.Image | None = None, box: Box | None = None,
-) -> dict[str, alt.TopLevelMixin]:
+) -> dict[str, charts.Chart]:
     """Every interactive chart the views show for one (C, H, W) image but the attributions
     (:func:`attribution_charts`): the prediction and every part's charts. What the benchmark
     times against :func:`all_views`."""
@@ -236,7 +229,7 @@ def all_charts(
 def attribution_charts(
     checkpoint: Checkpoint, lock: threading.Lock, image: torch.Tensor,
     photo: Image.Image | None = None, box: Box | None = None,
-) -> alt.TopLevelMixin:
+) -> charts.Chart:
     """Grad-CAM and Occlusion of the predicted class over the photo (extra passes by nature:
     timed on their own)."""
     insp = inspect(checkpoint, lock, image)

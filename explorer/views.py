@@ -127,9 +127,8 @@ def chart(figure, name: str, prefix: str = "", **select) -> dict | None:
     readers find it by); ``select`` (on_select, selection_mode) makes it return the user's
     selection."""
     key = f"{prefix}chart-{name}"
-    # The plain Vega-Lite dict: st.altair_chart would validate the whole spec against the
-    # schema first, which costs more than building the chart.
-    spec = charts.vega_lite(figure)
+    # The Vega-Lite dict with its data as DataFrames (Streamlit sends them as Arrow).
+    spec = figure.vega_lite()
     # The container's key is the page's CSS class st-key-<key>: what a browser test finds.
     with st.container(key=f"{prefix}chart-{pipeline.file_stem(name)}"):
         if select:

@@ -1,9 +1,14 @@
 """The interactive charts (gsoplib.viz.charts) draw the probe's numbers: each chart's data,
-read back from its Vega-Lite spec, equals what the Inspection holds."""
+read back from its Vega-Lite spec, equals what the Inspection holds; every spec is valid
+Vega-Lite (the schema Streamlit's Altair ships) and is what a notebook shows."""
 
 from __future__ import annotations
 
-import altair as alt
+import json
+from pathlib import Path
+
+import altair
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,8 +24,8 @@ from gsoplib.viz.charts.tables import matrix_table, similarity_order
 
 
 def spec_of(chart) -> dict:
-    with alt.data_transformers.enable("default", max_rows=None):
-        return chart.to_dict()
+    """The chart as a notebook receives it: plain JSON."""
+    return json.loads(json.dumps(chart.to_dict(), allow_nan=False))
 
 
 def datasets(chart) -> list[pd.DataFrame]:
@@ -216,18 +221,89 @@ def test_attributions_over_the_photo_are_pooled_means_of_the_maps():
     np.testing.assert_allclose(first["value"], pooled[first["row"], first["col"]])
 
 
-def test_vega_lite_is_the_validated_spec_with_the_data_as_frames(inspections):
-    """What the explorer sends (charts.vega_lite, unvalidated, DataFrames kept) is the spec
-    Altair validates against the Vega-Lite schema (spec_of), up to how the data is held."""
-    insp = inspections["fmnist_small_gsop2"]
-    path = insp.of_kind("gsop_channel")[0].path
-    for chart in (charts.covariance_chart(insp, path),
-                  charts.channel_weights_chart(insp, path, selected=[1]),
-                  charts.batch_heatmap_chart(insp, path)):
-        fast, checked = charts.vega_lite(chart), spec_of(chart)
-        frames = fast.pop("datasets")
+SCHEMA = Path(altair.__file__).parent / "vegalite" / "v6" / "schema" / "vega-lite-schema.json"
+
+
+@pytest.fixture(scope="module")
+def validator():
+    return jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+
+
+def every_chart(inspections) -> dict:
+    ch = inspections["fmnist_small_gsop2"]
+    path = ch.of_kind("gsop_channel")[0].path
+    pos = inspections["fmnist_small_gsop_pos"]
+    gm = inspections["fmnist_small_gmsop"]
+    photo = Image.new("RGB", (320, 240))
+    return {
+        "prediction": charts.prediction_chart(ch),
+        "covariance": charts.covariance_chart(ch, path),
+        "position covariance": charts.covariance_chart(pos, pos.of_kind("gsop_position")[0].path),
+        "weights": charts.channel_weights_chart(ch, path, selected=[1]),
+        "maps": charts.feature_maps_chart(ch, path, [3, 1]),
+        "batch": charts.channel_batch_chart(ch, path, [1, 2]),
+        "heatmap": charts.batch_heatmap_chart(ch, path, selected=0),
+        "position": charts.position_weights_chart(pos, pos.of_kind("gsop_position")[0].path,
+                                                  photo=photo, box=(40, 0, 280, 240)),
+        "gate": charts.gate_chart(gm, "head"),
+        "usage": charts.gate_usage_chart(gm, "head"),
+        "classes": charts.class_usage_chart(gm, "head", list("abcabc")),
+        "attributions": charts.attribution_chart(
+            {"A": torch.rand(28, 28), "B": torch.randn(28, 28)}, photo),
+    }
+
+
+def test_every_chart_is_valid_vega_lite_with_its_data_where_it_refers(inspections, validator):
+    for name, chart in every_chart(inspections).items():
+        spec = spec_of(chart)
+        errors = [e.message[:160] for e in validator.iter_errors(spec)]
+        assert not errors, f"{name}: {errors}"
+        referred = set()
+
+        def walk(node):
+            if isinstance(node, dict):
+                if isinstance(node.get("data"), dict) and "name" in node["data"]:
+                    referred.add(node["data"]["name"])
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(chart.spec)
+        assert referred == set(chart.datasets), name
+
+
+def test_the_schema_check_rejects_what_vega_lite_would(inspections, validator):
+    ch = inspections["fmnist_small_gsop2"]
+    spec = spec_of(charts.channel_weights_chart(ch, ch.of_kind("gsop_channel")[0].path))
+    spec["encoding"]["x"]["scal"] = {"domain": [0, 1]}
+    assert list(validator.iter_errors(spec))
+
+
+def test_what_the_explorer_sends_is_the_spec_with_its_frames(inspections):
+    """chart.vega_lite() (st.vega_lite_chart's input) holds the DataFrames themselves; a
+    notebook's JSON holds the same rows, NaN as null."""
+    gm = inspections["fmnist_small_gmsop"]
+    for chart in every_chart(inspections).values():
+        sent = charts.vega_lite(chart)
+        frames = sent.pop("datasets")
         assert all(isinstance(f, pd.DataFrame) for f in frames.values())
-        values = checked.pop("datasets")
-        assert sorted(len(f) for f in frames.values()) == sorted(len(v) for v in values.values())
-        assert set(params(fast)) == set(params(checked))
-        assert tooltips(fast) == tooltips(checked)
+        assert sent == chart.spec
+        as_json = spec_of(chart)["datasets"]
+        assert {k: len(v) for k, v in as_json.items()} == {k: len(f) for k, f in frames.items()}
+    gate = charts.gate_chart(gm, "head")
+    gate.datasets["gate"].loc[0, "logit"] = float("nan")
+    assert spec_of(gate)["datasets"]["gate"][0]["logit"] is None
+
+
+def test_a_notebook_renders_a_chart_as_vega_lite(inspections):
+    """JupyterLab renders application/vnd.vegalite.v5+json itself: no script from anywhere."""
+    ch = inspections["fmnist_small_gsop2"]
+    chart = charts.covariance_chart(ch, ch.of_kind("gsop_channel")[0].path)
+    bundle = chart._repr_mimebundle_()
+    assert set(bundle) == {"application/vnd.vegalite.v5+json", "text/plain"}
+    assert bundle["application/vnd.vegalite.v5+json"]["hconcat"]
+    assert "covariance" in bundle["text/plain"] or "gsop" in bundle["text/plain"]
+    with pytest.raises(KeyError, match="has no dataset 'nope'; it has cells, spectrum"):
+        chart.data("nope")

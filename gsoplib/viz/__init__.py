@@ -22,8 +22,8 @@ Figures from an :class:`~gsoplib.probe.Inspection`, for one image and one block 
     :func:`block_figures`      all of the above that apply to one block, for one image
     :func:`figures`            the prediction and every block's figures, for one image
 Interactive Vega-Lite charts of the same numbers (hover, selections, maps over the original
-photo; what the explorer shows): :mod:`gsoplib.viz.charts`, imported on its own (it needs
-altair, which the ``app`` extra brings).
+photo; what the explorer shows and a notebook renders): :mod:`gsoplib.viz.charts`, imported
+on its own (it needs pandas, which the ``app`` and ``notebooks`` extras bring).
 
 Others: :func:`training_curves` (metrics JSONL), :func:`newton_schulz_convergence` (error per
 iteration, iSQRT-COV), :func:`attribution_figure`; PIL images :func:`overlay`,

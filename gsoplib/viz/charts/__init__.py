@@ -1,10 +1,11 @@
-"""Interactive Vega-Lite charts (Altair) of what a network's second-order parts computed.
+"""Interactive Vega-Lite charts of what a network's second-order parts computed.
 
-Pure functions of an :class:`~gsoplib.probe.Inspection` (no Streamlit): the explorer shows them
-with ``st.altair_chart``, a notebook by leaving one as a cell's value (Jupyter renders
-Vega-Lite). The numbers are the probe's; :mod:`~gsoplib.viz.charts.tables` builds the
-long-form tables they draw. Some charts carry more than Altair's default 5000 rows (a 128 x 128
-covariance is 16384): in a notebook call ``alt.data_transformers.disable_max_rows()`` first.
+Pure functions of an :class:`~gsoplib.probe.Inspection` (no Streamlit, no Altair), each
+returning a :class:`~gsoplib.viz.charts.spec.Chart`: a Vega-Lite spec written as a dict and its
+data as DataFrames. The explorer shows one with ``st.vega_lite_chart(chart.vega_lite())``, a
+notebook by leaving it as a cell's value (JupyterLab renders Vega-Lite itself). The numbers are
+the probe's; :mod:`~gsoplib.viz.charts.tables` builds the long-form tables they draw
+(``chart.data(name)`` returns one).
 
 One image and one part:
     :func:`prediction_chart`       top-k probabilities
@@ -23,12 +24,11 @@ Across a batch:
 Attributions: :func:`attribution_chart` (maps over the original photo). Photos:
 :func:`input_photo` (a model input as a picture), :func:`photo_url` (a photo as a data URL).
 
-:func:`vega_lite` turns any of them into a plain Vega-Lite dict (data as DataFrames under
-``datasets``) without Altair's schema validation, which costs more than building the chart: what
-the explorer passes to ``st.vega_lite_chart``.
+:func:`vega_lite` (``chart.vega_lite()``) is the dict the explorer passes to
+``st.vega_lite_chart``; ``chart.to_dict()`` the same as plain JSON.
 
->>> import altair as alt; alt.data_transformers.disable_max_rows()
->>> covariance_chart(insp, "layer3.1.gsop")
+>>> covariance_chart(insp, "layer3.1.gsop")          # in a notebook: the chart
+>>> covariance_chart(insp, "layer3.1.gsop").data("cells")
 """
 
 from .blocks import (
@@ -44,10 +44,11 @@ from .blocks import (
 )
 from .gate import class_usage_chart, gate_chart, gate_usage_chart
 from .overlays import OPACITY, attribution_chart, input_photo, photo_url, position_weights_chart
-from .tables import vega_lite
+from .spec import Chart, vega_lite
 
 __all__ = [
     "CHANNELS",
+    "Chart",
     "IMAGE_ROW",
     "MATRIX",
     "OPACITY",

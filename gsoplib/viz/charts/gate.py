@@ -5,78 +5,94 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import altair as alt
 import pandas as pd
 
 from ...class_usage import class_component_usage
 from ...probe import Inspection
 from .blocks import CHOSEN, OTHER
-from .tables import finished, gate_table, gate_weights_table, tips, when
+from .spec import Chart, field, tips, when
+from .tables import gate_table, gate_weights_table
 
 
-def gate_chart(insp: Inspection, path: str, image: int = 0) -> alt.HConcatChart:
+def gate_chart(insp: Inspection, path: str, image: int = 0) -> Chart:
     """All N gate logits and weights omega of one image, the K chosen highlighted; hover a bar
-    for its component, logit, weight and whether it was chosen."""
+    for its component, logit, weight and whether it was chosen. Dataset ``gate`` (component,
+    logit, weight, chosen)."""
     data = gate_table(insp, path, image)
     k, n = int(data["chosen"].sum()), len(data)
     chosen = ", ".join(str(c) for c in data.loc[data.chosen, "component"])
-    base = alt.Chart(data).encode(
-        x=alt.X("component:O"),
-        color=when("datum.chosen", CHOSEN, OTHER, alt.ColorValue),
-        tooltip=tips("component:O", alt.Tooltip("logit:Q", format=".4g"),
-                 alt.Tooltip("weight:Q", format=".4f"), "chosen:N"),
-    )
+    encoding = {
+        "x": field("component:O"), "color": when("datum.chosen", CHOSEN, OTHER),
+        "tooltip": tips("component:O", field("logit:Q", format=".4g"),
+                        field("weight:Q", format=".4f"), "chosen:N"),
+    }
     panels = []
-    if data["logit"].notna().any():
-        panels.append(base.mark_bar().encode(y=alt.Y("logit:Q")).properties(
-            width=max(200, 22 * n), height=160, title=f"gate logits: the top {k} of {n} chosen"))
-    if data["weight"].notna().any():
-        panels.append(base.mark_bar().encode(y=alt.Y("weight:Q")).properties(
-            width=max(200, 22 * n), height=160, title=f"weights omega (K = {k}, sum 1)"))
+    for column, title in (("logit", f"gate logits: the top {k} of {n} chosen"),
+                          ("weight", f"weights omega (K = {k}, sum 1)")):
+        if data[column].notna().any():
+            panels.append({"data": {"name": "gate"}, "width": max(200, 22 * n), "height": 160,
+                           "title": title, "mark": {"type": "bar"},
+                           "encoding": {**encoding, "y": field(f"{column}:Q")}})
     record = insp[path]
-    return finished(alt.hconcat(*panels).properties(
-        title=f"{record.label} ({record.kind}), image {image % insp.batch_size}: chose {chosen}"))
+    return Chart({"hconcat": panels,
+                  "title": f"{record.label} ({record.kind}), image {image % insp.batch_size}: "
+                           f"chose {chosen}"}, {"gate": data})
 
 
-def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = None
-                     ) -> alt.HConcatChart:
+def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = None) -> Chart:
     """The gate over the batch: an images x components grid of omega, and how many images
     chose each component against even use B K / N (what GM-SOP's balance loss, Eq. 4,
-    pushes towards)."""
+    pushes towards). Datasets ``weights`` (image, name, component, weight), ``usage``
+    (component, chose) and ``even``."""
     data = gate_weights_table(insp, path, names)
     b = int(data["image"].max()) + 1
     n = int(data["component"].max()) + 1
     k = int((data[data.image == 0]["weight"] > 0).sum())
-    grid = alt.Chart(data).mark_rect().encode(
-        x=alt.X("component:O"), y=alt.Y("image:O", axis=alt.Axis(labels=b <= 40)),
-        color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues"), title="omega"),
-        tooltip=tips("image:O", "name:N", "component:O", alt.Tooltip("weight:Q", format=".4f")),
-    ).properties(width=max(160, 20 * n), height=min(400, max(120, 10 * b)),
-                 title=f"gate weights, {b} images x {n} components")
+    width = max(160, 20 * n)
+    grid = {
+        "data": {"name": "weights"}, "width": width, "height": min(400, max(120, 10 * b)),
+        "title": f"gate weights, {b} images x {n} components", "mark": {"type": "rect"},
+        "encoding": {
+            "x": field("component:O"), "y": field("image:O", axis={"labels": b <= 40}),
+            "color": field("weight:Q", scale={"scheme": "blues"}, title="omega"),
+            "tooltip": tips("image:O", "name:N", "component:O",
+                            field("weight:Q", format=".4f")),
+        }}
     counts = data.assign(chose=data["weight"] > 0).groupby("component", as_index=False)[
         "chose"].sum()
-    bars = alt.Chart(counts).mark_bar(color=CHOSEN).encode(
-        x=alt.X("component:O"), y=alt.Y("chose:Q", title="images choosing it"),
-        tooltip=tips("component:O", alt.Tooltip("chose:Q", title="images")))
-    even = alt.Chart(pd.DataFrame({"even": [b * k / n]})).mark_rule(strokeDash=[4, 3]).encode(
-        y=alt.Y("even:Q"), tooltip=tips(alt.Tooltip("even:Q", title=f"even use {b}*{k}/{n}")))
-    return finished(alt.hconcat(grid, (bars + even).properties(
-        width=max(160, 20 * n), height=200, title="usage (dashed: even use)")))
+    usage = {
+        "width": width, "height": 200, "title": "usage (dashed: even use)",
+        "layer": [
+            {"data": {"name": "usage"}, "mark": {"type": "bar", "color": CHOSEN},
+             "encoding": {"x": field("component:O"),
+                          "y": field("chose:Q", title="images choosing it"),
+                          "tooltip": tips("component:O", field("chose:Q", title="images"))}},
+            {"data": {"name": "even"}, "mark": {"type": "rule", "strokeDash": [4, 3]},
+             "encoding": {"y": field("even:Q"),
+                          "tooltip": tips(field("even:Q", title=f"even use {b}*{k}/{n}"))}},
+        ]}
+    return Chart({"hconcat": [grid, usage]},
+                 {"weights": data, "usage": counts,
+                  "even": pd.DataFrame({"even": [b * k / n]})})
 
 
 def class_usage_chart(insp: Inspection, path: str, labels: Sequence[str] | None = None
-                      ) -> alt.Chart:
+                      ) -> Chart:
     """A classes x components grid of the mean gate weight omega
-    (:func:`gsoplib.class_usage.class_component_usage`), hover for the class's image count."""
+    (:func:`gsoplib.class_usage.class_component_usage`), hover for the class's image count.
+    Dataset ``classes`` (class, images, component, mean_weight)."""
     names, usage, counts = class_component_usage(insp, path, labels)
     rows = [(name, int(c), j, float(usage[i, j])) for i, (name, c) in
             enumerate(zip(names, counts)) for j in range(usage.shape[1])]
     data = pd.DataFrame(rows, columns=["class", "images", "component", "mean_weight"])
-    return finished(alt.Chart(data).mark_rect().encode(
-        x=alt.X("component:O"), y=alt.Y("class:N", sort=list(names)),
-        color=alt.Color("mean_weight:Q", scale=alt.Scale(scheme="blues"), title="mean omega"),
-        tooltip=tips("class:N", "images:Q", "component:O",
-                 alt.Tooltip("mean_weight:Q", format=".4f", title="mean omega")),
-    ).properties(width=max(160, 20 * usage.shape[1]), height=18 * len(names),
-                 title=f"{insp[path].label}: mean gate weight per class "
-                       f"({int(counts.sum())} images)"))
+    return Chart({
+        "data": {"name": "classes"}, "width": max(160, 20 * usage.shape[1]),
+        "height": 18 * len(names),
+        "title": f"{insp[path].label}: mean gate weight per class ({int(counts.sum())} images)",
+        "mark": {"type": "rect"},
+        "encoding": {
+            "x": field("component:O"), "y": field("class:N", sort=list(names)),
+            "color": field("mean_weight:Q", scale={"scheme": "blues"}, title="mean omega"),
+            "tooltip": tips("class:N", "images:Q", "component:O",
+                            field("mean_weight:Q", format=".4f", title="mean omega")),
+        }}, {"classes": data})

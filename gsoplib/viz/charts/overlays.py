@@ -7,7 +7,6 @@ import base64
 import io
 from collections.abc import Mapping
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import torch
@@ -15,7 +14,8 @@ from PIL import Image
 
 from ...probe import Inspection
 from ..images import display_image
-from .tables import HEAT_SIDE, finished, heat_cells, one_image, tips
+from .spec import Chart, field, slider, tips
+from .tables import HEAT_SIDE, heat_cells, one_image
 
 OPACITY = "opacity"
 PHOTO_PX = 320
@@ -37,56 +37,56 @@ def input_photo(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(np.uint8(np.clip(a, 0, 1) * 255 + 0.5))
 
 
-def _over_photo(cells: pd.DataFrame, photo: Image.Image, box, *, title: str, scale: alt.Scale,
-                legend: str, opacity: alt.Parameter, width: int, with_param: bool = True
-                ) -> alt.LayerChart:
+def _over_photo(cells: pd.DataFrame, key: str, photo: Image.Image, box, *, title: str,
+                scale: dict, legend: str | None, width: int) -> dict:
+    """A layer of the photo (dataset ``photo``), the heat cells (dataset ``key``, drawn at the
+    :data:`OPACITY` parameter's opacity) and the input's region outlined."""
     pw, ph = photo.size
     left, top = min(0.0, box[0]), min(0.0, box[1])
     right, bottom = max(float(pw), box[2]), max(float(ph), box[3])
     height = round(width * (bottom - top) / (right - left))
-    x = alt.Scale(domain=[left, right], nice=False, zero=False)
-    y = alt.Scale(domain=[top, bottom], nice=False, zero=False, reverse=True)
-    none = alt.Axis(labels=False, ticks=False, grid=False, title=None, domain=False)
-    base = alt.Chart(pd.DataFrame({"url": [photo_url(photo)], "x": [0.0], "x2": [float(pw)],
-                                   "y": [0.0], "y2": [float(ph)]}))
-    picture = base.mark_image(aspect=False).encode(
-        x=alt.X("x:Q", scale=x, axis=none), x2=alt.X2("x2:Q"),
-        y=alt.Y("y:Q", scale=y, axis=none), y2=alt.Y2("y2:Q"), url=alt.Url("url:N"))
-    if with_param:
-        # On the small picture layer, before layering: add_params or .properties() on the
-        # layer would copy every layer again (a third of building the chart).
-        picture = picture.add_params(opacity)
-    heat = alt.Chart(cells).mark_rect(opacity=opacity).encode(
-        x=alt.X("x:Q", scale=x, axis=none), x2=alt.X2("x2:Q"),
-        y=alt.Y("y:Q", scale=y, axis=none), y2=alt.Y2("y2:Q"),
-        color=alt.Color("value:Q", scale=scale, legend=alt.Legend(title=legend)),
-        tooltip=tips("row:O", "col:O", alt.Tooltip("value:Q", format=".4g")),
-    )
-    outline = alt.Chart(pd.DataFrame({"x": [box[0]], "x2": [box[2]], "y": [box[1]],
-                                      "y2": [box[3]]})).mark_rect(
-        fill=None, stroke="white", strokeDash=[4, 3]).encode(
-        x=alt.X("x:Q", scale=x, axis=none), x2=alt.X2("x2:Q"),
-        y=alt.Y("y:Q", scale=y, axis=none), y2=alt.Y2("y2:Q"))
-    return alt.layer(picture, heat, outline, width=width, height=height, title=title)
+    axis = {"labels": False, "ticks": False, "grid": False, "title": None, "domain": False}
+    x = field("x:Q", scale={"domain": [left, right], "nice": False, "zero": False}, axis=axis)
+    y = field("y:Q", scale={"domain": [top, bottom], "nice": False, "zero": False,
+                            "reverse": True}, axis=axis)
+    where = {"x": x, "x2": {"field": "x2"}, "y": y, "y2": {"field": "y2"}}
+    return {"width": width, "height": height, "title": title, "layer": [
+        {"data": {"name": "photo"}, "mark": {"type": "image", "aspect": False},
+         "encoding": {**where, "url": field("url:N")}},
+        {"data": {"name": key}, "mark": {"type": "rect", "opacity": {"expr": OPACITY}},
+         "encoding": {**where, "color": field("value:Q", scale=scale, legend={"title": legend}),
+                      "tooltip": tips("row:O", "col:O", field("value:Q", format=".4g"))}},
+        {"data": {"name": "outline"},
+         "mark": {"type": "rect", "fill": None, "stroke": "white", "strokeDash": [4, 3]},
+         "encoding": where},
+    ]}
 
 
-def _opacity(value: float) -> alt.Parameter:
-    return alt.param(name=OPACITY, value=value,
-                     bind=alt.binding_range(min=0, max=1, step=0.05, name="map opacity "))
+def _photo_frames(photo: Image.Image, box) -> dict[str, pd.DataFrame]:
+    pw, ph = photo.size
+    return {"photo": pd.DataFrame({"url": [photo_url(photo)], "x": [0.0], "x2": [float(pw)],
+                                   "y": [0.0], "y2": [float(ph)]}),
+            "outline": pd.DataFrame({"x": [box[0]], "x2": [box[2]], "y": [box[1]],
+                                     "y2": [box[3]]})}
+
+
+def _opacity(value: float) -> dict:
+    return slider(OPACITY, value, "map opacity ")
 
 
 def position_weights_chart(
     insp: Inspection, path: str, image: int = 0, *, photo: Image.Image | None = None,
     box: tuple[float, float, float, float] | None = None, opacity: float = 0.6,
     width: int = 320,
-) -> alt.LayerChart:
+) -> Chart:
     """The position weight map of one image (GSoP-Net Sec. 3.2; CBAM) over the original photo.
 
     photo: the picture the model input was made from (default the model input itself); box:
     where the input lies in it, (left, top, right, bottom) in its pixels
     (:func:`gsoplib.images.crop_box`; default the whole photo). Each cell of the map is a
-    rectangle over the photo: hover it for its position and weight; a slider sets the
-    map's opacity (the :data:`OPACITY` parameter). The pooled map is not drawn here."""
+    rectangle over the photo (dataset ``cells``: x, x2, y, y2, row, col, value): hover it for
+    its position and weight; a slider sets the map's opacity (the :data:`OPACITY`
+    parameter). The pooled map is not drawn here."""
     record = one_image(insp, path, image, "tap_pos_weights", "tap_pos_weights_pooled")
     t = record.tensors
     full = t.get("tap_pos_weights", t.get("tap_pos_weights_pooled"))[0].squeeze()
@@ -94,34 +94,35 @@ def position_weights_chart(
     box = box or (0.0, 0.0, float(photo.width), float(photo.height))
     cells = heat_cells(full, box, max_side=max(full.shape))
     h, w = full.shape
-    param = _opacity(opacity)
-    return finished(_over_photo(
-        cells, photo, box, scale=alt.Scale(scheme="magma"), legend="position weight",
-        title=f"{record.label} ({record.kind}): weights {h}x{w} over the photo",
-        opacity=param, width=width))
+    panel = _over_photo(
+        cells, "cells", photo, box, scale={"scheme": "magma"}, legend="position weight",
+        title=f"{record.label} ({record.kind}): weights {h}x{w} over the photo", width=width)
+    return Chart({**panel, "params": [_opacity(opacity)]},
+                 {"cells": cells, **_photo_frames(photo, box)})
 
 
 def attribution_chart(
     maps: Mapping[str, torch.Tensor], photo: Image.Image,
     box: tuple[float, float, float, float] | None = None, *, opacity: float = 0.5,
     width: int = 280, max_side: int = HEAT_SIDE,
-) -> alt.HConcatChart:
+) -> Chart:
     """Attribution maps (name -> (H, W) over the model input) over the original photo, one
-    panel each. Non-negative maps (Grad-CAM) use 'turbo' from 0; signed ones (Integrated
-    Gradients, Occlusion) red-blue centred at 0 (red supports the target). Maps are
-    average-pooled to ``max_side`` cells a side; hover a cell for its value; one slider sets the
-    opacity of every panel."""
+    panel each (datasets ``map-0``, ``map-1``, ...). Non-negative maps (Grad-CAM) use 'turbo'
+    from 0; signed ones (Integrated Gradients, Occlusion) red-blue centred at 0 (red supports
+    the target). Maps are average-pooled to ``max_side`` cells a side; hover a cell for its
+    value; one slider sets the opacity of every panel."""
     box = box or (0.0, 0.0, float(photo.width), float(photo.height))
-    param = _opacity(opacity)
-    panels = []
-    for name, heat in maps.items():
+    panels, frames = [], _photo_frames(photo, box)
+    for i, (name, heat) in enumerate(maps.items()):
         cells = heat_cells(heat, box, max_side)
         lo, hi = float(cells["value"].min()), float(cells["value"].max())
         if lo >= 0:
-            scale = alt.Scale(scheme="turbo", domain=[0, hi or 1.0])
+            scale = {"scheme": "turbo", "domain": [0, hi or 1.0]}
         else:
             lim = max(abs(lo), abs(hi))
-            scale = alt.Scale(scheme="redblue", reverse=True, domain=[-lim, lim])
-        panels.append(_over_photo(cells, photo, box, title=name, scale=scale, legend=None,
-                                  opacity=param, width=width, with_param=not panels))
-    return finished(alt.hconcat(*panels).resolve_scale(color="independent"))
+            scale = {"scheme": "redblue", "reverse": True, "domain": [-lim, lim]}
+        frames[f"map-{i}"] = cells
+        panels.append(_over_photo(cells, f"map-{i}", photo, box, title=name, scale=scale,
+                                  legend=None, width=width))
+    return Chart({"hconcat": panels, "params": [_opacity(opacity)],
+                  "resolve": {"scale": {"color": "independent"}}}, frames)

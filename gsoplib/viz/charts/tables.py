@@ -11,7 +11,6 @@ names categorical, which is what makes a 128 x 128 covariance a few hundred kB t
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,85 +30,6 @@ COVARIANCE_TAPS = (
     ("tap_cov_bn", "after row-wise BN"),
     ("tap_cov_sqrt", "after square root"),
 )
-
-
-def finished(chart):
-    """A chart ready to show on its own: its title at the left (a centred title wider than a
-    narrow chart is cut off) and sized by its views (``autosize`` "pad", Vega-Lite's default,
-    which Streamlit would otherwise set to "fit": axes, legends and titles squeezed into the
-    views' width and height). Only the public builders call this, last."""
-    import altair as alt
-
-    # Set on the chart the builder just made, not with .properties(), which validates each
-    # property against the schema and deep-copies the chart: a tenth of a second a chart.
-    if isinstance(chart.title, str):
-        chart.title = alt.TitleParams(chart.title, anchor="start")
-    chart.autosize = alt.AutoSizeParams(type="pad")
-    return chart
-
-
-def tips(*fields) -> list:
-    """Tooltip channels from shorthands ("channel:O") or Tooltip objects. Channel objects, not
-    strings or dicts, everywhere in these charts: Altair turns a string or a dict into a
-    channel by matching it against every class of its schema, which cost most of the time of
-    building a chart."""
-    import altair as alt
-
-    return [f if not isinstance(f, str) else alt.Tooltip(f) for f in fields]
-
-
-def when(condition, then, otherwise, channel):
-    """``channel`` (e.g. alt.ColorValue) = ``then`` where ``condition`` holds (a selection
-    parameter or a Vega expression string), else ``otherwise``: alt.condition without the
-    schema matching (see :func:`tips`)."""
-    import altair as alt
-
-    test = {"test": condition} if isinstance(condition, str) else {"param": condition.name}
-    if isinstance(condition, alt.Parameter) and getattr(condition, "empty", alt.Undefined) \
-            is False:
-        test["empty"] = False
-    return channel(otherwise, condition={**test, "value": then})
-
-
-_FRAMES_LOCK = threading.Lock()
-_frames: dict[str, pd.DataFrame] = {}
-
-
-def _keep_frame(data) -> dict:
-    """Altair data transformer: a DataFrame becomes a named dataset, kept as it is."""
-    for name, frame in _frames.items():
-        if frame is data:
-            return {"name": name}
-    name = f"data-{len(_frames)}"
-    _frames[name] = data
-    return {"name": name}
-
-
-def _register() -> None:
-    import altair as alt
-
-    alt.data_transformers.register("gsoplib_frames", _keep_frame)
-
-
-_register()
-
-
-def vega_lite(chart) -> dict:
-    """The Vega-Lite spec of an Altair chart, its data as DataFrames under ``datasets`` (what
-    ``st.vega_lite_chart`` sends as Arrow). Not validated against the schema, which would take
-    longer than building the chart: the builders here write only what Vega-Lite accepts, as
-    the tests check by rendering them."""
-    import altair as alt
-
-    with _FRAMES_LOCK:
-        # Altair's data transformer is process-wide: one chart at a time.
-        _frames.clear()
-        with alt.data_transformers.enable("gsoplib_frames", consolidate_datasets=False):
-            spec = chart.to_dict(validate=False)
-        frames = dict(_frames)
-        _frames.clear()
-    spec["datasets"] = {**spec.get("datasets", {}), **frames}
-    return spec
 
 
 def _pool(a: np.ndarray, side: int) -> tuple[np.ndarray, int]:
