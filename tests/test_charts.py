@@ -258,20 +258,18 @@ def test_every_chart_is_valid_vega_lite_with_its_data_where_it_refers(inspection
         spec = spec_of(chart)
         errors = [e.message[:160] for e in validator.iter_errors(spec)]
         assert not errors, f"{name}: {errors}"
-        referred = set()
+        assert data_names(chart.spec) == set(chart.datasets), name
 
-        def walk(node):
-            if isinstance(node, dict):
-                if isinstance(node.get("data"), dict) and "name" in node["data"]:
-                    referred.add(node["data"]["name"])
-                for value in node.values():
-                    walk(value)
-            elif isinstance(node, list):
-                for value in node:
-                    walk(value)
 
-        walk(chart.spec)
-        assert referred == set(chart.datasets), name
+def data_names(node) -> set[str]:
+    """Every dataset name a spec's views refer to."""
+    if isinstance(node, list):
+        return set().union(*map(data_names, node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    found = set().union(*map(data_names, node.values())) if node else set()
+    data = node.get("data")
+    return found | ({data["name"]} if isinstance(data, dict) and "name" in data else set())
 
 
 def test_the_schema_check_rejects_what_vega_lite_would(inspections, validator):
