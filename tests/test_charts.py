@@ -20,7 +20,7 @@ from gsoplib.images import crop_box
 from gsoplib.pretrained import load_pretrained
 from gsoplib.probe import probe
 from gsoplib.viz import charts
-from gsoplib.viz.charts.tables import matrix_table, similarity_order
+from gsoplib.viz.charts.tables import feature_maps_table, matrix_table, similarity_order
 
 
 def spec_of(chart) -> dict:
@@ -148,6 +148,22 @@ def test_feature_maps_and_the_channels_over_the_batch(inspections):
     over = dataset_with(charts.channel_batch_chart(insp, path, [4]), "image", "weight")
     np.testing.assert_array_equal(over["weight"],
                                   insp[path]["tap_channel_weights"][:, 4].flatten().double())
+
+
+def test_feature_maps_wider_than_the_limit_are_block_means(inspections):
+    insp = inspections["fmnist_small_gsop2"]
+    path = insp.of_kind("gsop_channel")[0].path
+    tap = insp[path]["tap_input"][1].double()
+    side = tap.shape[-1]
+    maps = feature_maps_table(insp, path, [2, 5], image=1, max_side=side // 2)
+    pooled = torch.nn.functional.avg_pool2d(tap[None], 2, ceil_mode=True)[0].numpy()
+    assert len(maps) == 2 * pooled[0].size
+    for ch in (2, 5):
+        part = maps[maps.channel == ch]
+        np.testing.assert_allclose(part["value"], pooled[ch][part["row"], part["col"]],
+                                   rtol=1e-6)
+    with pytest.raises(IndexError, match="channel 999 is out of range"):
+        feature_maps_table(insp, path, [999])
 
 
 def test_the_batch_heatmap_holds_every_weight_in_an_order_of_similarity(inspections):

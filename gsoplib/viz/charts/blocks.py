@@ -17,7 +17,7 @@ from .tables import (
     channel_weights_table,
     covariance_matrices,
     feature_maps_table,
-    matrix_table,
+    matrices_table,
     spectrum_table,
 )
 
@@ -67,9 +67,7 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     """
     mats = covariance_matrices(insp, path, image)
     what = "position" if insp[path].kind == "gsop_position" else "channel"
-    cells = pd.concat([matrix_table(m, name) for name, m in mats], ignore_index=True)
-    # concat of two categoricals with other categories gives strings: 20 bytes a cell to send
-    cells["matrix"] = pd.Categorical(cells["matrix"])
+    cells = matrices_table(mats)
     pooled = "rows" in cells
     # Block means name the index ranges they cover; single entries their two indices.
     row_field, col_field = ("rows:N", "cols:N") if pooled else ("row:O", "col:O")

@@ -42,23 +42,42 @@ def _pool(a: np.ndarray, side: int) -> tuple[np.ndarray, int]:
     return F.avg_pool2d(t, f, ceil_mode=True)[0, 0].numpy(), f
 
 
-def matrix_table(matrix: np.ndarray, name: str, max_side: int = MATRIX_SIDE) -> pd.DataFrame:
-    """An (n, m) matrix as rows (matrix, row, col, value). A matrix wider than ``max_side`` is
-    averaged over square blocks: ``row``/``col`` are then each block's first index, and columns
-    ``rows``/``cols`` name the index range it covers ("0-3")."""
-    pooled, f = _pool(np.asarray(matrix, dtype=np.float64), max_side)
-    n, m = pooled.shape
-    rows, cols = np.meshgrid(np.arange(n) * f, np.arange(m) * f, indexing="ij")
-    rows, cols = rows.ravel(), cols.ravel()
-    table = pd.DataFrame({"matrix": pd.Categorical([name] * len(rows)),
+def _names(names: Sequence[str], codes: np.ndarray) -> pd.Categorical:
+    """A categorical column from integer codes: no string is built per row."""
+    return pd.Categorical.from_codes(codes, categories=list(dict.fromkeys(names)))
+
+
+def matrices_table(matrices: Sequence[tuple[str, np.ndarray]], max_side: int = MATRIX_SIDE
+                   ) -> pd.DataFrame:
+    """(name, matrix) pairs as one table of rows (matrix, row, col, value); each matrix wider
+    than ``max_side`` is averaged over square blocks: ``row``/``col`` are then each block's
+    first index, and columns ``rows``/``cols`` name the index range it covers ("0-3")."""
+    parts, ranges = [], []
+    for k, (_, matrix) in enumerate(matrices):
+        pooled, f = _pool(np.asarray(matrix, dtype=np.float64), max_side)
+        n, m = pooled.shape
+        rows, cols = np.meshgrid(np.arange(n) * f, np.arange(m) * f, indexing="ij")
+        rows, cols = rows.ravel(), cols.ravel()
+        parts.append((np.full(len(rows), k, np.int8), rows, cols, pooled.ravel()))
+        ranges.append((f, rows, cols, matrix.shape))
+    code, rows, cols, values = (np.concatenate(c) for c in zip(*parts))
+    table = pd.DataFrame({"matrix": _names([n for n, _ in matrices], code),
                           "row": rows.astype(np.int16), "col": cols.astype(np.int16),
-                          "value": pooled.ravel().astype(np.float32)})
-    if f > 1:
-        for column, start, size in (("rows", rows, matrix.shape[0]),
-                                    ("cols", cols, matrix.shape[1])):
-            last = np.minimum(start + f, size) - 1
-            table[column] = np.char.add(np.char.add(start.astype(str), "-"), last.astype(str))
+                          "value": values.astype(np.float32)})
+    if any(f > 1 for f, *_ in ranges):
+        for column, axis in (("rows", 0), ("cols", 1)):
+            text = []
+            for f, r, c, shape in ranges:
+                start = (r, c)[axis]
+                last = np.minimum(start + f, shape[axis]) - 1
+                text.append(np.char.add(np.char.add(start.astype(str), "-"), last.astype(str)))
+            table[column] = np.concatenate(text)
     return table
+
+
+def matrix_table(matrix: np.ndarray, name: str, max_side: int = MATRIX_SIDE) -> pd.DataFrame:
+    """An (n, m) matrix as rows (matrix, row, col, value): :func:`matrices_table` of one."""
+    return matrices_table([(name, matrix)], max_side)
 
 
 def covariance_matrices(insp: Inspection, path: str, image: int = 0
@@ -73,17 +92,20 @@ def covariance_matrices(insp: Inspection, path: str, image: int = 0
 def spectrum_table(matrices: Sequence[tuple[str, np.ndarray]]) -> pd.DataFrame:
     """Eigenvalues over the largest, in decreasing order, of each symmetric matrix (row-BN's
     output is not symmetric and is left out), as rows (matrix, index, eigenvalue, ratio)."""
-    frames = []
+    names, parts = [], []
     for name, m in matrices:
         if not np.allclose(m, m.T, rtol=1e-5, atol=1e-8 * max(np.abs(m).max(), 1e-30)):
             continue
         evals = np.linalg.eigvalsh((m + m.T) / 2)[::-1]
         top = evals[0] if evals[0] > 0 else 1.0
-        frames.append(pd.DataFrame({"matrix": name, "index": np.arange(1, len(evals) + 1),
-                                    "eigenvalue": evals,
-                                    "ratio": np.clip(evals / top, 1e-12, None)}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        {"matrix": [], "index": [], "eigenvalue": [], "ratio": []})
+        parts.append((np.full(len(evals), len(names), np.int8), np.arange(1, len(evals) + 1),
+                      evals, np.clip(evals / top, 1e-12, None)))
+        names.append(name)
+    if not parts:
+        return pd.DataFrame({"matrix": [], "index": [], "eigenvalue": [], "ratio": []})
+    code, index, evals, ratio = (np.concatenate(c) for c in zip(*parts))
+    return pd.DataFrame({"matrix": _names(names, code), "index": index, "eigenvalue": evals,
+                         "ratio": ratio})
 
 
 def channel_weights_table(insp: Inspection, path: str, image: int = 0) -> pd.DataFrame:
@@ -112,19 +134,26 @@ def feature_maps_table(insp: Inspection, path: str, channels: Sequence[int], ima
     maps = feature_maps(record)
     if maps is None:
         raise ValueError(f"{record.label} has no feature maps tapped (tap_input)")
-    weights = record["tap_channel_weights"].flatten().double()
-    frames = []
+    weights = record["tap_channel_weights"].flatten().double().numpy()
+    channels = [int(c) for c in channels]
     for ch in channels:
         if not 0 <= ch < maps.shape[1]:
             raise IndexError(f"channel {ch} is out of range for {maps.shape[1]} channels")
-        pooled, _ = _pool(maps[0, ch].double().numpy(), max_side)
-        rows, cols = np.meshgrid(*map(np.arange, pooled.shape), indexing="ij")
-        frames.append(pd.DataFrame({"channel": np.int16(ch), "weight": float(weights[ch]),
-                                    "row": rows.ravel().astype(np.int16),
-                                    "col": cols.ravel().astype(np.int16),
-                                    "value": pooled.ravel().astype(np.float32)}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        {"channel": [], "weight": [], "row": [], "col": [], "value": []})
+    if not channels:
+        return pd.DataFrame({"channel": [], "weight": [], "row": [], "col": [], "value": []})
+    # One pooling of all the channels: (k, h, w) -> (k, h', w')
+    picked = maps[0, channels].double()
+    f = max(1, -(-max(picked.shape[1:]) // max_side))
+    if f > 1:
+        picked = F.avg_pool2d(picked[None], f, ceil_mode=True)[0]
+    k, h, w = picked.shape
+    chan, rows, cols = np.meshgrid(np.asarray(channels), np.arange(h), np.arange(w),
+                                   indexing="ij")
+    return pd.DataFrame({"channel": chan.ravel().astype(np.int16),
+                         "weight": weights[chan.ravel()],
+                         "row": rows.ravel().astype(np.int16),
+                         "col": cols.ravel().astype(np.int16),
+                         "value": picked.numpy().ravel().astype(np.float32)})
 
 
 def batch_weights(insp: Inspection, path: str) -> np.ndarray:
