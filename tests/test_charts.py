@@ -29,7 +29,16 @@ def spec_of(chart) -> dict:
 
 
 def datasets(chart) -> list[pd.DataFrame]:
-    return [pd.DataFrame(rows) for rows in spec_of(chart)["datasets"].values()]
+    """The chart's data as a notebook receives it; float32 columns back to float32 (the JSON
+    holds their shortest decimals)."""
+    frames = []
+    for name, rows in spec_of(chart)["datasets"].items():
+        frame = pd.DataFrame(rows)
+        for column, kind in chart.data(name).dtypes.items():
+            if kind == np.float32:
+                frame[column] = frame[column].astype(np.float32)
+        frames.append(frame)
+    return frames
 
 
 def dataset_with(chart, *columns: str) -> pd.DataFrame:
@@ -87,10 +96,10 @@ def test_covariance_cells_hold_both_indices_and_the_probe_s_value(inspections):
     insp = inspections["fmnist_small_gsop2"]
     path = insp.of_kind("gsop_channel")[0].path
     chart = charts.covariance_chart(insp, path, image=2)
-    cells = dataset_with(chart, "row", "col", "value")
+    shown = dict(zip(spec_of(chart)["datasets"], datasets(chart)))
     for tap, name in (("tap_cov", "covariance (before)"), ("tap_cov_bn", "after row-wise BN")):
         m = insp[path][tap][2].double().numpy()
-        part = cells[cells.matrix == name]
+        part = shown[name]
         assert len(part) == m.size
         np.testing.assert_array_equal(part["value"], m[part["row"], part["col"]])
     spec = spec_of(chart)
@@ -105,7 +114,7 @@ def test_covariance_cells_hold_both_indices_and_the_probe_s_value(inspections):
 
 def test_a_covariance_wider_than_the_limit_is_sent_as_block_means():
     m = np.arange(256 * 256, dtype=float).reshape(256, 256)
-    table = matrix_table(m, "big")
+    table = matrix_table(m)
     assert len(table) == 128 * 128
     first = table.iloc[0]
     assert first["rows"] == "0-1" and first["cols"] == "0-1"
@@ -119,6 +128,21 @@ def test_position_covariance_names_positions(inspections):
     path = insp.of_kind("gsop_position")[0].path
     spec = spec_of(charts.covariance_chart(insp, path))
     assert "row position" in tooltips(spec)
+
+
+def test_each_matrix_is_its_own_dataset_named_in_the_browser(inspections):
+    """A cell carries (row, col, value) only; its panel adds the matrix's name, which the
+    tooltip and the MATRIX selection read."""
+    insp = inspections["fmnist_small_gsop2"]
+    path = insp.of_kind("isqrt_cov")[0].path
+    chart = charts.covariance_chart(insp, path, max_side=16)
+    names = ["covariance (before)", "after square root"]
+    assert list(chart.datasets) == [*names, "spectrum"]
+    for name, panel in zip(names, chart.spec["hconcat"]):
+        assert list(chart.data(name).columns) == ["row", "col", "value", "rows", "cols"]
+        assert len(chart.data(name)) == 16 * 16  # 64 x 64 as 4 x 4 block means
+        assert panel["data"] == {"name": name}
+        assert json.loads(panel["transform"][0]["calculate"]) == name
 
 
 def test_channel_weights_are_the_probe_s_sorted_with_a_channel_selection(inspections):
@@ -319,5 +343,5 @@ def test_a_notebook_renders_a_chart_as_vega_lite(inspections):
     assert set(bundle) == {"application/vnd.vegalite.v5+json", "text/plain"}
     assert bundle["application/vnd.vegalite.v5+json"]["hconcat"]
     assert "covariance" in bundle["text/plain"] or "gsop" in bundle["text/plain"]
-    with pytest.raises(KeyError, match="has no dataset 'nope'; it has cells, spectrum"):
+    with pytest.raises(KeyError, match="has no dataset .nope.; it has covariance .before., after"):
         chart.data("nope")

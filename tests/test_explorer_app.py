@@ -242,8 +242,8 @@ def direct_probe_bytes(path: Path, images: list[bytes]):
     return probe(ckpt.model, torch.stack(tensors), class_names=ckpt.classes)
 
 
-def charts_shown(at: AppTest) -> dict[str, tuple[dict, list]]:
-    """Name (the chart's accessible description) -> (Vega-Lite spec, its datasets as
+def charts_shown(at: AppTest) -> dict[str, tuple[dict, dict]]:
+    """Name (the chart's accessible description) -> (Vega-Lite spec, its datasets by name as
     DataFrames) of every interactive chart on the page."""
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
@@ -251,7 +251,8 @@ def charts_shown(at: AppTest) -> dict[str, tuple[dict, list]]:
     for element in at.get("vega_lite_chart"):
         proto = element.proto
         out[proto.alt] = (json.loads(proto.spec),
-                          [convert_arrow_bytes_to_pandas_df(d.data.data) for d in proto.datasets])
+                          {d.name: convert_arrow_bytes_to_pandas_df(d.data.data)
+                           for d in proto.datasets})
     return out
 
 
@@ -259,7 +260,7 @@ def chart_data(at: AppTest, name: str, *columns: str):
     """The one dataset of chart ``name`` that has ``columns``."""
     shown = charts_shown(at)
     assert name in shown, f"no chart {name!r}; the page has {list(shown)}"
-    [frame] = [d for d in shown[name][1] if set(columns) <= set(d.columns)]
+    [frame] = [d for d in shown[name][1].values() if set(columns) <= set(d.columns)]
     return frame
 
 
@@ -284,11 +285,12 @@ def block_charts_match(at: AppTest, insp, record) -> None:
         full = t["tap_pos_weights"][0].squeeze().double().numpy()
         np.testing.assert_allclose(cells["value"], full[cells["row"], cells["col"]], rtol=1e-5,
                                    atol=1e-6)
-    cov = chart_data(at, f"{record.path}: covariance", "row", "col", "value")
     name, tap = (("position covariance", "tap_pos_cov") if "tap_pos_cov" in t
                  else ("covariance (before)", "tap_cov"))
+    shown = charts_shown(at)
+    assert f"{record.path}: covariance" in shown, f"no covariance chart; the page has {shown}"
+    part = shown[f"{record.path}: covariance"][1][name]
     m = t[tap][0].double().numpy()
-    part = cov[cov.matrix == name]
     assert len(part) == m.size
     # float32 sums in another order (the app's one torch thread) differ by ~1e-5 of the scale
     np.testing.assert_allclose(part["value"], m[part["row"], part["col"]], rtol=1e-6,
@@ -332,10 +334,10 @@ def test_every_view_of_every_kind_of_model(kind, checkpoints):
     heads = [r for r in insp.parts() if r.kind in pipeline.HEAD_KINDS]
     for record in heads:
         if record.kind == "isqrt_cov":
-            cov = chart_data(at, f"{record.path}: covariance", "row", "col", "value")
-            assert set(cov.matrix) == {"covariance (before)", "after square root"}
+            cov = charts_shown(at)[f"{record.path}: covariance"][1]
+            assert set(cov) == {"covariance (before)", "after square root", "spectrum"}
             sqrt = record["tap_cov_sqrt"][0].double().numpy()
-            part = cov[cov.matrix == "after square root"]
+            part = cov["after square root"]
             np.testing.assert_allclose(part["value"], sqrt[part["row"], part["col"]],
                                        rtol=1e-6, atol=1e-12)
         if record.kind == "gated_mixture":
@@ -379,7 +381,7 @@ def test_integrated_gradients_only_behind_the_slow_switch(checkpoints):
     assert figure.startswith(f"attributions for {FASHION_CLASSES[3]}")
     assert "Integrated Gradients" in figure
     spec, frames = charts_shown(at)[figure]
-    assert len([f for f in frames if "value" in f.columns]) == 3  # one panel per method
+    assert len([f for f in frames.values() if "value" in f.columns]) == 3  # one per method
 
 
 def test_downloads_hold_the_inspection(checkpoints):
@@ -721,7 +723,7 @@ def test_position_maps_lie_over_the_original_photo_s_crop(checkpoints):
                                    atol=1e-6)
         # the photo's preview is 320x240: the 28x28 input is its centre 240x240
         np.testing.assert_allclose(cells_box(cells), crop_box((320, 240), (28, 28)))
-        [picture] = [d for d in charts_shown(at)[name][1] if "url" in d.columns]
+        [picture] = [d for d in charts_shown(at)[name][1].values() if "url" in d.columns]
         assert picture["url"][0].startswith("data:image/jpeg;base64,")
         assert (picture["x2"][0], picture["y2"][0]) == (320, 240)
         spec = charts_shown(at)[name][0]
@@ -817,7 +819,7 @@ def test_an_imagenet_size_checkpoint_opens_like_a_bundled_one(imagenet_checkpoin
     at = show(at, "Attributions")
     [name] = [n for n in charts_shown(at) if n.startswith("attributions")]
     assert name.startswith(f"attributions for {direct.top[0][0].name}")
-    frames = [d for d in charts_shown(at)[name][1] if "value" in d.columns]
+    frames = [d for d in charts_shown(at)[name][1].values() if "value" in d.columns]
     box = crop_box((320, 240), (224, 224), resize=256)
     for cells in frames:
         np.testing.assert_allclose(cells_box(cells), box, atol=1e-6)

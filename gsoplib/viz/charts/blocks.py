@@ -4,6 +4,7 @@ a batch, and the batch's images x channels heatmap."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,12 +13,13 @@ import pandas as pd
 from ...probe import Inspection
 from .spec import Chart, field, point_selection, tips, when
 from .tables import (
+    MATRIX_SIDE,
     batch_table,
     batch_weights,
     channel_weights_table,
     covariance_matrices,
     feature_maps_table,
-    matrices_table,
+    matrix_table,
     spectrum_table,
 )
 
@@ -54,21 +56,24 @@ def prediction_chart(insp: Inspection, image: int = 0) -> Chart:
         ]}, {"top": data})
 
 
-def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int = 260) -> Chart:
+def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int = 260,
+                     max_side: int = MATRIX_SIDE) -> Chart:
     """Every covariance of one image's part at ``path`` as a heatmap (diverging colours centred
     at 0) and the eigenvalue spectrum of the symmetric ones (eigenvalue / largest, log scale).
 
     Hover a cell for its two channel (or position) indices and value; matrices wider than
-    :data:`~gsoplib.viz.charts.tables.MATRIX_SIDE` show block means and the index ranges. The
+    ``max_side`` (default :data:`~gsoplib.viz.charts.tables.MATRIX_SIDE`) show block means and
+    the index ranges. The
     :data:`MATRIX` selection links the panels: clicking a spectrum's line or legend entry dims
-    the other matrices and spectra. Datasets: ``cells`` (matrix, row, col, value[, rows,
-    cols]) and ``spectrum`` (matrix, index, eigenvalue, ratio). GSoP-Net Sec. 3.1-3.2,
+    the other matrices and spectra. Datasets: one per matrix, named as its panel ("covariance
+    (before)", "after square root", ...: row, col, value[, rows, cols]), and ``spectrum``
+    (matrix, index, eigenvalue, ratio). GSoP-Net Sec. 3.1-3.2,
     iSQRT-COV.
     """
     mats = covariance_matrices(insp, path, image)
     what = "position" if insp[path].kind == "gsop_position" else "channel"
-    cells = matrices_table(mats)
-    pooled = "rows" in cells
+    cells = {name: matrix_table(m, max_side) for name, m in mats}
+    pooled = any("rows" in c for c in cells.values())
     # Block means name the index ranges they cover; single entries their two indices.
     row_field, col_field = ("rows:N", "cols:N") if pooled else ("row:O", "col:O")
     tooltip = tips("matrix:N", field(row_field, title=f"row {what}"),
@@ -78,9 +83,11 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     for name, m in mats:
         lim = float(np.abs(m).max()) or 1.0
         panels.append({
-            "data": {"name": "cells"}, "width": side, "height": side,
+            "data": {"name": name}, "width": side, "height": side,
             "title": f"{name} {m.shape[0]}x{m.shape[1]}" + (" (block means)" if pooled else ""),
-            "transform": [{"filter": {"field": "matrix", "equal": name}}],
+            # Each matrix its own dataset of (row, col, value): the name is added in the
+            # browser, for the tooltip and the MATRIX selection, instead of sent per cell.
+            "transform": [{"calculate": json.dumps(name), "as": "matrix"}],
             "mark": {"type": "rect"},
             "encoding": {
                 "x": field("col:O", axis=BARE), "y": field("row:O", axis=BARE),
@@ -107,7 +114,7 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     record = insp[path]
     return Chart({"title": f"{record.label} ({record.kind})", "hconcat": [*panels, spectrum],
                   "resolve": {"scale": {"color": "independent"}}},
-                 {"cells": cells, "spectrum": spectrum_table(mats)})
+                 {**cells, "spectrum": spectrum_table(mats)})
 
 
 def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,

@@ -47,37 +47,22 @@ def _names(names: Sequence[str], codes: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=list(dict.fromkeys(names)))
 
 
-def matrices_table(matrices: Sequence[tuple[str, np.ndarray]], max_side: int = MATRIX_SIDE
-                   ) -> pd.DataFrame:
-    """(name, matrix) pairs as one table of rows (matrix, row, col, value); each matrix wider
-    than ``max_side`` is averaged over square blocks: ``row``/``col`` are then each block's
-    first index, and columns ``rows``/``cols`` name the index range it covers ("0-3")."""
-    parts, ranges = [], []
-    for k, (_, matrix) in enumerate(matrices):
-        pooled, f = _pool(np.asarray(matrix, dtype=np.float64), max_side)
-        n, m = pooled.shape
-        rows, cols = np.meshgrid(np.arange(n) * f, np.arange(m) * f, indexing="ij")
-        rows, cols = rows.ravel(), cols.ravel()
-        parts.append((np.full(len(rows), k, np.int8), rows, cols, pooled.ravel()))
-        ranges.append((f, rows, cols, matrix.shape))
-    code, rows, cols, values = (np.concatenate(c) for c in zip(*parts))
-    table = pd.DataFrame({"matrix": _names([n for n, _ in matrices], code),
-                          "row": rows.astype(np.int16), "col": cols.astype(np.int16),
-                          "value": values.astype(np.float32)})
-    if any(f > 1 for f, *_ in ranges):
-        for column, axis in (("rows", 0), ("cols", 1)):
-            text = []
-            for f, r, c, shape in ranges:
-                start = (r, c)[axis]
-                last = np.minimum(start + f, shape[axis]) - 1
-                text.append(np.char.add(np.char.add(start.astype(str), "-"), last.astype(str)))
-            table[column] = np.concatenate(text)
+def matrix_table(matrix: np.ndarray, max_side: int = MATRIX_SIDE) -> pd.DataFrame:
+    """An (n, m) matrix as rows (row, col, value). A matrix wider than ``max_side`` is
+    averaged over square blocks: ``row``/``col`` are then each block's first index, and columns
+    ``rows``/``cols`` name the index range it covers ("0-3")."""
+    pooled, f = _pool(np.asarray(matrix, dtype=np.float64), max_side)
+    n, m = pooled.shape
+    rows, cols = np.meshgrid(np.arange(n) * f, np.arange(m) * f, indexing="ij")
+    rows, cols = rows.ravel(), cols.ravel()
+    table = pd.DataFrame({"row": rows.astype(np.int16), "col": cols.astype(np.int16),
+                          "value": pooled.ravel().astype(np.float32)})
+    if f > 1:
+        for column, start, size in (("rows", rows, matrix.shape[0]),
+                                    ("cols", cols, matrix.shape[1])):
+            last = np.minimum(start + f, size) - 1
+            table[column] = np.char.add(np.char.add(start.astype(str), "-"), last.astype(str))
     return table
-
-
-def matrix_table(matrix: np.ndarray, name: str, max_side: int = MATRIX_SIDE) -> pd.DataFrame:
-    """An (n, m) matrix as rows (matrix, row, col, value): :func:`matrices_table` of one."""
-    return matrices_table([(name, matrix)], max_side)
 
 
 def covariance_matrices(insp: Inspection, path: str, image: int = 0
