@@ -264,3 +264,31 @@ def test_later_widgets_assert_and_have_a_committed_static_figure(stem, figure):
              for m in STATIC_FIGURE.finditer(c.source)]
     assert f"../docs/figures/notebooks/{figure}" in shown
     assert (NOTEBOOKS / "../docs/figures/notebooks" / figure).resolve().is_file()
+
+
+# Issue 19: the notebooks show the explorer's interactive charts, stored in the committed file.
+CHART_MIME = "application/vnd.vegalite.v5+json"
+
+
+def test_notebook_06_embeds_the_interactive_charts_as_vega_lite():
+    """JupyterLab renders these outputs itself (no script fetched): each one is a stored
+    Vega-Lite spec with its data inline, built by gsoplib.viz.charts in a cell that asserts
+    the chart's numbers are the probe's."""
+    nb = _read(NOTEBOOKS / "06_inspecting.ipynb")
+    shown = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.outputs:
+            spec = out.get("data", {}).get(CHART_MIME)
+            if spec is not None:
+                assert "charts." in cell.source and re.search(r"^assert ", cell.source,
+                                                               re.MULTILINE)
+                assert spec["datasets"] and all(spec["datasets"].values())
+                shown[re.findall(r"charts\.(\w+_chart)\(", cell.source)[0]] = spec
+    assert set(shown) >= {"channel_weights_chart", "batch_heatmap_chart",
+                          "position_weights_chart", "covariance_chart", "gate_chart"}
+    params = [p["name"] for p in shown["channel_weights_chart"]["params"]]
+    assert params == ["channels"]
+    assert any(p.get("bind", {}).get("input") == "range"
+               for p in shown["position_weights_chart"]["params"])
