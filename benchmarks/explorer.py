@@ -12,7 +12,9 @@ Rows:
   view but the attributions, two ways timed in turn in one run: ``ms`` the interactive path the
   app takes (explorer/pipeline.py ``all_charts``: the probe and every chart, converted to the
   Vega-Lite spec and Arrow data Streamlit sends, as ``st.vega_lite_chart`` does), ``png_ms`` the
-  PNG path it replaced (the probe and every figure rendered to PNG); ``probe_ms`` the probe
+  PNG path it replaced (the probe and every figure rendered to PNG); ``views_ms`` and
+  ``views_png_ms`` the same two from the decoded input tensor on (without the decode both
+  share, which bounds the ratio of a model with few views); ``probe_ms`` the probe
   alone and ``forward_ms`` the model's plain forward pass on the same input tensor;
   ``attributions_ms`` Grad-CAM and Occlusion with their chart, on their own (extra passes by
   nature), ``attributions_png_ms`` with their figure instead. Every bundled checkpoint, after
@@ -176,9 +178,21 @@ def upload_row(step: str, label: str, ckpt, data: bytes, repeats: int) -> dict:
         maps = pipeline.attributions(ckpt, lock, tensor, insp.top[0][0].index)
         return pipeline.attribution_png(tensor, maps)
 
+    def views_interactive():
+        return sum(sent_bytes(c) for c in
+                   pipeline.all_charts(ckpt, lock, tensor, preview, box).values())
+
+    def views_png():
+        insp = pipeline.inspect(ckpt, lock, tensor)
+        out = {"prediction": pipeline.prediction_png(insp)}
+        for record in insp.parts():
+            out.update(pipeline.block_pngs(insp, record.path))
+        return out
+
     medians = round_robin_medians(
         {"interactive": interactive, "png": pngs, "forward": forward,
-         "probe": lambda: pipeline.inspect(ckpt, lock, tensor)},
+         "probe": lambda: pipeline.inspect(ckpt, lock, tensor),
+         "views_interactive": views_interactive, "views_png": views_png},
         torch.device("cpu"), warmup=1, repeats=repeats)
     extra = round_robin_medians({"chart": attributions_chart, "png": attributions_png},
                                 torch.device("cpu"), warmup=0, repeats=max(1, repeats // 2))
@@ -190,6 +204,9 @@ def upload_row(step: str, label: str, ckpt, data: bytes, repeats: int) -> dict:
         "ms": 1e3 * medians["interactive"], "png_ms": 1e3 * medians["png"],
         "probe_ms": 1e3 * medians["probe"], "forward_ms": 1e3 * medians["forward"],
         "speedup": medians["png"] / medians["interactive"],
+        "views_ms": 1e3 * medians["views_interactive"],
+        "views_png_ms": 1e3 * medians["views_png"],
+        "views_speedup": medians["views_png"] / medians["views_interactive"],
         "x_probe": medians["interactive"] / medians["probe"],
         "x_forward": medians["interactive"] / medians["forward"],
         "attributions_ms": 1e3 * extra["chart"], "attributions_png_ms": 1e3 * extra["png"],
@@ -272,6 +289,7 @@ def main() -> None:
     print(markdown_table(rows, [("step", "step", "s"), ("input", "input", "s"),
                                 ("figures", "figures", "d"), ("ms", "median ms", ".1f"),
                                 ("png_ms", "PNG path ms", ".1f"), ("speedup", "x faster", ".1f"),
+                                ("views_speedup", "x faster, decoded", ".1f"),
                                 ("probe_ms", "probe ms", ".1f"), ("x_probe", "x probe", ".2f"),
                                 ("forward_ms", "forward ms", ".1f"),
                                 ("x_forward", "x forward", ".2f"),

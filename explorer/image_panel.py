@@ -103,6 +103,13 @@ def gallery_for(dataset: str | None) -> Gallery:
     return found.get(dataset or "", found[DEFAULT_GALLERY])
 
 
+def sample_label(gallery: Gallery, spec: InputSpec, path: Path) -> str | None:
+    """A sample's true class, when the gallery is of the checkpoint's own dataset (or the
+    checkpoint names none); another dataset's classes are not this model's (an ImageNet
+    checkpoint shown Fashion-MNIST samples)."""
+    return gallery.label(path) if gallery.dataset == (spec.dataset or DEFAULT_GALLERY) else None
+
+
 @st.cache_data(max_entries=512, show_spinner=False)
 def _prepare(
     data: bytes, name: str, spec: InputSpec, fit: Fit, invert: bool, label: str | None
@@ -148,8 +155,11 @@ def render(spec: InputSpec) -> list[ModelInput]:
     pick, upload, convert = st.columns([2, 2, 1])
     gallery = gallery_for(spec.dataset)
     files = {p.name: p for p in gallery.files}
+    own = gallery.dataset == (spec.dataset or DEFAULT_GALLERY)
     chosen = pick.multiselect(
-        f"Sample images ({gallery.dataset} test set)",
+        f"Sample images ({gallery.dataset} test set)" if own else
+        f"Sample images ({gallery.dataset} test set: no samples of {spec.dataset} are "
+        "bundled, upload your own)",
         list(files),
         default=[min(files, key=_test_index)] if files else [],
         format_func=gallery.caption,
@@ -176,7 +186,8 @@ def render(spec: InputSpec) -> list[ModelInput]:
         "background.",
         key="invert",
     )
-    sources = [(name, files[name].read_bytes(), gallery.label(files[name])) for name in chosen]
+    sources = [(name, files[name].read_bytes(), sample_label(gallery, spec, files[name]))
+               for name in chosen]
     sources += [(f.name, f.getvalue(), None) for f in uploads or []]
     inputs = []
     for name, data, label in sources:
@@ -193,7 +204,7 @@ def gallery_inputs(spec: InputSpec, fit: Fit = "crop", invert: bool = False
                    ) -> list[ModelInput]:
     """Every sample of the checkpoint's gallery, converted for it (batch views)."""
     gallery = gallery_for(spec.dataset)
-    return [_prepare(p.read_bytes(), p.name, spec, fit, invert, gallery.label(p))
+    return [_prepare(p.read_bytes(), p.name, spec, fit, invert, sample_label(gallery, spec, p))
             for p in gallery.files]
 
 

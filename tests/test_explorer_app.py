@@ -788,6 +788,19 @@ def imagenet_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+def test_another_dataset_s_samples_are_not_given_as_this_model_s_true_class(
+        imagenet_checkpoint):
+    """No ImageNet samples are bundled: the Fashion-MNIST gallery stands in, says so, and
+    its garment names are not shown as the true class of an ImageNet model's input."""
+    at = open_path(imagenet_checkpoint)
+    [samples] = [m for m in at.multiselect if m.key.startswith("gallery_")]
+    assert "no samples of imagenet are bundled, upload your own" in samples.label
+    assert samples.value, "a sample is still chosen, so the views have an image"
+    assert not [m.value for m in at.markdown if m.value.startswith("True class")]
+    at = open_path(pretrained_path("fmnist_small_gsop2"), at)
+    assert [m.value for m in at.markdown if m.value.startswith("True class")]
+
+
 def test_an_imagenet_size_checkpoint_opens_like_a_bundled_one(imagenet_checkpoint):
     """A ResNet-50 GSoP-Net1 at 224 (1000 ImageNet classes, resize 256 then crop 224): the
     upload is resized and cropped as the metadata says, top-5 with ImageNet names, the blocks'
