@@ -150,18 +150,22 @@ def upload_row(step: str, label: str, ckpt, data: bytes, repeats: int) -> dict:
         box = tuple(scale * v for v in crop_box(decoded.image.size, size, resize=resize))
         return to_tensor(picture, ckpt.mean, ckpt.std), preview, box
 
-    def interactive():
-        tensor, preview, box = upload()
+    def views_interactive(tensor, preview, box):
         return sum(sent_bytes(c) for c in
                    pipeline.all_charts(ckpt, lock, tensor, preview, box).values())
 
-    def pngs():
-        tensor, _, _ = upload()
+    def views_png(tensor):
         insp = pipeline.inspect(ckpt, lock, tensor)
         out = {"prediction": pipeline.prediction_png(insp)}
         for record in insp.parts():
             out.update(pipeline.block_pngs(insp, record.path))
         return out
+
+    def interactive():
+        return views_interactive(*upload())
+
+    def pngs():
+        return views_png(upload()[0])
 
     tensor, preview, box = upload()
     model = ckpt.model
@@ -178,21 +182,11 @@ def upload_row(step: str, label: str, ckpt, data: bytes, repeats: int) -> dict:
         maps = pipeline.attributions(ckpt, lock, tensor, insp.top[0][0].index)
         return pipeline.attribution_png(tensor, maps)
 
-    def views_interactive():
-        return sum(sent_bytes(c) for c in
-                   pipeline.all_charts(ckpt, lock, tensor, preview, box).values())
-
-    def views_png():
-        insp = pipeline.inspect(ckpt, lock, tensor)
-        out = {"prediction": pipeline.prediction_png(insp)}
-        for record in insp.parts():
-            out.update(pipeline.block_pngs(insp, record.path))
-        return out
-
     medians = round_robin_medians(
         {"interactive": interactive, "png": pngs, "forward": forward,
          "probe": lambda: pipeline.inspect(ckpt, lock, tensor),
-         "views_interactive": views_interactive, "views_png": views_png},
+         "views_interactive": lambda: views_interactive(tensor, preview, box),
+         "views_png": lambda: views_png(tensor)},
         torch.device("cpu"), warmup=1, repeats=repeats)
     extra = round_robin_medians({"chart": attributions_chart, "png": attributions_png},
                                 torch.device("cpu"), warmup=0, repeats=max(1, repeats // 2))

@@ -103,11 +103,16 @@ def gallery_for(dataset: str | None) -> Gallery:
     return found.get(dataset or "", found[DEFAULT_GALLERY])
 
 
+def is_own(gallery: Gallery, spec: InputSpec) -> bool:
+    """Is the gallery of the checkpoint's own dataset (or does the checkpoint name none)?"""
+    return gallery.dataset == (spec.dataset or DEFAULT_GALLERY)
+
+
 def sample_label(gallery: Gallery, spec: InputSpec, path: Path) -> str | None:
-    """A sample's true class, when the gallery is of the checkpoint's own dataset (or the
-    checkpoint names none); another dataset's classes are not this model's (an ImageNet
-    checkpoint shown Fashion-MNIST samples)."""
-    return gallery.label(path) if gallery.dataset == (spec.dataset or DEFAULT_GALLERY) else None
+    """A sample's true class, when the gallery is the checkpoint's own (:func:`is_own`);
+    another dataset's classes are not this model's (an ImageNet checkpoint shown Fashion-MNIST
+    samples)."""
+    return gallery.label(path) if is_own(gallery, spec) else None
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -155,9 +160,8 @@ def render(spec: InputSpec) -> list[ModelInput]:
     pick, upload, convert = st.columns([2, 2, 1])
     gallery = gallery_for(spec.dataset)
     files = {p.name: p for p in gallery.files}
-    own = gallery.dataset == (spec.dataset or DEFAULT_GALLERY)
     chosen = pick.multiselect(
-        f"Sample images ({gallery.dataset} test set)" if own else
+        f"Sample images ({gallery.dataset} test set)" if is_own(gallery, spec) else
         f"Sample images ({gallery.dataset} test set: no samples of {spec.dataset} are "
         "bundled, upload your own)",
         list(files),

@@ -95,8 +95,13 @@ def make_checkpoint(folder: Path, model_name: str, in_chans: int = 1) -> Path:
     )
 
 
-def app() -> AppTest:
-    return AppTest.from_file(str(APP), default_timeout=30).run()
+# Opening a ResNet-50 at 224 warms it up: every chart and the attributions once, Occlusion's
+# 49 forward passes of 0.2-0.5 s each on a 2-core CPU; a run may take longer than 30 s.
+IMAGENET_TIMEOUT = 120
+
+
+def app(timeout: float = 30) -> AppTest:
+    return AppTest.from_file(str(APP), default_timeout=timeout).run()
 
 
 def upload_checkpoint(at: AppTest, name: str, data: bytes) -> AppTest:
@@ -792,7 +797,7 @@ def test_another_dataset_s_samples_are_not_given_as_this_model_s_true_class(
         imagenet_checkpoint):
     """No ImageNet samples are bundled: the Fashion-MNIST gallery stands in, says so, and
     its garment names are not shown as the true class of an ImageNet model's input."""
-    at = open_path(imagenet_checkpoint)
+    at = open_path(imagenet_checkpoint, app(IMAGENET_TIMEOUT))
     [samples] = [m for m in at.multiselect if m.key.startswith("gallery_")]
     assert "no samples of imagenet are bundled, upload your own" in samples.label
     assert samples.value, "a sample is still chosen, so the views have an image"
@@ -811,7 +816,7 @@ def test_an_imagenet_size_checkpoint_opens_like_a_bundled_one(imagenet_checkpoin
 
     ckpt = load_checkpoint(imagenet_checkpoint)
     data = photo_bytes((320, 240))
-    at = upload_photo(open_path(imagenet_checkpoint), data)
+    at = upload_photo(open_path(imagenet_checkpoint, app(IMAGENET_TIMEOUT)), data)
     card = " ".join(m.value for m in at.sidebar.markdown)
     assert "resnet50_gsop1" in card and "224x224" in card and "1000 classes" in card
     captions = [c for image in at.image for c in image.captions]

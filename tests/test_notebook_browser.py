@@ -4,7 +4,6 @@ hovering a bar shows the probe's number the file holds."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -13,24 +12,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_explorer_browser import CHROMIUM, CHROMIUM_FLAGS, hover_until
+from test_explorer_browser import CHROMIUM, CHROMIUM_FLAGS, free_port, hover_until
+from test_explorer_browser import pytestmark as BROWSER_MARKS
+
+from gsoplib.viz.charts.spec import MIMETYPE
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "06_inspecting.ipynb"
-CHART_MIME = "application/vnd.vegalite.v5+json"
+CHART_MIME = MIMETYPE
 RENDERED = ".jp-RenderedVegaCommon5"  # JupyterLab's own Vega-Lite 5 renderer
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Chromium at {CHROMIUM}"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER_MARKS  # e2e, slow, skipped without Chromium: as the explorer's
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from gsoplib.viz.charts.spec import MIMETYPE
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SOLUTIONS = NOTEBOOKS / "solutions"
 EXPECTED = [
@@ -267,7 +269,7 @@ def test_later_widgets_assert_and_have_a_committed_static_figure(stem, figure):
 
 
 # Issue 19: the notebooks show the explorer's interactive charts, stored in the committed file.
-CHART_MIME = "application/vnd.vegalite.v5+json"
+CHART_MIME = MIMETYPE
 
 
 def test_notebook_06_embeds_the_interactive_charts_as_vega_lite():

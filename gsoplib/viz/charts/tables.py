@@ -33,13 +33,15 @@ COVARIANCE_TAPS = (
 
 
 def _pool(a: np.ndarray, side: int) -> tuple[np.ndarray, int]:
-    """(h, w) -> average over square blocks of ``f`` entries a side so that no side exceeds
-    ``side``; returns the pooled array and ``f`` (1 when nothing was pooled)."""
-    f = max(1, -(-max(a.shape) // side))
+    """(..., h, w) -> average over square blocks of ``f`` entries a side so that neither of
+    the last two sides exceeds ``side``; returns the pooled array and ``f`` (1 when nothing was
+    pooled)."""
+    f = max(1, -(-max(a.shape[-2:]) // side))
     if f == 1:
         return a, 1
-    t = torch.from_numpy(np.ascontiguousarray(a))[None, None]
-    return F.avg_pool2d(t, f, ceil_mode=True)[0, 0].numpy(), f
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    out = F.avg_pool2d(t.reshape(1, -1, *t.shape[-2:]), f, ceil_mode=True)
+    return out.reshape(*t.shape[:-2], *out.shape[-2:]).numpy(), f
 
 
 def _names(names: Sequence[str], codes: np.ndarray) -> pd.Categorical:
@@ -126,11 +128,7 @@ def feature_maps_table(insp: Inspection, path: str, channels: Sequence[int], ima
             raise IndexError(f"channel {ch} is out of range for {maps.shape[1]} channels")
     if not channels:
         return pd.DataFrame({"channel": [], "weight": [], "row": [], "col": [], "value": []})
-    # One pooling of all the channels: (k, h, w) -> (k, h', w')
-    picked = maps[0, channels].double()
-    f = max(1, -(-max(picked.shape[1:]) // max_side))
-    if f > 1:
-        picked = F.avg_pool2d(picked[None], f, ceil_mode=True)[0]
+    picked, _ = _pool(maps[0, channels].double().numpy(), max_side)  # (k, h', w')
     k, h, w = picked.shape
     chan, rows, cols = np.meshgrid(np.asarray(channels), np.arange(h), np.arange(w),
                                    indexing="ij")
@@ -138,7 +136,7 @@ def feature_maps_table(insp: Inspection, path: str, channels: Sequence[int], ima
                          "weight": weights[chan.ravel()],
                          "row": rows.ravel().astype(np.int16),
                          "col": cols.ravel().astype(np.int16),
-                         "value": picked.numpy().ravel().astype(np.float32)})
+                         "value": picked.ravel().astype(np.float32)})
 
 
 def batch_weights(insp: Inspection, path: str) -> np.ndarray:
