@@ -143,16 +143,19 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
 
 def train_and_diagnose(
     model: str, out: Path, *, head_kwargs: dict, epochs: int, train_subset: int | None,
-    test_subset: int | None, seed: int, device: str,
+    test_subset: int | None, seed: int, device: str, dataset: str = "fashion_mnist",
+    augment: bool | None = False, data_options: dict | None = None,
 ):
-    """Train ``model`` on Fashion-MNIST (recipe ``fast``, no augmentation) with ``head_kwargs``,
-    then diagnose its gate on the test split: (final metrics, GateDiagnostics, wall seconds)."""
+    """Train ``model`` on ``dataset`` (recipe ``fast``; Fashion-MNIST without augmentation by
+    default, ``augment=None`` for the recipe's) with ``head_kwargs``, then diagnose its gate
+    on the test split: (final metrics, GateDiagnostics, wall seconds)."""
     from gsoplib.heads.gate import diagnose_gate
     from gsoplib.train import TrainConfig, Trainer
 
     config = TrainConfig(
-        model=model, dataset="fashion_mnist", out_dir=str(out), recipe="fast", epochs=epochs,
-        augment=False, train_subset=train_subset, test_subset=test_subset,
+        model=model, dataset=dataset, out_dir=str(out), recipe="fast", epochs=epochs,
+        augment=augment, train_subset=train_subset, test_subset=test_subset,
+        data_options=dict(data_options or {}),
         model_kwargs={"head_kwargs": head_kwargs}, seed=seed, device=device, progress=False,
     )
     begin = time.perf_counter()

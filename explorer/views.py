@@ -243,23 +243,32 @@ def _usage(loaded: LoadedModel, record: BlockRecord, batch: list[ModelInput], pr
 
 
 def _gate_health(report, images: int) -> None:
-    """The gate's diagnostics over the images shown: a warning when it is degenerate."""
-    if report.degenerate:
+    """The gate's diagnostics over the images shown: no verdict from too few, a warning when it
+    is degenerate (ties, one component, a constant choice, starved experts, class-blind)."""
+    if not report.judged:
+        st.info(report.verdict, icon=":material/info:")
+    elif report.degenerate:
         st.warning(report.verdict, icon=":material/warning:")
     else:
         st.success(report.verdict, icon=":material/check_circle:")
-    cols = st.columns(4)
-    cols[0].metric("least-used expert", f"{min(report.image_share):.0%} of images",
+    cols = st.columns(5)
+    cols[0].metric("effective components", f"{report.effective_components:.2f} of {report.k}",
+                   help="Mean over the images of 1 / sum p^2, p the chosen weights (summing to "
+                        f"1): {report.k} when the K chosen weigh the same, 1 when one takes all "
+                        f"({report.one_hot_share:.0%} of these images put over 0.99 on one).")
+    cols[1].metric("least-used expert", f"{min(report.image_share):.0%} of images",
                    help=f"Share of the {images} images that chose it; even use is K/N = "
                         f"{report.k / report.num_experts:.0%}.")
-    cols[1].metric("most common set", f"{report.top_set_share:.0%} of images",
+    cols[2].metric("most common set", f"{report.top_set_share:.0%} of images",
                    help=f"{report.distinct_sets} distinct sets of {report.k} experts.")
     mi = report.mutual_information
-    cols[2].metric("MI(class; expert)", "-" if mi is None else f"{mi:.2f} bits",
+    cols[3].metric("MI(class; expert)", "-" if mi is None else f"{mi:.2f} bits",
                    help="How much the chosen experts say about the class: 0 for a class-blind "
-                        "gate.")
-    cols[3].metric("weights vs 1/K", f"{report.weight_deviation:.3f}",
-                   help="Mean |omega - 1/K| over the chosen experts: 0 when the gate ties.")
+                        "gate. Judged only from enough images (a small sample's estimate is "
+                        "biased upwards)." + ("" if report.class_judged else " Not judged here."))
+    cols[4].metric("largest weight", f"{report.largest_weight:.2f}",
+                   help="Mean over the images of the largest chosen weight: 1/K when the gate "
+                        "ties, 1 when one component takes all.")
 
 
 def _batch_row_clicked(chart_key: str, rows: list[ModelInput], chosen: list[ModelInput],

@@ -59,6 +59,7 @@ from torch.nn.modules.module import (
 
 import gsoplib
 from gsoplib.fileformat import SHORT, HeaderError, SafetensorsHeader, read_header, signature
+from gsoplib.heads.gate import NoisyTopKGate
 
 FORMAT = "gsoplib.checkpoint/1"
 METADATA_KEY = "gsoplib"
@@ -211,7 +212,7 @@ def save_checkpoint(
     }
     meta = {
         "format": FORMAT,
-        "model": {"name": model_name, "kwargs": dict(model_kwargs or {})},
+        "model": {"name": model_name, "kwargs": _pin_gate(unwrap(model), model_kwargs)},
         "data": {
             "name": dataset,
             "classes": list(classes),
@@ -465,10 +466,23 @@ def _check_fit(path: Path, name: str, skeleton: nn.Module, header: SafetensorsHe
                             f"convolution takes {convs[0].in_channels} input channel{plural}.")
 
 
+def _pin_gate(model: nn.Module, kwargs: Mapping | None) -> dict:
+    """``kwargs`` with the form of ``model``'s GM-SOP gate in ``head_kwargs['gate']``, so the
+    file rebuilds the gate it was trained with whatever the zoo's default later becomes."""
+    kwargs = dict(kwargs or {})
+    gate = next((m for m in model.modules() if isinstance(m, NoisyTopKGate)), None)
+    head_kwargs = kwargs.get("head_kwargs")
+    if gate is None or not isinstance(head_kwargs, (Mapping, type(None))):
+        return kwargs
+    kwargs["head_kwargs"] = {**(head_kwargs or {}), "gate": gate.form}
+    return kwargs
+
+
 def _written_gate(name: str, kwargs: dict, tensors) -> dict:
-    """``kwargs`` with ``gate='release'`` for a GM-SOP file written before the live gate became
-    the default (gsoplib 0.1): its gate has none of the live gate's standardisation buffers
-    (``...gate.norm.running_mean``), and its metadata names no gate form."""
+    """``kwargs`` with the gate form a GM-SOP file was trained with, for a file whose metadata
+    names none (written before gsoplib 0.3 pinned it, :func:`_pin_gate`): 'live', the default
+    of gsoplib 0.2, when the file holds the live gate's standardisation buffers
+    (``...gate.norm.running_mean``); 'release', the default of 0.1, when it does not."""
     from gsoplib.models import model_kwargs
 
     head_kwargs = kwargs.get("head_kwargs") or {}
@@ -478,9 +492,10 @@ def _written_gate(name: str, kwargs: dict, tensors) -> dict:
         head = model_kwargs(name, **kwargs).get("head")
     except Exception:  # an unknown name or bad kwargs: the checks that follow say so
         return kwargs
-    if head != "gated_mixture" or any(k.endswith("gate.norm.running_mean") for k in tensors):
+    if head != "gated_mixture":
         return kwargs
-    return {**kwargs, "head_kwargs": {**head_kwargs, "gate": "release"}}
+    live = any(k.endswith("gate.norm.running_mean") for k in tensors)
+    return {**kwargs, "head_kwargs": {**head_kwargs, "gate": "live" if live else "release"}}
 
 
 def load_checkpoint(

@@ -456,21 +456,37 @@ def test_the_readme_states_the_bounds_loading_enforces():
     assert float(re.search(r"std of at least (\S+) each", readme)[1]) == checkpoint.MIN_STD
 
 
-def test_a_gm_sop_checkpoint_from_before_the_live_gate_rebuilds_the_release_gate(tmp_path):
-    """gsoplib 0.1 wrote GM-SOP files whose gate was the release's (then the default), with no
-    gate form in their metadata; today's live gate has standardisation buffers they lack."""
+def test_a_gm_sop_checkpoint_rebuilds_the_gate_it_was_trained_with(tmp_path):
+    """gsoplib 0.1 wrote GM-SOP files whose gate was the release's (then the default) and 0.2
+    files with the live gate (then the default), neither naming a gate form in its metadata;
+    0.2's live gate has standardisation buffers that 0.1's files lack. Files written today name
+    their form, so a later change of the default cannot change what they compute."""
     from gsoplib.models import create_model
 
     kwargs = {"num_classes": 3, "in_chans": 1}
     common = dict(model_name="small_gmsop", model_kwargs=kwargs, classes=["a", "b", "c"],
                   input_size=(28, 28), in_chans=1, mean=(0.5,), std=(0.25,))
-    torch.manual_seed(0)
-    old = create_model("small_gmsop", **kwargs, head_kwargs={"gate": "release"}).eval()
-    ck = load_checkpoint(save_checkpoint(tmp_path / "old.safetensors", old, **common))
-    assert ck.model.head.gate.form == "release" and not ck.model.head.gate_detach
     x = torch.randn(4, 1, 28, 28)
-    torch.testing.assert_close(ck.model(x), old(x))
-    live = create_model("small_gmsop", **kwargs).eval()
-    ck = load_checkpoint(save_checkpoint(tmp_path / "live.safetensors", live, **common))
-    assert ck.model.head.gate.form == "live"
-    torch.testing.assert_close(ck.model(x), live(x))
+    unnamed = _edit("model.kwargs.head_kwargs", DELETE)
+    for form in ("release", "live", "mixing"):
+        torch.manual_seed(0)
+        model = create_model("small_gmsop", **kwargs, head_kwargs={"gate": form}).eval()
+        written = save_checkpoint(tmp_path / f"{form}.safetensors", model, **common)
+        assert checkpoint.read_metadata(written)["model"]["kwargs"]["head_kwargs"] == {
+            "gate": form}
+        ck = load_checkpoint(written)
+        assert ck.model.head.gate.form == form
+        torch.testing.assert_close(ck.model(x), model(x))
+        if form == "mixing":
+            continue
+        legacy = _rewrite(written, tmp_path / f"{form}-legacy.safetensors", unnamed)
+        assert "head_kwargs" not in checkpoint.read_metadata(legacy)["model"]["kwargs"]
+        ck = load_checkpoint(legacy)
+        assert ck.model.head.gate.form == form
+        assert ck.model.head.gate_detach == (form == "live")
+        torch.testing.assert_close(ck.model(x), model(x))
+    # The default is pinned too: a file of today's default model names it.
+    default = create_model("small_gmsop", **kwargs).eval()
+    written = save_checkpoint(tmp_path / "default.safetensors", default, **common)
+    pinned = checkpoint.read_metadata(written)["model"]["kwargs"]["head_kwargs"]["gate"]
+    assert pinned == default.head.gate.form

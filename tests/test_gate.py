@@ -8,11 +8,16 @@ import pytest
 import torch
 
 from gsoplib.heads.gate import (
+    CLASS_BLIND,
+    GATE_FORMS,
     GateRecorder,
     NoisyTopKGate,
     diagnose_gate,
     gate_diagnostics,
     load_loss,
+    min_images,
+    min_images_for_class,
+    router_z_loss,
     top_k_softmax,
 )
 from gsoplib.models import create_model
@@ -75,8 +80,8 @@ def test_mutual_information_matches_the_direct_formula_on_a_random_gate():
 
 def test_a_tied_constant_gate_is_called_degenerate_for_every_reason_it_has():
     # What the release's collapsed gate does in eval: every logit equal, ties to lower indices.
-    indices, weights = choices(torch.zeros(200, 8), 4)
-    labels = torch.arange(200) % 10
+    indices, weights = choices(torch.zeros(1000, 8), 4)
+    labels = torch.arange(1000) % 10
     diag = gate_diagnostics(indices, weights, labels)
     assert diag.degenerate
     text = diag.verdict
@@ -86,6 +91,78 @@ def test_a_tied_constant_gate_is_called_degenerate_for_every_reason_it_has():
     assert "experts 4, 5, 6, 7 are chosen by under 12.5% of images" in text
     assert "bits about the class" in text
     assert diag.weight_deviation == 0.0 and diag.mutual_information == pytest.approx(0.0)
+    # A tie is the opposite of a collapse to one component: all K count.
+    assert diag.effective_components == pytest.approx(4.0) and not diag.collapsed
+    assert diag.largest_weight == pytest.approx(0.25) and diag.one_hot_share == 0.0
+
+
+def one_hot_gate(samples: int, n: int = 8, k: int = 4, spread: float = 60.0):
+    """A saturated gate as the live gate trained here: the image picks its K experts, but the
+    kept logits lie ``spread`` apart, so the first takes (almost) all the weight."""
+    torch.manual_seed(11)
+    labels = torch.arange(samples) % 10
+    base = torch.randn(10, n)[labels] + 0.3 * torch.randn(samples, n)
+    return choices(spread * base, k), labels, spread * base
+
+
+def test_a_one_hot_gate_that_chooses_by_image_is_called_collapsed():
+    (indices, weights), labels, logits = one_hot_gate(2000)
+    diag = gate_diagnostics(indices, weights, labels, logits=logits)
+    # Every other statistic says alive: the experts are used and the choice follows the class.
+    assert min(diag.image_share) > 0.05 and diag.top_set_share < 0.5
+    assert diag.class_dependence > 0.3 and diag.weight_deviation > 0.3
+    assert diag.effective_components < 1.2 and diag.largest_weight > 0.95
+    assert diag.one_hot_share > 0.6 and diag.collapsed and diag.degenerate
+    assert "collapsed to one component" in diag.verdict
+    assert f"{diag.effective_components:.2f} effective components of K = 4" in diag.verdict
+    assert diag.logit_span > 50 and diag.kept_logit_gap > 20
+
+
+def test_a_mixing_gate_passes_and_its_statistics_are_the_formulas():
+    torch.manual_seed(12)
+    labels = torch.arange(2000) % 10
+    logits = torch.randn(10, 8)[labels] + 0.3 * torch.randn(2000, 8)
+    indices, weights = choices(logits, 4)
+    diag = gate_diagnostics(indices, weights, labels, logits=logits)
+    p = weights.gather(1, indices).double()
+    assert diag.effective_components == pytest.approx(float((1 / p.square().sum(1)).mean()))
+    assert diag.largest_weight == pytest.approx(float(p[:, 0].mean()))
+    assert diag.one_hot_share == pytest.approx(float((p[:, 0] > 0.99).double().mean()))
+    top = logits.double().sort(1, descending=True).values
+    assert diag.logit_span == pytest.approx(float((top[:, 0] - top[:, -1]).median()))
+    assert diag.kept_logit_gap == pytest.approx(float((top[:, 0] - top[:, 3]).median()))
+    assert 2.0 < diag.effective_components < 4.0 and not diag.collapsed
+    assert not diag.degenerate, diag.verdict
+    assert "effective components of K = 4" in diag.verdict
+
+
+def test_effective_components_renormalise_the_kept_weights():
+    # Softmax over all N (weighting='all') keeps weights that sum below 1: the chosen are
+    # renormalised first, so two equal kept weights count as two components.
+    weights = torch.tensor([[0.3, 0.3, 0.2, 0.2]]).repeat(30, 1)
+    indices = torch.tensor([[0, 1]]).repeat(30, 1)
+    diag = gate_diagnostics(indices, weights.clone().mul_(torch.tensor([1, 1, 0, 0])))
+    assert diag.effective_components == pytest.approx(2.0)
+    assert diag.largest_weight == pytest.approx(0.5)
+
+
+def test_no_verdict_from_too_few_images():
+    """Two images cannot show a constant choice or a starved component: the verdict says so."""
+    (indices, weights), labels, _ = one_hot_gate(2000)
+    two = gate_diagnostics(indices[:2], weights[:2], labels[:2])
+    assert not two.judged and not two.degenerate and not two.problems
+    assert two.verdict == ("Too few images to judge the gate: 2 of the 20 its statistics need "
+                           "(10 per component at an even share).")
+    assert min_images(8, 4) == 20 and min_images(16, 8) == 20 and min_images(16, 2) == 80
+    enough = gate_diagnostics(indices[:20], weights[:20], labels[:20])
+    assert enough.judged and enough.collapsed and enough.degenerate
+    # The class clause needs far more: the plug-in MI of 20 images is biased up by ~2 bits.
+    assert not enough.class_judged
+    assert min_images_for_class(10, 8, 4) == 909
+    def bias(images):
+        return (10 - 1) * (8 - 1) / (2 * images * math.log(2))
+
+    assert bias(909) <= 0.5 * CLASS_BLIND * math.log2(8 / 4) < bias(908)
 
 
 def test_a_random_gate_uses_everything_but_is_flagged_blind_to_the_class():
@@ -141,7 +218,7 @@ def test_the_live_gate_sees_a_feature_the_branch_shrank_the_release_gate_does_no
 
 def test_live_gate_running_statistics_standardise_in_eval():
     torch.manual_seed(4)
-    gate = NoisyTopKGate(5, 4, 2).train()
+    gate = NoisyTopKGate(5, 4, 2, form="live").train()
     f = 3.0 + 2.0 * torch.randn(256, 5)
     for _ in range(120):
         gate(f)
@@ -151,25 +228,95 @@ def test_live_gate_running_statistics_standardise_in_eval():
         gate.w_gate.copy_(torch.eye(4, 5))
     clean = gate(f).clean_logits
     assert clean.mean(0).abs().max() < 1e-2 and (clean.std(0) - 1).abs().max() < 1e-2
-    one = NoisyTopKGate(5, 4, 2).train()(f[:1])  # a batch of one uses the running statistics
+    # A batch of one uses the running statistics.
+    one = NoisyTopKGate(5, 4, 2, form="live").train()(f[:1])
     assert one.indices.shape == (1, 2)
 
 
 def test_gate_forms_and_overrides():
-    assert NoisyTopKGate(4, 4, 2).noise == "expert"
+    gate = NoisyTopKGate(4, 4, 2)
+    assert gate.form == "mixing" and gate.noise == "expert" and gate.router == "cosine"
+    assert gate.logit_scale == GATE_FORMS["mixing"]["logit_scale"]
     release = NoisyTopKGate(4, 4, 2, form="release")
-    assert release.noise == "sample" and release.random_ties
+    assert release.noise == "sample" and release.random_ties and release.router == "linear"
     assert (release.w_gate == 0.25).all()
     mixed = NoisyTopKGate(4, 4, 2, noise="sample", form="live")
     assert mixed.noise == "sample" and not mixed.random_ties
-    with pytest.raises(ValueError, match="gate form 'paper'; expected one of release, live"):
+    with pytest.raises(ValueError, match="form 'paper'; expected one of mixing, release, live"):
         NoisyTopKGate(4, form="paper")
+    with pytest.raises(ValueError, match="a cosine router needs init='normal'"):
+        NoisyTopKGate(4, 4, 2, form="live", router="cosine")
+    with pytest.raises(ValueError, match=r"logit_scale must be in \(0, 100\]"):
+        NoisyTopKGate(4, 4, 2, logit_scale=0.0)
 
 
-def test_bundled_zoo_mixtures_default_to_the_live_gate():
+def test_bundled_zoo_mixtures_default_to_the_mixing_gate():
     for name in ("small_gmsop", "small_gmgap", "resnet18_gmsop_16_8"):
         gate = create_model(name, num_classes=10).head.gate
-        assert gate.form == "live" and gate.noise == "expert", name
+        assert gate.form == "mixing" and gate.router == "cosine", name
+
+
+def test_the_cosine_router_bounds_the_logits_and_ignores_their_scale():
+    """r(f) = s cos(f', w_n): every clean logit in [-s, s] however large the gate's weights or
+    its feature grow, which is what keeps the softmax over the kept from saturating."""
+    torch.manual_seed(8)
+    gate = NoisyTopKGate(6, 5, 2, form="mixing", logit_scale=3.0, input_norm="none").eval()
+    f = torch.randn(32, 6, dtype=torch.float64)
+    gate.double()
+    rows = gate.w_gate.detach()
+    want = 3.0 * (f / f.norm(dim=1, keepdim=True)) @ (rows / rows.norm(dim=1, keepdim=True)).T
+    out = gate(f)
+    torch.testing.assert_close(out.clean_logits, want)
+    assert out.clean_logits.abs().max() <= 3.0
+    with torch.no_grad():
+        gate.w_gate.mul_(1e4)
+    torch.testing.assert_close(gate(1e3 * f).clean_logits, want)
+    # The linear router of the live gate has no such bound.
+    live = NoisyTopKGate(6, 5, 2, form="live", input_norm="none").double().eval()
+    with torch.no_grad():
+        live.w_gate.copy_(1e4 * rows)
+    assert live(f).clean_logits.abs().max() > 1e3
+
+
+def test_a_learned_logit_scale_is_a_parameter_capped_at_its_maximum():
+    gate = NoisyTopKGate(6, 5, 2, learn_scale=True, logit_scale=2.0, max_logit_scale=5.0)
+    assert isinstance(gate.log_scale, torch.nn.Parameter)
+    assert gate.logit_scale == pytest.approx(2.0)
+    with torch.no_grad():
+        gate.log_scale.fill_(math.log(50.0))
+    assert gate.logit_scale == 5.0
+    assert gate.eval()(torch.randn(8, 6)).clean_logits.abs().max() <= 5.0
+    fixed = NoisyTopKGate(6, 5, 2)
+    assert fixed.log_scale is None and "log_scale" not in dict(fixed.named_parameters())
+
+
+def test_softmax_over_all_keeps_the_chosen_probabilities_and_renormalised_is_the_paper():
+    torch.manual_seed(9)
+    logits = torch.randn(10, 7, dtype=torch.float64)
+    kept, indices, top = top_k_softmax(logits, 3)
+    full, indices_all, top_all = top_k_softmax(logits, 3, over="all")
+    assert torch.equal(indices, indices_all)
+    torch.testing.assert_close(top_all, logits.softmax(-1).gather(1, indices))
+    assert (full.sum(1) < 1).all()
+    # GShard renormalises the kept probabilities over the K: exactly the softmax over the kept.
+    torch.testing.assert_close(top_all / top_all.sum(1, keepdim=True), top)
+    with pytest.raises(ValueError, match="unknown gate weighting 'none'"):
+        top_k_softmax(logits, 3, over="none")
+
+
+def test_router_z_loss_is_the_mean_squared_logsumexp():
+    torch.manual_seed(10)
+    logits = torch.randn(6, 4, dtype=torch.float64) * 5
+    want = 1e-3 * sum(math.log(sum(math.exp(v) for v in row)) ** 2 for row in logits.tolist()) / 6
+    assert router_z_loss(logits).item() == pytest.approx(want, rel=1e-12)
+    head = create_model("small_gmsop", num_classes=3, in_chans=1,
+                        head_kwargs={"z_loss_weight": 1e-2, "alpha": 0.0}).head.train()
+    recorded = {}
+    hook = head.gate.tap_gate_clean_logits.register_forward_hook(
+        lambda m, a, o: recorded.setdefault("logits", a[0].detach()))
+    _, aux = head(torch.randn(6, 64, 7, 7), return_aux=True)
+    hook.remove()
+    assert aux.item() == pytest.approx(router_z_loss(recorded["logits"], 1e-2).item(), rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

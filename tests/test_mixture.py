@@ -50,7 +50,7 @@ def assert_k_sparse_distribution(weights, indices, k):
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("k", [1, 3, 8, 16])
 def test_gate_weights_have_exactly_k_nonzeros_summing_to_one(noise, training, k):
-    gate = NoisyTopKGate(20, num_experts=16, k=k, noise=noise, init="zeros").train(training)
+    gate = NoisyTopKGate(20, num_experts=16, k=k, noise=noise, init="normal").train(training)
     torch.nn.init.normal_(gate.w_gate)
     torch.nn.init.normal_(gate.w_noise)
     out = gate(torch.randn(64, 20))
@@ -61,7 +61,8 @@ def test_gate_weights_have_exactly_k_nonzeros_summing_to_one(noise, training, k)
 @pytest.mark.parametrize("training", [True, False])
 def test_gate_weights_stay_k_sparse_with_ties_and_huge_logit_gaps(training):
     # Constant initialisation (the release): every logit of a sample ties.
-    gate = NoisyTopKGate(10, num_experts=16, k=8, noise="sample").train(training)
+    gate = NoisyTopKGate(10, num_experts=16, k=8, noise="sample", form="release",
+                         random_ties=False).train(training)
     out = gate(torch.randn(32, 10))
     assert torch.all(out.clean_logits == out.clean_logits[:, :1])
     assert_k_sparse_distribution(out.weights, out.indices, 8)
@@ -112,7 +113,7 @@ def test_gate_is_noiseless_and_deterministic_in_eval(noise):
 def test_noise_follows_eq2_one_gamma_per_sample_or_per_expert():
     f = torch.randn(2000, 6, dtype=torch.float64)
     for noise, per_expert in [("sample", False), ("expert", True)]:
-        gate = NoisyTopKGate(6, num_experts=5, k=2, noise=noise, input_norm="none")
+        gate = NoisyTopKGate(6, num_experts=5, k=2, noise=noise, input_norm="none", form="live")
         torch.nn.init.normal_(gate.w_gate)
         torch.nn.init.normal_(gate.w_noise)
         out = gate(f)
@@ -228,7 +229,7 @@ def outputs_and_grads(fn, head, x, upstream):
 @pytest.mark.parametrize("component", ["sop", "gap"])
 @pytest.mark.parametrize("training", [True, False])
 def test_dispatch_gives_the_dense_masked_output_and_gradients(component, training):
-    head = small_head(component, gate_init="zeros", noise="expert").double().train(training)
+    head = small_head(component, gate_init="normal", noise="expert").double().train(training)
     for p in head.gate.parameters():
         torch.nn.init.normal_(p, std=0.05)
     x = torch.randn(10, 8, 4, 4, dtype=torch.float64)
@@ -248,7 +249,7 @@ def test_dispatch_gives_the_dense_masked_output_and_gradients(component, trainin
         torch.testing.assert_close(
             zeros if dispatched is None else dispatched, zeros if masked is None else masked
         )
-    masked = small_head(component, execution="dense", gate_init="zeros", noise="expert")
+    masked = small_head(component, execution="dense", gate_init="normal", noise="expert")
     masked.double().train(training).load_state_dict(head.state_dict())
     dense = outputs_and_grads(lambda x: masked(x, return_aux=True), masked, x, upstream)
     torch.testing.assert_close(dense[0], ref[0])

@@ -396,10 +396,12 @@ def test_a_mixture_run_logs_its_gate_diagnostics_every_epoch(tmp_path, capsys):
         assert sum(gate["image_share"]) == pytest.approx(4)
         assert gate["verdict"].startswith("The gate ")
         assert gate["mutual_information"] is not None and gate["degenerate"] in (True, False)
+        weights = 1 <= gate["effective_components"] <= 4 and 0.25 <= gate["largest_weight"] <= 1
+        assert weights and gate["logit_span"] is not None
     assert final["gate"] == rows[-1]["gate"]
     shown = capsys.readouterr()
     assert "test-set gate: The gate " in shown.out  # the epoch's summary line
-    assert "gate=MI " in shown.err and " dev " in shown.err  # the progress bar's postfix
+    assert "gate=eff " in shown.err and "/4 MI " in shown.err  # the progress bar's postfix
     meta = load_checkpoint(tmp_path / "gm" / "model.safetensors").meta
     assert meta["metrics"]["gate"]["verdict"] == rows[-1]["gate"]["verdict"]
 

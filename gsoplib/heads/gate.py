@@ -40,13 +40,19 @@ from torch import nn
 from ..taps import Tap, taps
 
 NOISE_MODES = ("sample", "expert")
-GATE_INITS = ("constant", "zeros")
+GATE_INITS = ("constant", "zeros", "normal")
 INPUT_NORMS = ("none", "batch")
+ROUTERS = ("linear", "cosine")
+WEIGHTINGS = ("kept", "all")
+#: Choices a form leaves at these values.
+GATE_DEFAULTS = {"router": "linear", "logit_scale": 1.0, "learn_scale": False, "weighting": "kept"}
 GATE_FORMS = {
+    "mixing": {"noise": "expert", "init": "normal", "random_ties": False, "input_norm": "batch",
+               "detach_input": True, "router": "cosine", "logit_scale": 4.0},
     "release": {"noise": "sample", "init": "constant", "random_ties": True, "input_norm": "none",
-                "detach_input": False},
+                "detach_input": False, "router": "linear"},
     "live": {"noise": "expert", "init": "zeros", "random_ties": False, "input_norm": "batch",
-             "detach_input": True},
+             "detach_input": True, "router": "linear"},
 }
 
 
@@ -116,6 +122,15 @@ def load_loss(
     return weight * cv_squared(load, unbiased=False)
 
 
+def router_z_loss(logits: torch.Tensor, weight: float = 1e-3) -> torch.Tensor:
+    """ST-MoE's router z-loss (Zoph et al. 2022, Eq. 5): weight * mean_s logsumexp(H_s)^2.
+
+    Keeps the gate's logits small; (B, N) clean logits -> scalar, float32.
+    """
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return weight * torch.logsumexp(logits, dim=-1).square().mean()
+
+
 # --------------------------------------------------------------------------------------------
 # The gate: Eq. 2-3
 # --------------------------------------------------------------------------------------------
@@ -139,7 +154,7 @@ class GateOutput(NamedTuple):
 
 
 def top_k_softmax(
-    logits: torch.Tensor, k: int, random_ties: bool = False
+    logits: torch.Tensor, k: int, random_ties: bool = False, over: str = "kept"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keep the k largest logits, set the rest to -inf, softmax (GM-SOP Eq. 3).
 
@@ -149,12 +164,18 @@ def top_k_softmax(
     randomly). Weights are clamped to the smallest positive float, so a logit gap large enough to
     underflow the softmax still leaves exactly k non-zeros.
 
+    ``over='all'`` takes the softmax over all N logits and keeps the k chosen probabilities
+    without renormalising them (Switch Transformer's form for k > 1): they sum to less than 1 and
+    every logit gets a gradient through the normaliser. Renormalising them over the k (GShard)
+    gives exactly the default: (e^h_i / sum_N e^h) / (sum_K e^h / sum_N e^h) = e^h_i / sum_K e^h.
+
     Args:
-        logits: (B, N). k: 1 <= k <= N.
+        logits: (B, N). k: 1 <= k <= N. over: 'kept' (the paper) or 'all'.
 
     Returns:
         weights (B, N), indices (B, k) best first, top_weights (B, k).
     """
+    _check_choice(over, WEIGHTINGS, "gate weighting")
     n = logits.shape[-1]
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and the number of experts {n}, got {k}")
@@ -164,8 +185,11 @@ def top_k_softmax(
         indices = perm.gather(-1, pos[:, :k])
     else:
         indices = logits.sort(dim=-1, descending=True, stable=True).indices[:, :k]
-    top_logits = logits.gather(-1, indices)
-    top_weights = top_logits.softmax(dim=-1).clamp(min=torch.finfo(top_logits.dtype).tiny)
+    if over == "all":
+        top_weights = logits.softmax(dim=-1).gather(-1, indices)
+    else:
+        top_weights = logits.gather(-1, indices).softmax(dim=-1)
+    top_weights = top_weights.clamp(min=torch.finfo(logits.dtype).tiny)
     weights = torch.zeros_like(logits).scatter(-1, indices, top_weights)
     return weights, indices, top_weights
 
@@ -173,22 +197,33 @@ def top_k_softmax(
 class NoisyTopKGate(nn.Module):
     """Sparsity-constrained gate (GM-SOP Eq. 2-3): noisy logits, top k, softmax over the kept.
 
-    H(f) = W_g f' + gamma * (softplus(W_n f') + epsilon), gamma ~ N(0, 1) in training only, with
+    H(f) = r(f') + gamma * (softplus(W_n f'') + epsilon), gamma ~ N(0, 1) in training only, with
     f' = f or, with ``input_norm='batch'``, f standardised per feature (BatchNorm1d without
-    affine parameters: batch statistics in training, running ones in eval).
+    affine parameters: batch statistics in training, running ones in eval). The router r is
+    W_g f' (``router='linear'``, the paper's Eq. 2; f'' = f') or the cosine
+    s * <f'/|f'|, w_n/|w_n|> of the feature with each expert's row (``router='cosine'``, as
+    X-MoE; f'' = f'/|f'|): every clean logit lies in [-s, s], so the gap between two kept
+    logits, and with it how far the softmax over the kept can saturate, is at most 2s.
 
     Args:
         in_features: dimension of the gating branch's output f.
         num_experts: N. k: experts kept per sample.
-        form: 'live' (default) or 'release', the defaults of the four choices below (see the
-            module docstring for what each does); any choice given explicitly wins.
+        form: 'mixing' (default), 'live' or 'release', the defaults of the choices below (see
+            the module docstring for what each does); any choice given explicitly wins.
         noise: 'sample' draws one gamma per sample shared by all experts (the GM-SOP release);
             'expert' draws gamma per (sample, expert) (Shazeer et al. 2017).
         noise_epsilon: floor of the noise scale; default 0 for 'sample', 1e-2 for 'expert'.
         init: 'constant' sets W_g and W_n to 1/in_features (the release: every logit ties at
-            first); 'zeros' as Shazeer et al.
+            first); 'zeros' as Shazeer et al.; 'normal' draws W_g from N(0, 1/in_features) and
+            zeroes W_n (a cosine router needs rows with a direction).
         random_ties: break ties at random in training (the release) instead of by index.
         input_norm: 'none' or 'batch' (see above).
+        router: 'linear' or 'cosine' (see above).
+        logit_scale: s of the cosine router (ignored by the linear one).
+        learn_scale: learn s (as log s, from ``logit_scale``), capped at ``max_logit_scale``.
+        weighting: 'kept', the softmax over the k kept logits (the paper's Eq. 3), or 'all',
+            the softmax over all N with the k chosen probabilities kept as they are
+            (:func:`top_k_softmax`).
 
     forward(f: (B, in_features)) -> :class:`GateOutput`. Logits are computed in float32
     (float64 stays float64) with autocast off. In eval there is no noise and ties go to the
@@ -204,22 +239,35 @@ class NoisyTopKGate(nn.Module):
         noise_epsilon: float | None = None,
         init: str | None = None,
         *,
-        form: str = "live",
+        form: str = "mixing",
         random_ties: bool | None = None,
         input_norm: str | None = None,
+        router: str | None = None,
+        logit_scale: float | None = None,
+        learn_scale: bool | None = None,
+        max_logit_scale: float = 100.0,
+        weighting: str | None = None,
     ) -> None:
         super().__init__()
         _check_choice(form, tuple(GATE_FORMS), "gate form")
-        defaults = GATE_FORMS[form]
+        defaults = {**GATE_DEFAULTS, **GATE_FORMS[form]}
         noise = noise or defaults["noise"]
         _check_choice(noise, NOISE_MODES, "gate noise")
         init = init or defaults["init"]
         _check_choice(init, GATE_INITS, "gate init")
         input_norm = input_norm or defaults["input_norm"]
         _check_choice(input_norm, INPUT_NORMS, "gate input norm")
+        router = router or defaults["router"]
+        _check_choice(router, ROUTERS, "gate router")
+        weighting = weighting or defaults["weighting"]
+        _check_choice(weighting, WEIGHTINGS, "gate weighting")
+        if router == "cosine" and init != "normal":
+            raise ValueError(f"a cosine router needs init='normal' (rows with a direction), "
+                             f"got init={init!r}")
         if not 1 <= k <= num_experts:
             raise ValueError(f"k must be between 1 and num_experts={num_experts}, got {k}")
         self.num_experts, self.k, self.noise, self.form = num_experts, k, noise, form
+        self.router, self.weighting = router, weighting
         self.random_ties = defaults["random_ties"] if random_ties is None else random_ties
         if noise_epsilon is None:
             noise_epsilon = 0.0 if noise == "sample" else 1e-2
@@ -236,17 +284,44 @@ class NoisyTopKGate(nn.Module):
         # overwrite the gate's initialisation, which decides how ties are broken at first.
         self.w_gate = nn.Parameter(torch.full((num_experts, in_features), fill))
         self.w_noise = nn.Parameter(torch.full((num_experts, in_features), fill))
-        self.tap_gate_clean_logits = Tap("tap_gate_clean_logits", "W_g f, (B, N)")
+        if init == "normal":
+            nn.init.normal_(self.w_gate, std=in_features**-0.5)
+        scale = defaults["logit_scale"] if logit_scale is None else float(logit_scale)
+        if not 0 < scale <= max_logit_scale:
+            raise ValueError(f"logit_scale must be in (0, {max_logit_scale:g}], got {scale}")
+        self.max_logit_scale = float(max_logit_scale)
+        learn = defaults["learn_scale"] if learn_scale is None else bool(learn_scale)
+        self.fixed_scale = scale
+        self.log_scale = (nn.Parameter(torch.tensor(math.log(scale)))
+                          if router == "cosine" and learn else None)
+        self.tap_gate_clean_logits = Tap("tap_gate_clean_logits", "the router's r(f), (B, N)")
         self.tap_gate_noisy_logits = Tap("tap_gate_noisy_logits", "H(f) of Eq. 2, (B, N)")
         self.tap_gate_indices = Tap("tap_gate_indices", "chosen experts, best first, (B, k)")
         self.tap_gate_weights = Tap("tap_gate_weights", "omega of Eq. 3, (B, N)")
+
+    @property
+    def logit_scale(self) -> float:
+        """s of the cosine router, as used (capped at ``max_logit_scale``)."""
+        if self.log_scale is None:
+            return self.fixed_scale
+        return float(self.log_scale.detach().exp().clamp(max=self.max_logit_scale))
 
     def forward(self, f: torch.Tensor) -> GateOutput:
         with torch.autocast(device_type=f.device.type, enabled=False):
             f = f.to(torch.promote_types(f.dtype, torch.float32))
             if isinstance(self.norm, nn.BatchNorm1d):
                 f = self._standardise(f)
-            clean = self.tap_gate_clean_logits(F.linear(f, self.w_gate.to(f.dtype)))
+            if self.router == "cosine":
+                f = F.normalize(f, dim=-1)
+                rows = F.normalize(self.w_gate.to(f.dtype), dim=-1)
+                clean = F.linear(f, rows)
+                if self.log_scale is None:
+                    clean = clean * self.fixed_scale
+                else:
+                    clean = clean * self.log_scale.to(f.dtype).exp().clamp(max=self.max_logit_scale)
+            else:
+                clean = F.linear(f, self.w_gate.to(f.dtype))
+            clean = self.tap_gate_clean_logits(clean)
             noisy, scale = clean, None
             if self.training:
                 scale = F.softplus(F.linear(f, self.w_noise.to(f.dtype))) + self.noise_epsilon
@@ -255,7 +330,8 @@ class NoisyTopKGate(nn.Module):
                 noisy = clean + gamma * scale
             noisy = self.tap_gate_noisy_logits(noisy)
             random_ties = self.training and self.random_ties
-            weights, indices, top_weights = top_k_softmax(noisy, self.k, random_ties)
+            weights, indices, top_weights = top_k_softmax(noisy, self.k, random_ties,
+                                                          self.weighting)
         self.tap_gate_indices(indices)
         self.tap_gate_weights(weights)
         return GateOutput(weights, indices, top_weights, clean, noisy, scale)
@@ -276,9 +352,11 @@ class NoisyTopKGate(nn.Module):
         return (f - mean) * torch.rsqrt(var + bn.eps)
 
     def extra_repr(self) -> str:
+        scale = f", logit_scale={self.logit_scale:.3g}" if self.router == "cosine" else ""
         return (
             f"num_experts={self.num_experts}, k={self.k}, form={self.form!r}, "
-            f"noise={self.noise!r}, random_ties={self.random_ties}"
+            f"noise={self.noise!r}, random_ties={self.random_ties}, router={self.router!r}"
+            f"{scale}, weighting={self.weighting!r}"
         )
 
 
@@ -294,6 +372,42 @@ CONSTANT_SHARE = 0.5
 STARVED_FRACTION = 0.25
 #: Choices ignore the class when MI(class; expert) is below this fraction of log2(N/K) bits.
 CLASS_BLIND = 0.1
+#: A gate with K >= 2 has collapsed to one component when, on average over the images, fewer
+#: than this many of its K chosen components count (inverse Simpson index of the weights).
+ONE_COMPONENT = 1.5
+#: A weight above this is "all of the image" (the share of such images is reported).
+ONE_HOT_WEIGHT = 0.99
+#: No verdict from fewer images than each expert needs to be expected in this many of, at an
+#: even share K/N: at 10, a starved expert (under a quarter of that, 2.5 images) is told from an
+#: even one by chance with probability below 1e-3 (binomial), and a constant choice of one set
+#: among C(N, K) cannot arise from two or three images agreeing.
+MIN_CHOICES_PER_EXPERT = 10
+MIN_IMAGES = 20
+
+
+def min_images(num_experts: int, k: int) -> int:
+    """The fewest images :func:`gate_diagnostics` gives a verdict on: each expert expected in
+    :data:`MIN_CHOICES_PER_EXPERT` of them at an even share, and at least :data:`MIN_IMAGES`.
+
+    >>> min_images(8, 4), min_images(16, 1)
+    (20, 160)
+    """
+    return max(MIN_IMAGES, math.ceil(MIN_CHOICES_PER_EXPERT * num_experts / k))
+
+
+def min_images_for_class(num_classes: int, num_experts: int, k: int) -> int:
+    """The fewest images whose MI(class; expert) is judged: the plug-in estimate's upward bias,
+    (classes - 1)(N - 1) / (2 S ln 2) bits (Miller 1955), must be at most half of the
+    class-blind threshold CLASS_BLIND * log2(N / K).
+
+    >>> min_images_for_class(10, 8, 4)
+    909
+    """
+    if num_experts <= k:
+        return 0
+    threshold = CLASS_BLIND * math.log2(num_experts / k)
+    bias_per_image = (num_classes - 1) * (num_experts - 1) / (2 * math.log(2))
+    return math.ceil(bias_per_image / (threshold / 2))
 
 
 @dataclass
@@ -310,41 +424,66 @@ class GateDiagnostics:
     top_set_share: float
     weight_deviation: float
     cv2: float
+    effective_components: float = 1.0
+    largest_weight: float = 1.0
+    one_hot_share: float = 1.0
+    logit_span: float | None = None
+    kept_logit_gap: float | None = None
+    min_images: int = MIN_IMAGES
     mutual_information: float | None = None
     class_dependence: float | None = None
+    class_judged: bool = False
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def judged(self) -> bool:
+        """Whether there were enough images for a verdict (:func:`min_images`)."""
+        return self.samples >= self.min_images
 
     @property
     def degenerate(self) -> bool:
         return bool(self.problems)
 
     @property
+    def collapsed(self) -> bool:
+        """K >= 2 chosen, about one counts (see :data:`ONE_COMPONENT`)."""
+        return self.k >= 2 and self.effective_components < ONE_COMPONENT
+
+    @property
     def verdict(self) -> str:
-        """One sentence: what is wrong with the gate, or that it chooses by image."""
+        """One sentence: too few images to judge, what is wrong with the gate, or that it
+        chooses by image (and how many of the K chosen count)."""
+        if not self.judged:
+            return (f"Too few images to judge the gate: {self.samples} of the {self.min_images} "
+                    f"its statistics need ({MIN_CHOICES_PER_EXPERT} per component at an even "
+                    "share).")
         if self.problems:
             return "The gate is degenerate: " + "; ".join(self.problems) + "."
         dep = (
             f", class dependence {self.class_dependence:.2f}"
-            if self.class_dependence is not None
+            if self.class_dependence is not None and self.class_judged
             else ""
         )
         return (
             f"The gate chooses by image: all {self.num_experts} experts used "
             f"(least {min(self.image_share):.0%} of images), {self.distinct_sets} distinct sets "
-            f"(most common {self.top_set_share:.0%}), weights {self.weight_deviation:.3f} from "
-            f"1/K{dep}."
+            f"(most common {self.top_set_share:.0%}), {self.effective_components:.2f} effective "
+            f"components of K = {self.k} per image (largest weight {self.largest_weight:.2f} on "
+            f"average){dep}."
         )
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["top_sets"] = [[list(s), share] for s, share in self.top_sets]
         out["degenerate"], out["verdict"] = self.degenerate, self.verdict
+        out["judged"], out["collapsed"] = self.judged, self.collapsed
         return out
 
     def postfix(self) -> str:
-        """A few characters for a progress bar: MI, least-used share, weight deviation."""
-        mi = f"MI {self.mutual_information:.2f}b " if self.mutual_information is not None else ""
-        return f"{mi}min {min(self.image_share):.0%} dev {self.weight_deviation:.2f}"
+        """A few characters for a progress bar: effective components, MI, least-used share."""
+        mi = f" MI {self.mutual_information:.2f}b" if self.mutual_information is not None else ""
+        return (f"eff {self.effective_components:.2f}/{self.k}{mi} "
+                f"min {min(self.image_share):.0%}")
 
 
 def _set_histogram(indices: torch.Tensor, n: int) -> Counter:
@@ -366,6 +505,7 @@ def gate_diagnostics(
     weights: torch.Tensor,
     labels: torch.Tensor | Sequence | None = None,
     top: int = 8,
+    logits: torch.Tensor | None = None,
 ) -> GateDiagnostics:
     """Diagnose a gate from what it chose for S samples.
 
@@ -373,6 +513,7 @@ def gate_diagnostics(
         indices: (S, K) chosen experts. weights: (S, N) omega (K non-zeros per row).
         labels: (S,) class of each sample (ints or names), to measure class dependence.
         top: how many of the most common chosen sets to report.
+        logits: (S, N) the clean gate logits, for the logit scale.
 
     Returns:
         :class:`GateDiagnostics` with
@@ -380,13 +521,21 @@ def gate_diagnostics(
         image_share_n = share of samples that chose n (K/N when even);
         top_sets / distinct_sets / top_set_share: the histogram of chosen sets (order ignored);
         weight_deviation = mean over chosen of |omega - 1/K| (0: the gate ties);
+        effective_components = mean over samples of 1 / sum_k p_k^2, p the chosen weights
+        renormalised to sum 1 (the inverse Simpson index: K when they tie, 1 when one takes
+        all); largest_weight = mean of max_k p_k; one_hot_share = share of samples with
+        max_k p_k > ONE_HOT_WEIGHT;
+        logit_span = median over samples of max - min of the N logits; kept_logit_gap = median
+        of the first minus the K-th largest (what the softmax over the kept sees);
         cv2 = CV(importance)^2 with importance_n = sum_s omega_n, sample variance (Eq. 4's
         statistic at alpha = 1, over all S samples instead of a mini-batch);
         mutual_information = I(class; expert) in bits, each sample contributing 1/K to each of
         its K experts; class_dependence = I / log2(N/K), 1 when each class fixes its K experts
         and the experts are evenly used;
-        problems: one clause per degeneracy (ties, a constant choice, starved experts, a choice
-        blind to the class), with the thresholds of this module.
+        problems: one clause per degeneracy (ties, a collapse to one component, a constant
+        choice, starved experts, a choice blind to the class), with the thresholds of this
+        module; none below :func:`min_images` samples (the verdict then says so), and the
+        class clause only from :func:`min_images_for_class` samples on.
     """
     indices = indices.detach().cpu().long()
     weights = weights.detach().cpu().double()
@@ -399,7 +548,10 @@ def gate_diagnostics(
     usage = image_share / k
     sets = _set_histogram(indices, n)
     top_sets = [(s, c / samples) for s, c in sets.most_common(top)]
-    deviation = float((weights.gather(1, indices) - 1.0 / k).abs().mean())
+    kept = weights.gather(1, indices)
+    deviation = float((kept - 1.0 / k).abs().mean())
+    p = kept / kept.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    largest = p.max(dim=1).values
     cv2 = float(cv_squared(weights.sum(dim=0)))
     diag = GateDiagnostics(
         num_experts=n,
@@ -412,7 +564,16 @@ def gate_diagnostics(
         top_set_share=top_sets[0][1],
         weight_deviation=deviation,
         cv2=cv2,
+        effective_components=float((1.0 / p.square().sum(dim=1)).mean()),
+        largest_weight=float(largest.mean()),
+        one_hot_share=float((largest > ONE_HOT_WEIGHT).double().mean()),
+        min_images=min_images(n, k),
     )
+    if logits is not None:
+        logits = logits.detach().cpu().double()
+        ordered = logits.sort(dim=1, descending=True).values
+        diag.logit_span = float((ordered[:, 0] - ordered[:, -1]).median())
+        diag.kept_logit_gap = float((ordered[:, 0] - ordered[:, k - 1]).median())
     if labels is not None:
         labels = list(labels.tolist() if isinstance(labels, torch.Tensor) else labels)
         if len(labels) != samples:
@@ -424,10 +585,17 @@ def gate_diagnostics(
         mi = _entropy_bits(joint.sum(1)) + _entropy_bits(joint.sum(0)) - _entropy_bits(joint)
         diag.mutual_information = max(mi, 0.0)
         diag.class_dependence = diag.mutual_information / math.log2(n / k) if n > k else 0.0
-    if k < n:
+        diag.class_judged = len(code) > 1 and samples >= min_images_for_class(len(code), n, k)
+    if k < n and diag.judged:
         if deviation < TIE_TOLERANCE / k:
             diag.problems.append(f"its chosen weights tie at 1/K = {1 / k:.4f} "
                                  f"(mean deviation {deviation:.1e})")
+        if diag.collapsed:
+            diag.problems.append(
+                f"it has collapsed to one component ({diag.effective_components:.2f} effective "
+                f"components of K = {k} per image; {diag.one_hot_share:.0%} of images put over "
+                f"{ONE_HOT_WEIGHT} on one)"
+            )
         if diag.top_set_share >= CONSTANT_SHARE:
             diag.problems.append(
                 f"{diag.top_set_share:.0%} of images choose the same experts "
@@ -440,7 +608,7 @@ def gate_diagnostics(
                 f"{'are' if len(starved) > 1 else 'is'} chosen by under "
                 f"{STARVED_FRACTION * k / n:.1%} of images"
             )
-        if diag.class_dependence is not None and diag.class_dependence < CLASS_BLIND:
+        if diag.class_judged and diag.class_dependence < CLASS_BLIND:
             diag.problems.append(
                 f"its choices carry {diag.mutual_information:.3f} bits about the class "
                 f"({diag.class_dependence:.2f} of the {math.log2(n / k):.1f} possible)"
@@ -455,32 +623,40 @@ class GateRecorder:
     ...     model(x)
     >>> rec.diagnostics(labels=y)
 
-    Hooks the ``tap_gate_indices`` and ``tap_gate_weights`` taps of the first gate in module
-    order (a model with none records nothing); removes its hooks on exit. Tensors are kept on
-    the device until read.
+    Hooks the ``tap_gate_indices``, ``tap_gate_weights`` and (where it has one)
+    ``tap_gate_clean_logits`` taps of the first gate in module order (a model with none records
+    nothing); removes its hooks on exit. Tensors are kept on the device until read;
+    :meth:`keep_last` bounds what is kept.
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.indices: list[torch.Tensor] = []
         self.weights: list[torch.Tensor] = []
+        self.logits: list[torch.Tensor] = []
         self.handles: list = []
         self.gate_path: str | None = None
 
     def __enter__(self) -> GateRecorder:
         found = {}
+        names = ("tap_gate_indices", "tap_gate_weights", "tap_gate_clean_logits")
         for path, tap in taps(self.model).items():
-            if tap.name in ("tap_gate_indices", "tap_gate_weights"):
+            if tap.name in names:
                 found.setdefault(path.rpartition(".")[0], {})[tap.name] = tap
-        for parent, pair in found.items():
-            if len(pair) == 2:
+        for parent, group in found.items():
+            if "tap_gate_indices" in group and "tap_gate_weights" in group:
                 self.gate_path = parent
-                self.handles += [
-                    pair["tap_gate_indices"].register_forward_hook(self._keep(self.indices)),
-                    pair["tap_gate_weights"].register_forward_hook(self._keep(self.weights)),
-                ]
+                stores = {"tap_gate_indices": self.indices, "tap_gate_weights": self.weights,
+                          "tap_gate_clean_logits": self.logits}
+                self.handles += [tap.register_forward_hook(self._keep(stores[name]))
+                                 for name, tap in group.items()]
                 break
         return self
+
+    def keep_last(self, batches: int) -> None:
+        """Forget all but the last ``batches`` forward passes."""
+        for store in (self.indices, self.weights, self.logits):
+            del store[:-batches]
 
     @staticmethod
     def _keep(store: list):
@@ -506,7 +682,8 @@ class GateRecorder:
 
     def diagnostics(self, labels: torch.Tensor | Sequence | None = None) -> GateDiagnostics:
         indices, weights = self.tensors()
-        return gate_diagnostics(indices, weights, labels)
+        logits = torch.cat(self.logits).cpu() if len(self.logits) == len(self.indices) else None
+        return gate_diagnostics(indices, weights, labels, logits=logits)
 
 
 @torch.no_grad()
@@ -558,5 +735,7 @@ __all__ = [
     "diagnose_gate",
     "gate_diagnostics",
     "load_loss",
+    "min_images",
+    "router_z_loss",
     "top_k_softmax",
 ]

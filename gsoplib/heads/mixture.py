@@ -42,6 +42,7 @@ from .gate import (  # noqa: F401  (the gate's names stay importable from here)
     _check_choice,
     balance_loss,
     load_loss,
+    router_z_loss,
     top_k_softmax,
 )
 
@@ -408,14 +409,19 @@ class GatedMixtureHead(nn.Module):
         k: int = 8,
         *,
         num_classes: int = 1000,
-        gate: str = "live",
+        gate: str = "mixing",
         noise: str | None = None,
         noise_epsilon: float | None = None,
         gate_init: str | None = None,
         random_ties: bool | None = None,
         gate_input_norm: str | None = None,
+        gate_router: str | None = None,
+        gate_logit_scale: float | None = None,
+        gate_learn_scale: bool | None = None,
+        gate_weighting: str | None = None,
         alpha: float = 100.0,
         load_weight: float = 0.0,
+        z_loss_weight: float = 0.0,
         gate_detach: bool | None = None,
         unbiased: bool = True,
         gate_branch: str = "component",
@@ -431,6 +437,7 @@ class GatedMixtureHead(nn.Module):
         self.component, self.execution = component, execution
         self.capacity_factor = capacity_factor
         self.alpha, self.unbiased, self.load_weight = alpha, unbiased, load_weight
+        self.z_loss_weight = z_loss_weight
         self.gate_detach = (
             GATE_FORMS[gate]["detach_input"] if gate_detach is None and gate in GATE_FORMS
             else bool(gate_detach)
@@ -445,7 +452,8 @@ class GatedMixtureHead(nn.Module):
         )
         self.gate = NoisyTopKGate(
             self.gate_branch.dim, num_components, k, noise, noise_epsilon, gate_init,
-            form=gate, random_ties=random_ties, input_norm=gate_input_norm,
+            form=gate, random_ties=random_ties, input_norm=gate_input_norm, router=gate_router,
+            logit_scale=gate_logit_scale, learn_scale=gate_learn_scale, weighting=gate_weighting,
         )
         self.tap_component_norms = Tap("tap_component_norms", "|| M_i(X) || of the chosen, (B, K)")
         self.classifier = classifier(self.dim, num_classes, dropout)
@@ -471,6 +479,8 @@ class GatedMixtureHead(nn.Module):
                     gate.clean_logits, gate.noisy_logits, gate.noise_scale, gate.indices.shape[1],
                     self.load_weight,
                 )
+            if self.z_loss_weight:
+                aux = aux + router_z_loss(gate.clean_logits, self.z_loss_weight)
         return with_aux(logits, aux, return_aux)
 
     def extra_repr(self) -> str:

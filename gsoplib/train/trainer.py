@@ -539,8 +539,8 @@ class Trainer:
                 ).double()
                 if recorder.active:
                     recent.append(y)
-                    del recent[:-POSTFIX_STEPS], recorder.indices[:-POSTFIX_STEPS]
-                    del recorder.weights[:-POSTFIX_STEPS]
+                    del recent[:-POSTFIX_STEPS]
+                    recorder.keep_last(POSTFIX_STEPS)
                 if show and (i % POSTFIX_STEPS == 0 or i == steps - 1):
                     postfix = {"loss": f"{loss.item():.3f}", "lr": f"{lr:.4f}"}
                     if recent:

@@ -16,8 +16,10 @@ from .tables import gate_table, gate_weights_table
 
 def gate_chart(insp: Inspection, path: str, image: int = 0) -> Chart:
     """All N gate logits and weights omega of one image, the K chosen highlighted; hover a bar
-    for its component, logit, weight and whether it was chosen. Dataset ``gate`` (component,
-    logit, weight, chosen)."""
+    for its component, logit, weight and whether it was chosen. A chosen component's weight is
+    also marked by a point and its value, so a weight near zero (a gate that put everything on
+    one of its K) is seen as chosen, not missing. Dataset ``gate`` (component, logit, weight,
+    chosen)."""
     data = gate_table(insp, path, image)
     k, n = int(data["chosen"].sum()), len(data)
     chosen = ", ".join(str(c) for c in data.loc[data.chosen, "component"])
@@ -26,13 +28,26 @@ def gate_chart(insp: Inspection, path: str, image: int = 0) -> Chart:
         "tooltip": tips("component:O", field("logit:Q", format=".4g"),
                         field("weight:Q", format=".4f"), "chosen:N"),
     }
+    width = max(200, 22 * n)
     panels = []
-    for column, title in (("logit", f"gate logits: the top {k} of {n} chosen"),
-                          ("weight", f"weights omega (K = {k}, sum 1)")):
-        if data[column].notna().any():
-            panels.append({"data": {"name": "gate"}, "width": max(200, 22 * n), "height": 160,
-                           "title": title, "mark": {"type": "bar"},
-                           "encoding": {**encoding, "y": field(f"{column}:Q")}})
+    if data["logit"].notna().any():
+        panels.append({"data": {"name": "gate"}, "width": width, "height": 160,
+                       "title": f"gate logits: the top {k} of {n} chosen", "mark": {"type": "bar"},
+                       "encoding": {**encoding, "y": field("logit:Q")}})
+    if data["weight"].notna().any():
+        kept = {"data": {"name": "gate"}, "transform": [{"filter": "datum.chosen"}]}
+        panels.append({
+            "width": width, "height": 160, "title": f"weights omega of the {k} chosen (sum 1)",
+            "layer": [
+                {"data": {"name": "gate"}, "mark": {"type": "bar"},
+                 "encoding": {**encoding, "y": field("weight:Q", scale={"domain": [0, 1]})}},
+                {**kept, "mark": {"type": "point", "filled": True, "color": CHOSEN, "size": 40},
+                 "encoding": {"x": field("component:O"), "y": field("weight:Q"),
+                              "tooltip": encoding["tooltip"]}},
+                {**kept, "mark": {"type": "text", "dy": -10, "fontSize": 10},
+                 "encoding": {"x": field("component:O"), "y": field("weight:Q"),
+                              "text": field("weight:Q", format=".2f")}},
+            ]})
     record = insp[path]
     return Chart({"hconcat": panels,
                   "title": f"{record.label} ({record.kind}), image {image % insp.batch_size}: "
@@ -40,10 +55,12 @@ def gate_chart(insp: Inspection, path: str, image: int = 0) -> Chart:
 
 
 def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = None) -> Chart:
-    """The gate over the batch: an images x components grid of omega, and how many images
-    chose each component against even use B K / N (what GM-SOP's balance loss, Eq. 4,
-    pushes towards). Datasets ``weights`` (image, name, component, weight), ``usage``
-    (component, chose) and ``even``."""
+    """The gate over the batch: an images x components grid of omega; how many images chose
+    each component against even use B K / N; and each component's importance, the sum of its
+    weights over the images (GM-SOP Eq. 4's I_n), against even B / N. A component chosen often
+    but given little weight shows in the second and not in the third. Datasets ``weights``
+    (image, name, component, weight), ``usage`` (component, chose, importance) and ``even``
+    (chose, importance)."""
     data = gate_weights_table(insp, path, names)
     b = int(data["image"].max()) + 1
     n = int(data["component"].max()) + 1
@@ -58,22 +75,28 @@ def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = 
             "tooltip": tips("image:O", "name:N", "component:O",
                             field("weight:Q", format=".4f")),
         }}
-    counts = data.assign(chose=data["weight"] > 0).groupby("component", as_index=False)[
-        "chose"].sum()
-    usage = {
-        "width": width, "height": 200, "title": "usage (dashed: even use)",
-        "layer": [
-            {"data": {"name": "usage"}, "mark": {"type": "bar", "color": CHOSEN},
-             "encoding": {"x": field("component:O"),
-                          "y": field("chose:Q", title="images choosing it"),
-                          "tooltip": tips("component:O", field("chose:Q", title="images"))}},
-            {"data": {"name": "even"}, "mark": {"type": "rule", "strokeDash": [4, 3]},
-             "encoding": {"y": field("even:Q"),
-                          "tooltip": tips(field("even:Q", title=f"even use {b}*{k}/{n}"))}},
-        ]}
-    return Chart({"hconcat": [grid, usage]},
-                 {"weights": data, "usage": counts,
-                  "even": pd.DataFrame({"even": [b * k / n]})})
+    usage = (data.assign(chose=data["weight"] > 0, importance=data["weight"])
+             .groupby("component", as_index=False)[["chose", "importance"]].sum())
+
+    def counted(column: str, title: str, even: str) -> dict:
+        return {
+            "width": width, "height": 200, "title": f"{title} (dashed: even use)",
+            "layer": [
+                {"data": {"name": "usage"}, "mark": {"type": "bar", "color": CHOSEN},
+                 "encoding": {"x": field("component:O"), "y": field(f"{column}:Q", title=title),
+                              "tooltip": tips("component:O",
+                                              field(f"{column}:Q", title=title, format=".4g"))}},
+                {"data": {"name": "even"}, "mark": {"type": "rule", "strokeDash": [4, 3]},
+                 "encoding": {"y": field(f"{column}:Q"),
+                              "tooltip": tips(field(f"{column}:Q", title=even, format=".4g"))}},
+            ]}
+
+    return Chart({"hconcat": [
+        grid,
+        counted("chose", "images choosing it", f"even use {b}*{k}/{n}"),
+        counted("importance", "sum of its weights", f"even importance {b}/{n}"),
+    ]}, {"weights": data, "usage": usage,
+         "even": pd.DataFrame({"chose": [b * k / n], "importance": [b / n]})})
 
 
 def class_usage_chart(insp: Inspection, path: str, labels: Sequence[str] | None = None
