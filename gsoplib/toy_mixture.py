@@ -8,9 +8,9 @@ phi(x) = max(0, R x) with R (dim, 784) Gaussian, and a :class:`GatedMixtureHead`
 GAP components (1x1 conv + ReLU + mean, GM-SOP Sec. 3.1 item 2) with a GAP gating branch is
 trained on phi for a few hundred Adam steps: two to four seconds on one CPU thread.
 
-The gate is the library's ``'live'`` form (per-(image, expert) noise with a 1e-2 floor, zero
-init, ties to the lower index) with its input standardisation switched off by default
-(``standardise=False``). The standardisation is itself a cure for collapse: it centres the
+The gate is the library's ``'live'`` form by default (per-(image, expert) noise with a 1e-2
+floor, zero init, ties to the lower index; ``gate=`` picks another) with its input
+standardisation switched off by default (``standardise=False``). The standardisation is itself a cure for collapse: it centres the
 gating feature, and with it the live gate keeps most components busy without the loss (measured
 in ``benchmarks/results/balance-cpu.json`` on the whole network, and here). Phi is a ReLU output
 with a large mean shared by every image; without centring, every logit W_g phi is dominated by
@@ -108,13 +108,15 @@ class ToyMixtureRun:
     train: GateDiagnostics
     test: GateDiagnostics
     test_top1: float
+    gate: str = "live"
     seconds: float = field(default=0.0, compare=False)
 
     def summary(self) -> str:
         """One line: the setting, the training usage and the test accuracy."""
         form = "standardised" if self.standardise else "raw"
         return (
-            f"alpha {self.alpha:g}, N = {self.num_components}, K = {self.k}, {form} gate input: "
+            f"alpha {self.alpha:g}, N = {self.num_components}, K = {self.k}, {self.gate} gate, "
+            f"{form} input: "
             f"usage CV {self.usage_cv:.2f}, {self.busy} of {self.num_components} components "
             f"busy, the top {self.k} take {sum(sorted(self.usage)[-self.k:]):.0%} of the "
             f"choices; test top-1 {self.test_top1:.1%}"
@@ -123,13 +125,13 @@ class ToyMixtureRun:
 
 def toy_head(
     dim: int, num_components: int, k: int, alpha: float, standardise: bool = False,
-    num_classes: int = 10,
+    num_classes: int = 10, gate: str = "live",
 ) -> GatedMixtureHead:
     """GM-GAP-N-K on (B, dim, 1, 1) features: N parametric GAP components of width 32, a GAP
-    gating branch, the live gate (standardised input or not), no dropout."""
+    gating branch, the gate of form ``gate`` (standardised input or not), no dropout."""
     return GatedMixtureHead(
         dim, component="gap", num_components=num_components, k=k, num_classes=num_classes,
-        gate="live", gate_input_norm="batch" if standardise else "none", gate_branch="gap",
+        gate=gate, gate_input_norm="batch" if standardise else "none", gate_branch="gap",
         gap_dim=32, alpha=alpha, dropout=0.0,
     )
 
@@ -141,6 +143,7 @@ def train_toy_mixture(
     alpha: float = 0.0,
     *,
     standardise: bool = False,
+    gate: str = "live",
     steps: int = 300,
     batch_size: int = 128,
     lr: float = 1e-2,
@@ -162,7 +165,7 @@ def train_toy_mixture(
         raise ValueError(f"window must be between 1 and steps={steps}, got {window}")
     start = time.perf_counter()
     torch.manual_seed(seed)
-    head = toy_head(data.dim, num_components, k, alpha, standardise, len(data.classes))
+    head = toy_head(data.dim, num_components, k, alpha, standardise, len(data.classes), gate)
     optimiser = torch.optim.Adam(head.parameters(), lr=lr)
     batches = torch.Generator().manual_seed(seed)
     chosen: list[torch.Tensor] = []
@@ -181,7 +184,8 @@ def train_toy_mixture(
             if step % 10 == 0 or step == steps:
                 counts = recent.bincount(minlength=num_components).double()
                 cv_history.append((step, usage_cv(counts / counts.sum())))
-            del rec.indices[:-window], rec.weights[:-window], chosen[:-window]
+            rec.keep_last(window)
+            del chosen[:-window]
         indices, weights = rec.tensors()
     labels = torch.cat(chosen)
     train = gate_diagnostics(indices, weights, data.train_labels[labels])
@@ -194,7 +198,7 @@ def train_toy_mixture(
         alpha=alpha, num_components=num_components, k=k, standardise=standardise, steps=steps,
         usage=train.usage, usage_cv=usage_cv(usage),
         busy=int((usage >= BUSY_FRACTION / num_components).sum()), cv_history=cv_history,
-        train=train, test=test, test_top1=top1, seconds=time.perf_counter() - start,
+        train=train, test=test, test_top1=top1, gate=gate, seconds=time.perf_counter() - start,
     )
 
 

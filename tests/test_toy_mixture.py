@@ -84,6 +84,21 @@ def test_widget_callback_follows_its_controls(data, runs):
     assert standardised.standardise and standardised.usage_cv < low.usage_cv
     none, message = lessons_mixture.toy_mixture_view(data, 0.0, num_components=4, k=8)
     assert none is None and "K = 8 is more than N = 4" in message
+    mixing, _ = lessons_mixture.toy_mixture_view(data, 0.0, 16, 4, gate="mixing")
+    assert mixing.gate == "mixing" and mixing.usage != low.usage
+
+
+def test_at_k_1_alpha_changes_nothing_and_the_figure_says_so(data):
+    """K = 1: the kept weight is 1 whatever the logits, so the importance is a count of
+    one-hot rows and the balance loss, like the task loss, gives the gate no gradient. Two runs
+    that differ only in alpha are then the same run."""
+    free, fig = lessons_mixture.toy_mixture_view(data, 0.0, 8, 1, steps=60)
+    balanced, _ = lessons_mixture.toy_mixture_view(data, 100.0, 8, 1, steps=60)
+    assert free.usage == balanced.usage and free.test_top1 == balanced.test_top1
+    assert "alpha changes nothing" in fig._suptitle.get_text()
+    two, _ = lessons_mixture.toy_mixture_view(data, 100.0, 8, 2, steps=60)
+    free_two, _ = lessons_mixture.toy_mixture_view(data, 0.0, 8, 2, steps=60)
+    assert two.usage != free_two.usage
 
 
 def test_fig2_figure_has_a_panel_per_run_and_the_curves(runs):

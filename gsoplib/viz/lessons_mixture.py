@@ -21,7 +21,14 @@ from .images import CHOSEN, OTHER
 
 def _label(run: ToyMixtureRun) -> str:
     gate = "standardised" if run.standardise else "raw"
-    return f"alpha = {run.alpha:g} (GM-GAP-{run.num_components}-{run.k}, {gate} gate input)"
+    text = (f"alpha = {run.alpha:g} (GM-GAP-{run.num_components}-{run.k}, {run.gate} gate, "
+            f"{gate} gate input)")
+    if run.k == 1:
+        text += ("\nK = 1: every weight is 1, so neither the task loss nor the balance loss "
+                 "gives the gate a gradient; alpha changes nothing")
+    elif run.k == run.num_components:
+        text += "\nK = N: every component is chosen for every image; nothing to balance"
+    return text
 
 
 def _usage_bars(ax, run: ToyMixtureRun) -> None:
@@ -42,7 +49,7 @@ def toy_usage_figure(run: ToyMixtureRun, *, figsize=(12.0, 3.4)) -> Figure:
     (busy ones, at least BUSY_FRACTION / N, highlighted). Middle: the share of test images
     choosing each component in eval (no noise), sorted, against the even K / N. Right: the
     usage CV over the training steps."""
-    fig = _figure(figsize, left=0.06, right=0.98, bottom=0.17, top=0.80, wspace=0.3)
+    fig = _figure(figsize, left=0.06, right=0.98, bottom=0.17, top=0.74, wspace=0.3)
     axes = fig.subplots(1, 3)
     _usage_bars(axes[0], run)
     n, k = run.num_components, run.k
@@ -53,7 +60,8 @@ def toy_usage_figure(run: ToyMixtureRun, *, figsize=(12.0, 3.4)) -> Figure:
     axes[1].set_xlabel("component, most used first")
     axes[1].set_ylabel("share of test images")
     axes[1].legend(fontsize=7, loc="upper right")
-    _title(axes[1], f"eval: least-used {share[-1]:.1%}, top-1 {run.test_top1:.1%}")
+    _title(axes[1], f"eval: least-used {share[-1]:.1%}, {run.test.effective_components:.2f} "
+                    f"effective of K = {k}, top-1 {run.test_top1:.1%}")
     steps, cvs = zip(*run.cv_history)
     axes[2].plot(steps, cvs, color=CHOSEN)
     axes[2].set_xlabel("training step")
@@ -91,13 +99,16 @@ def toy_mixture_view(
     k: int = 4,
     standardise: bool = False,
     steps: int = 300,
+    gate: str = "live",
 ) -> tuple[ToyMixtureRun | None, Figure | str]:
     """The widget's callback: train the toy (:func:`~gsoplib.toy_mixture.train_toy_mixture`)
-    and draw it (:func:`toy_usage_figure`). A K larger than N gives (None, a sentence saying
-    so) instead of an error, so a slider moved past N reads as a message."""
+    with the gate of form ``gate`` and draw it (:func:`toy_usage_figure`; its title says when
+    K = 1 or K = N leaves alpha nothing to do). A K larger than N gives (None, a sentence
+    saying so) instead of an error, so a slider moved past N reads as a message."""
     if k > num_components:
         return None, f"K = {k} is more than N = {num_components}: choose K <= N."
-    run = train_toy_mixture(data, num_components, k, alpha, standardise=standardise, steps=steps)
+    run = train_toy_mixture(data, num_components, k, alpha, standardise=standardise, steps=steps,
+                            gate=gate)
     return run, toy_usage_figure(run)
 
 
