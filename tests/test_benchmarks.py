@@ -99,6 +99,42 @@ def test_gate_benchmark_quick_run_diagnoses_each_variant(tmp_path):
     assert "| release |" in out.stdout and "| live |" in out.stdout
 
 
+def test_gate_benchmark_saturation_table_on_the_second_order_set(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gate.py"), "--quick", "--device", "cpu",
+         "--table", "saturation", "--dataset", "second_order", "--only", "live", "cosine_s4",
+         "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    result = json.loads((tmp_path / "gate-saturation-cpu.json").read_text())
+    assert result["machine"]["dataset"] == "second_order"
+    assert [r["variant"] for r in result["summary"]] == ["live", "cosine_s4"]
+    for row in result["rows"]:
+        assert 1 <= row["effective_components"] <= 4 and row["logit_span"] >= 0
+    cosine = result["rows"][1]
+    assert cosine["head_kwargs"] == {"gate": "mixing", "gate_logit_scale": 4.0}
+    assert cosine["logit_span"] <= 2 * 4.0  # the cosine router's bound
+    assert "| cosine_s4 |" in out.stdout
+    bad = subprocess.run([sys.executable, str(BENCHMARKS / "gate.py"), "--only", "cosine_s4"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown variant 'cosine_s4' of table 'collapse'" in bad.stderr
+
+
+def test_fig3_benchmark_quick_run_writes_the_grid_and_the_figure(tmp_path):
+    figure = tmp_path / "fig3.png"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "fig3.py"), "--quick", "--device", "cpu",
+         "--out", str(tmp_path), "--figure", str(figure)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    result = json.loads((tmp_path / "fig3-cpu.json").read_text())
+    assert [(r["N"], r["K"]) for r in result["summary"]] == [(4, 1), (4, 2)]
+    one, two = result["rows"]
+    assert one["effective_components"] == 1.0  # K = 1: one weight of 1
+    assert 1.0 < two["effective_components"] <= 2.0
+    assert figure.stat().st_size > 10_000
+
+
 @pytest.mark.skipif(not HAS_FMNIST, reason="needs Debian's dataset-fashion-mnist")
 def test_balance_benchmark_quick_run_writes_usage_and_the_figure(tmp_path):
     figure = tmp_path / "balance.png"

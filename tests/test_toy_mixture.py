@@ -107,3 +107,33 @@ def test_fig2_figure_has_a_panel_per_run_and_the_curves(runs):
     assert len(fig.axes[-1].get_lines()) == 2
     with pytest.raises(ValueError, match="at least one run"):
         lessons_mixture.fig2_figure([])
+
+
+def test_saturation_figure_draws_each_variant_where_its_numbers_say():
+    rows = [
+        {"variant": "live", "logit_span": 190.0, "effective_components": 1.13,
+         "test_top1": 76.8, "test_top1_std": 9.0},
+        {"variant": "cosine_s4", "logit_span": 1.8, "effective_components": 3.9,
+         "test_top1": 97.5, "test_top1_std": 0.4},
+    ]
+    fig = lessons_mixture.saturation_figure(rows)
+    points = fig.axes[0].collections
+    assert [tuple(c.get_offsets()[0]) for c in points] == [(190.0, 1.13), (1.8, 3.9)]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["live", "cosine_s4"]
+    bars = fig.axes[1].patches
+    assert [b.get_height() for b in bars] == [76.8, 97.5]
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["live", "cosine_s4"]
+    with pytest.raises(ValueError, match="at least one row"):
+        lessons_mixture.saturation_figure([])
+
+
+def test_fig3_figure_has_a_line_per_n_over_k():
+    rows = [{"N": n, "K": k, "test_top1": 90 + n / 4 + k, "test_top1_std": 0.5,
+             "train_images_per_s": 500 - 20 * k, "effective_components": 0.9 * k}
+            for n in (4, 8) for k in (1, 2) if k < n]
+    fig = lessons_mixture.fig3_figure(rows, title="t")
+    accuracy = fig.axes[0]
+    assert [text.get_text() for text in accuracy.get_legend().get_texts()] == ["N = 4", "N = 8"]
+    lines = [container.lines[0] for container in accuracy.containers]
+    assert [list(line.get_ydata()) for line in lines] == [[92.0, 93.0], [93.0, 94.0]]
+    assert list(fig.axes[2].get_lines()[-1].get_ydata()) == [1, 2]  # the all-K-count diagonal

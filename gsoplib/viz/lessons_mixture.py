@@ -4,6 +4,10 @@ and the function its widget calls.
     toy_usage_figure(run)        one run: training usage, test share, usage CV over the steps
     fig2_figure(runs)            several runs (alpha = 0 and 100) side by side: Fig. 2 in small
     toy_mixture_view(data, ...)  train one toy and draw it: the alpha / N / K widget's callback
+    saturation_figure(rows)      the gate variants of ``benchmarks/gate.py --table saturation``:
+                                 effective components against the logit span, and top-1
+    fig3_figure(rows)            GM-SOP's Fig. 3 in small (``benchmarks/fig3.py``): top-1 and
+                                 training speed over K, a line per N
 """
 
 from __future__ import annotations
@@ -112,4 +116,80 @@ def toy_mixture_view(
     return run, toy_usage_figure(run)
 
 
-__all__ = ["fig2_figure", "toy_mixture_view", "toy_usage_figure"]
+def saturation_figure(rows: Sequence[dict], *, k: int = 4, figsize=(11.0, 3.8)) -> Figure:
+    """The gate variants of ``benchmarks/gate.py --table saturation`` (its ``summary`` rows:
+    variant, logit_span, effective_components, largest_weight, test_top1, test_top1_std).
+    Left: effective components per image (of K) against the median logit span, log scale, a
+    point per variant. Right: test top-1 per variant, mean and std over the seeds."""
+    if not rows:
+        raise ValueError("saturation_figure needs at least one row")
+    fig = _figure(figsize, left=0.07, right=0.98, bottom=0.36, top=0.86, wspace=0.32)
+    axes = fig.subplots(1, 2)
+    for row in rows:
+        one = row["effective_components"] < 1.5
+        axes[0].scatter(row["logit_span"], row["effective_components"],
+                        color=OTHER if one else CHOSEN, zorder=3)
+        axes[0].annotate(row["variant"], (row["logit_span"], row["effective_components"]),
+                         fontsize=6, xytext=(3, 3), textcoords="offset points")
+    axes[0].set_xscale("log")
+    axes[0].axhline(k, color="black", lw=0.8, ls="--", label=f"K = {k}: the kept weights tie")
+    axes[0].axhline(1.5, color=OTHER, lw=0.8, ls=":", label="below 1.5: one component")
+    axes[0].set_ylim(0.8, k + 0.3)
+    axes[0].set_xlabel("median span of the N clean logits (max - min), log scale")
+    axes[0].set_ylabel("effective components per image")
+    axes[0].legend(fontsize=7, loc="center right")
+    _title(axes[0], "the wider the logits, the fewer of the K chosen count")
+    x = np.arange(len(rows))
+    top1 = [r["test_top1"] for r in rows]
+    axes[1].bar(x, top1, yerr=[r.get("test_top1_std", 0.0) for r in rows], capsize=2,
+                color=[OTHER if r["effective_components"] < 1.5 else CHOSEN for r in rows])
+    axes[1].set_xticks(x, [r["variant"] for r in rows], rotation=60, ha="right", fontsize=7)
+    axes[1].set_ylim(max(0.0, min(top1) - 10), 100)
+    axes[1].set_ylabel("test top-1 % (mean +- std over seeds)")
+    _title(axes[1], "accuracy of each variant (grey: collapsed to one component)")
+    return fig
+
+
+def fig3_figure(rows: Sequence[dict], *, title: str = "", figsize=(11.0, 3.6)) -> Figure:
+    """GM-SOP's Fig. 3 in small from ``benchmarks/fig3.py``'s ``summary`` rows (N, K,
+    test_top1, test_top1_std, train_images_per_s, effective_components). Left: test top-1
+    against K, a line per N, error bars the std over the seeds. Middle: training images/s.
+    Right: effective components per image against K (the diagonal: all K count)."""
+    if not rows:
+        raise ValueError("fig3_figure needs at least one row")
+    fig = _figure(figsize, left=0.06, right=0.98, bottom=0.15, top=0.80, wspace=0.32)
+    axes = fig.subplots(1, 3)
+    ks = sorted({r["K"] for r in rows})
+    for n in sorted({r["N"] for r in rows}):
+        line = sorted((r for r in rows if r["N"] == n), key=lambda r: r["K"])
+        kk = [r["K"] for r in line]
+        axes[0].errorbar(kk, [r["test_top1"] for r in line],
+                         yerr=[r["test_top1_std"] for r in line], marker="o", capsize=3,
+                         label=f"N = {n}")
+        axes[1].plot(kk, [r["train_images_per_s"] for r in line], marker="o", label=f"N = {n}")
+        axes[2].plot(kk, [r["effective_components"] for r in line], marker="o",
+                     label=f"N = {n}")
+    axes[2].plot(ks, ks, color="black", lw=0.8, ls="--", label="all K count")
+    for ax, ylabel, text in (
+        (axes[0], "test top-1 % (mean +- std)", "accuracy over K"),
+        (axes[1], "training images / s", "training speed over K"),
+        (axes[2], "effective components per image", "how many of the K count"),
+    ):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("K, components chosen per image")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+        _title(ax, text)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+__all__ = [
+    "fig2_figure",
+    "fig3_figure",
+    "saturation_figure",
+    "toy_mixture_view",
+    "toy_usage_figure",
+]
