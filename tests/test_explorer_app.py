@@ -79,16 +79,21 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
-def make_checkpoint(folder: Path, model_name: str, in_chans: int = 1) -> Path:
-    """An untrained ``model_name`` for 28x28 Fashion-MNIST-like input, saved as a checkpoint."""
+def make_checkpoint(folder: Path, model_name: str, in_chans: int = 1, prepare=None,
+                    file_name: str | None = None, **model_kwargs) -> Path:
+    """An untrained ``model_name`` for 28x28 Fashion-MNIST-like input, saved as a checkpoint;
+    ``prepare(model)`` may set its weights first."""
     from gsoplib.checkpoint import save_checkpoint
     from gsoplib.models import create_model
 
-    kwargs = {"num_classes": len(FASHION_CLASSES), "in_chans": in_chans}
+    kwargs = {"num_classes": len(FASHION_CLASSES), "in_chans": in_chans, **model_kwargs}
     torch.manual_seed(0)
     model = create_model(model_name, **kwargs).eval()
+    if prepare is not None:
+        prepare(model)
     return save_checkpoint(
-        folder / f"{model_name}.safetensors", model, model_name=model_name, model_kwargs=kwargs,
+        folder / f"{file_name or model_name}.safetensors", model, model_name=model_name,
+        model_kwargs=kwargs,
         classes=FASHION_CLASSES, input_size=(28, 28), in_chans=in_chans,
         mean=(0.286,) * in_chans, std=(0.353,) * in_chans, dataset="fashion_mnist",
         train_config={"recipe": "untrained, for tests"}, metrics={"test_top1": 0.1},
@@ -577,19 +582,43 @@ def gallery_gate_report(path: Path):
     return gate_report(insp, "head", [FASHION.label(f) for f in FASHION.files])
 
 
-def test_the_head_view_warns_in_one_sentence_when_a_gate_is_degenerate(checkpoints):
+def test_the_head_view_warns_in_one_sentence_when_a_gate_is_degenerate(tmp_path):
     # An untrained live gate starts at zero: every logit ties and the lowest indices win.
-    report = gallery_gate_report(checkpoints["small_gmsop"])
-    assert report.degenerate
-    at = show(open_path(checkpoints["small_gmsop"]), "Head")
+    path = make_checkpoint(tmp_path, "small_gmsop", file_name="tied",
+                           head_kwargs={"gate": "live"})
+    report = gallery_gate_report(path)
+    assert report.degenerate and "tie at 1/K" in report.verdict
+    at = show(open_path(path), "Head")
     [warning] = at.warning
     assert warning.value == report.verdict and warning.value.startswith("The gate is degenerate")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["most common set"] == f"{report.top_set_share:.0%} of images"
     assert metrics["MI(class; expert)"] == f"{report.mutual_information:.2f} bits"
+    assert metrics["effective components"] == "4.00 of 4"
 
 
-def test_the_bundled_gm_sop_gate_is_shown_alive():
+def test_the_head_view_calls_a_one_hot_gate_collapsed(tmp_path):
+    """A linear router whose weights grew large chooses by image and puts everything on one of
+    its K: the view says so, and the gate chart still marks the chosen components at ~0."""
+    def saturate(model):
+        with torch.no_grad():
+            model.head.gate.w_gate.normal_(std=50.0)
+
+    path = make_checkpoint(tmp_path, "small_gmsop", prepare=saturate, file_name="one_hot",
+                           head_kwargs={"gate": "live"})
+    report = gallery_gate_report(path)
+    assert report.collapsed and report.degenerate
+    at = show(open_path(path), "Head")
+    [warning] = at.warning
+    assert "collapsed to one component" in warning.value and warning.value == report.verdict
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["effective components"] == f"{report.effective_components:.2f} of 4"
+    assert float(metrics["largest weight"]) > 0.9
+    gate = chart_data(at, "head: gate", "component", "weight", "chosen")
+    assert int(gate["chosen"].sum()) == 4 and (gate.loc[gate.chosen, "weight"] < 0.01).sum() >= 2
+
+
+def test_the_bundled_gm_sop_gate_is_shown_alive_and_mixing():
     path = pretrained_path("fmnist_small_gmsop")
     report = gallery_gate_report(path)
     at = app()
@@ -598,6 +627,31 @@ def test_the_bundled_gm_sop_gate_is_shown_alive():
     assert not at.warning
     [success] = at.success
     assert success.value == report.verdict and success.value.startswith("The gate chooses")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["effective components"] == f"{report.effective_components:.2f} of 4"
+    assert report.effective_components >= 2
+    usage = chart_data(at, "head: gate weights per image", "component", "chose", "importance")
+    weights = chart_data(at, "head: gate weights per image", "image", "component", "weight")
+    # Usage by selection and by weight, each from the probe's weights.
+    by_component = weights.groupby("component")["weight"]
+    np.testing.assert_allclose(usage.sort_values("component")["importance"],
+                               by_component.sum().sort_index(), rtol=1e-6)
+    np.testing.assert_array_equal(usage.sort_values("component")["chose"],
+                                  by_component.apply(lambda w: int((w > 0).sum())).sort_index())
+
+
+def test_no_gate_verdict_from_two_images():
+    at = app()
+    at.selectbox(key="a_bundled").set_value("fmnist_small_gmsop").run()
+    samples = [f.name for f in FASHION.files][:2]
+    at.multiselect(key="gallery_fashion_mnist").set_value(samples).run()
+    at = show(at, "Head")
+    at.radio(key="usage_over").set_value("chosen").run()
+    assert not at.exception and not at.warning and not at.success
+    [info] = [i for i in at.info if i.value.startswith("Too few images")]
+    assert info.value.startswith("Too few images to judge the gate: 2 of the 20")
+
+
 # ---------------------------------------------------------------- hostile and unlucky checkpoints
 
 

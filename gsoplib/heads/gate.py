@@ -48,7 +48,7 @@ WEIGHTINGS = ("kept", "all")
 GATE_DEFAULTS = {"router": "linear", "logit_scale": 1.0, "learn_scale": False, "weighting": "kept"}
 GATE_FORMS = {
     "mixing": {"noise": "expert", "init": "normal", "random_ties": False, "input_norm": "batch",
-               "detach_input": True, "router": "cosine", "logit_scale": 4.0},
+               "detach_input": True, "router": "cosine", "logit_scale": 2.0},
     "release": {"noise": "sample", "init": "constant", "random_ties": True, "input_norm": "none",
                 "detach_input": False, "router": "linear"},
     "live": {"noise": "expert", "init": "zeros", "random_ties": False, "input_norm": "batch",
