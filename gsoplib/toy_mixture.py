@@ -10,8 +10,9 @@ trained on phi for a few hundred Adam steps: two to four seconds on one CPU thre
 
 The gate is the library's ``'live'`` form by default (per-(image, expert) noise with a 1e-2
 floor, zero init, ties to the lower index; ``gate=`` picks another) with its input
-standardisation switched off by default (``standardise=False``). The standardisation is itself a cure for collapse: it centres the
-gating feature, and with it the live gate keeps most components busy without the loss (measured
+standardisation switched off by default (``standardise=False``). The standardisation is itself
+a cure for collapse: it centres the gating feature, and with it the live gate keeps most
+components busy without the loss (measured
 in ``benchmarks/results/balance-cpu.json`` on the whole network, and here). Phi is a ReLU output
 with a large mean shared by every image; without centring, every logit W_g phi is dominated by
 that shared part, the components that are good early win for every image and, trained on every
