@@ -181,3 +181,59 @@ def test_compare_benchmark_quick_run_names_its_results_file(tmp_path):
     assert [r["model"] for r in result["rows"]] == ["small_vanilla", "small_gmsop"]
     assert all(0 <= r["top1_mean"] <= 100 and r["params"] > 0 for r in result["rows"])
     assert result["machine"]["seeds"] == 1
+
+
+def _compare_module():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import compare
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return compare
+
+
+def test_a_claim_s_verdict_reads_the_ordering_and_the_seed_noise():
+    compare = _compare_module()
+    claim = compare.CLAIMS["gsop_table56"]  # vanilla < SE < Net1 < Net2
+    assert compare.claim_verdict(claim, [90, 91, 92, 93], [0.1] * 4) == "holds"
+    assert compare.claim_verdict(claim, [90, 91, 92, 93], [2.0] * 4) == "holds within seed noise"
+    assert compare.claim_verdict(claim, [93, 91, 92, 90], [0.1] * 4) == (
+        "does not hold at this budget")
+    assert compare.claim_verdict(claim, [91, 90.5, 92, 93], [1.0] * 4) == (
+        "does not hold at this budget (differences within seed noise)")
+    fusion = compare.CLAIMS["gsop_table4b"]  # no fusion beats the channel block
+    assert compare.claim_verdict(fusion, [95, 94, 93, 94.5, 90], [0.1] * 5) == "holds"
+    assert compare.claim_verdict(fusion, [95, 94, 97, 94.5, 90], [0.1] * 5).startswith("does not")
+
+
+def test_claims_run_resume_and_judge_only_from_three_seeds(tmp_path):
+    args = [sys.executable, str(BENCHMARKS / "compare.py"), "--claim", "gsop_table4a",
+            "--quick", "--device", "cpu", "--out", str(tmp_path)]
+    first = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300)
+    result = json.loads((tmp_path / "claims-cpu.json").read_text())
+    assert [r["variant"] for r in result["rows"]] == [
+        "GSoP-Net1, c = 8", "GSoP-Net1, c = 16", "GSoP-Net1, c = 32"]
+    assert [r["model_kwargs"]["block_kwargs"]["rd_channels"] for r in result["rows"]] == [8, 16, 32]
+    [row] = [s for s in result["summary"] if s["claim"] == "gsop_table4a"]
+    assert row["verdict"] == "not judged: 1 seed(s), a verdict needs 3"
+    assert row["command"] == "python benchmarks/compare.py --claim gsop_table4a"
+    assert first.stdout.count("gsop_table4a / ") == 3  # one line per run trained
+    again = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300)
+    assert "gsop_table4a / " not in again.stdout  # nothing retrained: resumed
+    assert len(json.loads((tmp_path / "claims-cpu.json").read_text())["rows"]) == 3
+
+
+def test_sweep_quick_run_writes_its_cells_and_the_figure(tmp_path):
+    figure = tmp_path / "sweep.png"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "compare.py"), "--sweep", "--quick", "--device", "cpu",
+         "--out", str(tmp_path), "--figure", str(figure)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )
+    result = json.loads((tmp_path / "sweep-cpu.json").read_text())
+    cells = {(r["backbone"], r["pooling"]) for r in result["summary"]}
+    assert len(cells) == 2 * 4 and figure.stat().st_size > 10_000
+    compare = _compare_module()
+    kwargs = compare.sweep_kwargs((1,), (8,), "iSQRT-COV head")
+    assert kwargs["blocks"] == "√" and kwargs["head_kwargs"]["rd_channels"] is None
+    assert compare.sweep_kwargs((1, 1), (8, 16), "GSoP blocks + GAP")["blocks"] == "C,C"
