@@ -7,22 +7,32 @@ batch's importance (:func:`balance_loss`, Eq. 4) and optionally Shazeer et al.'s
 actually chooses by image: usage per expert, the chosen sets, the mutual information between
 class and choice, how far the weights are from a tie, and a verdict sentence.
 
-Two forms of the gate are selectable (``GatedMixtureHead(gate="...")``):
+Three forms of the gate are selectable (``GatedMixtureHead(gate="...")``), each measured on
+``small_gmsop`` by ``benchmarks/gate.py`` (README, GM-SOP section):
 
 ``'release'``  the GM-SOP release: one noise draw per image shared by all experts, W_g and W_n
                initialised to the constant 1/dim, ties broken at random in training, the
-               gating feature used as the branch outputs it. Measured here (README, GM-SOP
-               section; ``benchmarks/gate.py``): under alpha = 100 the gating branch learns to
-               output ~0, every logit ties, random tie-breaking makes the training-time
-               importance even, and the balance loss is satisfied by a gate that sees nothing.
-               In eval the ties go to the lowest indices: a near-constant choice, weights 1/K.
-``'live'``     (default) one noise draw per (image, expert) with a 1e-2 floor and zero init
-               (Shazeer et al.), ties to the lower index, the gating feature standardised by a
-               BatchNorm without affine parameters, so the branch cannot shrink its output to
-               zero to please the balance loss, and (in :class:`GatedMixtureHead`) a gating
-               branch that reads a detached feature map, so the balance loss at alpha = 100
-               trains the gate and not the backbone (measured, ``benchmarks/gate.py``: with the
-               gradient, test top-1 fell from 80% to 49% at the same budget).
+               gating feature used as the branch outputs it, the linear router W_g f of Eq. 2.
+               Under alpha = 100 the gating branch learns to output ~0, every logit ties,
+               random tie-breaking makes the training-time importance even, and the balance
+               loss is satisfied by a gate that sees nothing. In eval the ties go to the lowest
+               indices: a near-constant choice, weights 1/K (``--table collapse``).
+``'live'``     one noise draw per (image, expert) with a 1e-2 floor and zero init (Shazeer et
+               al.), ties to the lower index, the gating feature standardised by a BatchNorm
+               without affine parameters, so the branch cannot shrink its output to zero to
+               please the balance loss, and (in :class:`GatedMixtureHead`) a gating branch that
+               reads a detached feature map, so the balance loss at alpha = 100 trains the gate
+               and not the backbone (with the gradient, test top-1 fell from 80% to 49% at the
+               same budget). It chooses by image, but its linear router W_g f is unbounded: the
+               task loss sharpens the kept weights towards each image's best expert, the
+               logits grow to spans of hundreds, and the softmax over the kept turns one-hot
+               (about 1.1 effective components of K = 4; ``--table saturation``).
+``'mixing'``   (default) the live gate with a cosine router, s cos(f', w_n) with s = 2: every
+               logit lies in [-s, s], so no kept weight can exceed e^(2s) / (e^(2s) + K - 1)
+               and the K chosen all count (about 3.9 effective components of 4 on both the
+               second-order set and Fashion-MNIST, with a choice that depends on the class).
+               Larger scales sharpen the weights again (s = 32 loses accuracy on the
+               second-order set); a learned s shrinks towards ties.
 """
 
 from __future__ import annotations
