@@ -52,7 +52,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "release_detach": ("release, the gate reads a detached feature map", {
         "gate": "release", "gate_detach": True}),
     "release_alpha1": ("release, balance weight alpha = 1", {"gate": "release", "alpha": 1.0}),
-    "live": ("live (default): expert noise, zero init, index ties, standardised feature, "
+    "live": ("live: expert noise, zero init, index ties, standardised feature, "
              "detached feature map", {"gate": "live"}),
     "live_no_detach": ("live, the balance loss reaches the backbone", {
         "gate": "live", "gate_detach": False}),
