@@ -52,6 +52,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests"))
 # ROOT first: this script's own name would otherwise shadow the explorer package.
 sys.path.insert(0, str(ROOT))
+from gsoplib.explorer import pipeline  # noqa: E402
 from harness import (  # noqa: E402
     machine_info,
     machine_label,
@@ -62,7 +63,6 @@ from harness import (  # noqa: E402
 )
 from streamlit.dataframe_util import convert_anything_to_arrow_bytes  # noqa: E402
 
-from explorer import pipeline  # noqa: E402
 from gsoplib.images import crop_box, decode_image, to_model_image, to_tensor  # noqa: E402
 from gsoplib.viz import charts  # noqa: E402
 

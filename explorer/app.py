@@ -3,25 +3,21 @@
     gsop explore                                    # or: make explore
     streamlit run explorer/app.py -- --checkpoint model.safetensors
 
-Layout only; every panel is its own module and every number comes from gsoplib.
+Layout only; every panel is its own module and every number comes from gsoplib. The folder is
+the package ``gsoplib.explorer`` once gsoplib is installed (``pip install -e ".[app]"`` in a
+checkout), which is how this script, run by Streamlit from any folder, finds its panels.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# Streamlit runs this file as a script, so the folder above is not on the path by itself.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import streamlit as st
+import torch
+from gsoplib.explorer import compare, image_panel, model_panel, views
 
-import streamlit as st  # noqa: E402
-import torch  # noqa: E402
-
-from explorer import compare, image_panel, model_panel, views  # noqa: E402
-from gsoplib.taps import part_paths  # noqa: E402
+from gsoplib.taps import part_paths
 
 
 def _script_args() -> argparse.Namespace:

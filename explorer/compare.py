@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import streamlit as st
-
-from explorer import views
-from explorer.image_panel import ModelInput, for_spec
-from explorer.model_panel import LoadedModel
+from gsoplib.explorer import views
+from gsoplib.explorer.image_panel import ModelInput, for_spec
+from gsoplib.explorer.model_panel import LoadedModel
 
 
 def render(a: LoadedModel, b: LoadedModel, inputs: list[ModelInput], opts: views.Options

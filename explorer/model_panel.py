@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from gsoplib.explorer import pipeline
+from gsoplib.explorer.image_panel import InputSpec
 
-from explorer import pipeline
-from explorer.image_panel import InputSpec
 from gsoplib import pretrained
 from gsoplib.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 

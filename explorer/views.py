@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 import torch
+from gsoplib.explorer import pipeline
+from gsoplib.explorer.image_panel import ModelInput, gallery_for, gallery_inputs
+from gsoplib.explorer.model_panel import LoadedModel
 
-from explorer import pipeline
-from explorer.image_panel import ModelInput, gallery_for, gallery_inputs
-from explorer.model_panel import LoadedModel
 from gsoplib.probe import BlockRecord, Inspection
 from gsoplib.viz import charts
 

@@ -12,6 +12,7 @@ Several GPUs: torchrun --nproc-per-node N -m gsoplib.cli train ...
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
@@ -21,7 +22,19 @@ import sys
 import textwrap
 from pathlib import Path
 
-EXPLORER_APP = Path(__file__).resolve().parent.parent / "explorer" / "app.py"
+
+def explorer_app() -> Path:
+    """The explorer's entry script, ``app.py`` of the package ``gsoplib.explorer`` (explorer/ in
+    a checkout, gsoplib/explorer/ in an installed wheel). Raises FileNotFoundError in one
+    sentence when this gsoplib was installed without it."""
+    spec = importlib.util.find_spec("gsoplib.explorer")
+    app = Path(spec.origin).parent / "app.py" if spec and spec.origin else None
+    if app is None or not app.is_file():
+        raise FileNotFoundError(
+            "this gsoplib has no explorer app (gsoplib.explorer/app.py is missing); reinstall "
+            "it from a wheel or a checkout: pip install 'gsoplib[app]'"
+        )
+    return app
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -534,12 +547,19 @@ def _add_convert(sub) -> None:
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("streamlit") is None:
+        raise UserError("the explorer needs Streamlit, which is not installed here; install the "
+                        "app extras: pip install 'gsoplib[app]'")
+    try:
+        app = explorer_app()
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
     command = [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(EXPLORER_APP),
+        str(app),
         "--server.port",
         str(args.port),
         # A specific address also keeps a headless streamlit from looking up this machine's
@@ -554,9 +574,6 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         _resolve_checkpoint(args.checkpoint)  # one clear line now rather than an error in the app
         command += ["--", "--checkpoint", args.checkpoint]
-    if not EXPLORER_APP.exists():
-        print(f"gsop explore: the explorer app is not built yet; it will run: {' '.join(command)}")
-        return 0
     return _run_forwarding_signals(command)
 
 

@@ -124,15 +124,31 @@ def test_explore_launches_streamlit_on_the_app(capsys, monkeypatch):
     calls = []
     monkeypatch.setattr(cli, "_run_forwarding_signals", lambda command: calls.append(command) or 0)
     code, _, _ = run(capsys, "explore", "--headless", "--port", "8600")
-    assert code == 0 and cli.EXPLORER_APP.exists()
+    app = cli.explorer_app()
+    assert code == 0 and app.is_file() and app.parent.name == "explorer"
     (command,) = calls
-    assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == str(cli.EXPLORER_APP)
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == str(app)
     assert "8600" in command and command[-2:] == ["--server.headless", "true"]
     # This machine only by default, which also keeps streamlit off the network at start-up.
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
     code, _, _ = run(capsys, "explore", "--address", "0.0.0.0")
     assert code == 0 and len(calls) == 2
     assert calls[-1][calls[-1].index("--server.address") + 1] == "0.0.0.0"
+
+
+def test_explore_without_streamlit_or_without_the_app_says_what_to_install(capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli, "_run_forwarding_signals", lambda command: calls.append(command) or 0)
+    real = cli.importlib.util.find_spec
+    monkeypatch.setattr(cli.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "streamlit" else real(name, *a))
+    code, _, err = run(capsys, "explore")
+    assert code == 2 and err.count("\n") == 1 and not calls
+    assert "needs Streamlit" in err and "pip install 'gsoplib[app]'" in err
+    monkeypatch.setattr(cli.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gsoplib.explorer" else real(name, *a))
+    code, _, err = run(capsys, "explore")
+    assert code == 2 and "has no explorer app" in err and not calls
 
 
 def test_explore_passes_the_checkpoint_to_the_app_and_refuses_unknown_ones(

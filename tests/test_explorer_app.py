@@ -29,8 +29,7 @@ def images_panel_script():
     """Runs as the app script (in this process, so ROOT is on the path already): the images
     panel for a 1-channel 28x28 model."""
     import streamlit as st
-
-    from explorer.image_panel import InputSpec, render
+    from gsoplib.explorer.image_panel import InputSpec, render
 
     inputs = render(InputSpec(1, (28, 28), (0.5,), (0.5,)))
     st.session_state["converted"] = [(i.name, i.source.mode, i.tensor.shape) for i in inputs]
@@ -149,9 +148,8 @@ def test_a_refused_checkpoint_upload_is_one_message_and_the_session_goes_on(kind
 
 
 def test_checkpoint_upload_over_the_size_limit_is_refused_unread(monkeypatch):
+    from gsoplib.explorer import model_panel
     from streamlit.runtime.uploaded_file_manager import UploadedFile
-
-    from explorer import model_panel
 
     def unread(*_):
         raise AssertionError("an upload over the size limit was read")
@@ -197,9 +195,10 @@ def test_a_checkpoint_for_another_architecture_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- the app on real checkpoints
 
-from explorer import pipeline  # noqa: E402
-from explorer.image_panel import gallery_for  # noqa: E402
-from explorer.views import VIEWS  # noqa: E402
+from gsoplib.explorer import pipeline  # noqa: E402
+from gsoplib.explorer.image_panel import gallery_for  # noqa: E402
+from gsoplib.explorer.views import VIEWS  # noqa: E402
+
 from gsoplib.checkpoint import load_checkpoint  # noqa: E402
 from gsoplib.pretrained import list_pretrained, pretrained_path  # noqa: E402
 from gsoplib.probe import probe  # noqa: E402
@@ -790,7 +789,7 @@ def test_position_maps_lie_over_the_original_photo_s_crop(checkpoints):
 
 
 def test_a_channel_selection_shows_its_maps_and_survives_switching_views(checkpoints):
-    from explorer.views import selection_key
+    from gsoplib.explorer.views import selection_key
 
     at = open_path(checkpoints["small_gsop2"])
     at.multiselect(key="gallery_fashion_mnist").set_value(

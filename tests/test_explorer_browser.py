@@ -146,7 +146,7 @@ def screenshot(page, name: str) -> None:
 
 
 def test_upload_renders_every_view_and_saves_screenshots(server, browser):
-    from explorer.views import VIEWS
+    from gsoplib.explorer.views import VIEWS
 
     for folder in SHOTS:
         folder.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,7 @@ def css_key(key: str) -> str:
 
 def chart_css(name: str) -> str:
     """A selector of the chart the views show as ``name`` (explorer/views.py ``chart``)."""
-    from explorer.pipeline import file_stem
+    from gsoplib.explorer.pipeline import file_stem
 
     # Vega draws into an SVG or a canvas, whichever Streamlit chose for the chart
     key = css_key(f"chart-{file_stem(name)}")

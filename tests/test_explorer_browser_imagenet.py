@@ -43,7 +43,8 @@ def checkpoint(tmp_path_factory) -> str:
 
 def test_a_converted_resnet50_shows_every_view_for_a_real_photo(
         server, browser, checkpoint):  # noqa: F811  (the fixtures imported above)
-    from explorer.views import VIEWS
+    from gsoplib.explorer.views import VIEWS
+
     from gsoplib.checkpoint import load_checkpoint
     from gsoplib.images import decode_image, to_model_image, to_tensor
     from gsoplib.probe import probe
