@@ -269,6 +269,31 @@ def test_resume_after_an_interruption_repeats_the_uninterrupted_run(tmp_path, mo
     ref_rows = read_jsonl(tmp_path / "ref" / "metrics.jsonl")
     run_rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert _without_timing(run_rows) == _without_timing(ref_rows)
+    # The per-step log continues where it stopped, row for row.
+    assert read_jsonl(tmp_path / "run" / "steps.jsonl") == read_jsonl(
+        tmp_path / "ref" / "steps.jsonl")
+
+
+def test_the_step_log_shows_the_warm_up_and_adds_up_to_the_epochs(tmp_path):
+    """12 steps an epoch, a row every 5: steps 5, 10, 12 of each epoch, the learning rate
+    rising through the warm-up, and each epoch's rows averaging to its metrics row."""
+    cfg = config(tmp_path / "run", log_every=5, warmup_epochs=1.0, schedule="cosine")
+    trainer = Trainer(cfg, model_factory=factory)
+    trainer.fit()
+    rows = read_jsonl(tmp_path / "run" / "steps.jsonl")
+    assert [r["step"] for r in rows] == [5, 10, 12, 17, 22, 24, 29, 34, 36]
+    assert [round(r["epoch"], 4) for r in rows[:3]] == [round(5 / 12, 4), round(10 / 12, 4), 1.0]
+    assert rows[0]["lr"] < rows[1]["lr"] < rows[2]["lr"]  # the warm-up, inside the first epoch
+    assert rows[-1]["lr"] < rows[3]["lr"]                 # then the cosine decay
+    for epoch, metrics in enumerate(read_jsonl(tmp_path / "run" / "metrics.jsonl")):
+        mine = rows[3 * epoch:3 * epoch + 3]
+        sizes = [5, 5, 2]
+        loss = sum(r["train_loss"] * n for r, n in zip(mine, sizes)) / 12
+        top1 = sum(r["train_top1"] * n for r, n in zip(mine, sizes)) / 12
+        assert loss == pytest.approx(metrics["train_loss"], rel=1e-9)
+        assert top1 == pytest.approx(metrics["train_top1"], rel=1e-9)
+    with pytest.raises(ValueError, match="log_every must be >= 1"):
+        config(tmp_path / "bad", log_every=0)
 
 
 SCRIPT = """

@@ -60,11 +60,13 @@ RECIPE_FIELDS = (
     "new_lr_factor",
 )
 # Fields a resumed run may change: where and how fast it runs, not what it computes.
-RESUMABLE_CHANGES = ("out_dir", "device", "workers", "progress", "data_root", "compile", "epochs")
+RESUMABLE_CHANGES = ("out_dir", "device", "workers", "progress", "data_root", "compile", "epochs",
+                     "log_every")
 
 CHECKPOINT_NAME = "model.safetensors"
 STATE_NAME = "resume.pt"
 METRICS_NAME = "metrics.jsonl"
+STEPS_NAME = "steps.jsonl"
 PLOT_NAME = "metrics.png"
 PLOT_INTERVAL_S = 30.0
 POSTFIX_STEPS = 20
@@ -81,6 +83,8 @@ class TrainConfig:
     ``weights``: a file of pretrained weights the model starts from (a pretrained backbone,
     ``model="torchvision:resnet50"``; see :mod:`gsoplib.models.backbones`).
     ``amp`` and ``channels_last`` default to on for CUDA and off for the CPU.
+    ``log_every``: every this many steps the run appends a row (step, fractional epoch, lr, the
+    interval's mean training loss and top-1) to ``steps.jsonl``, so curves show the warm-up.
     """
 
     model: str
@@ -119,6 +123,7 @@ class TrainConfig:
     workers: int = 2
     resident: bool | None = None
     progress: bool = True
+    log_every: int = 10
 
     def __post_init__(self) -> None:
         defaults = recipe(self.recipe)
@@ -140,7 +145,7 @@ class TrainConfig:
             raise ValueError(
                 f"unknown schedule {self.schedule!r}; valid schedules: {', '.join(SCHEDULES)}"
             )
-        for name in ("epochs", "batch_size", "reference_batch"):
+        for name in ("epochs", "batch_size", "reference_batch", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -369,6 +374,7 @@ class Trainer:
                                          config.epochs, config.warmup_min_steps)
         self.plan = self._plan()
         self.history: list[dict] = []
+        self.steps: list[dict] = []
         self.start_epoch = 0
         self.wall_time = 0.0
         self._plotted = time.perf_counter()
@@ -411,6 +417,7 @@ class Trainer:
             "model": checkpoint.clean_state_dict(self.model.state_dict()),
             "optimizer": self.optimizer.state_dict(),
             "history": self.history,
+            "steps": self.steps,
             "wall_time_s": self.wall_time,
         }
 
@@ -432,6 +439,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = list(state["history"])
+        self.steps = list(state.get("steps", []))
         self.start_epoch = int(state["epoch"])
         self.wall_time = float(state["wall_time_s"])
         return True
@@ -447,6 +455,7 @@ class Trainer:
         checkpoint.save_state(self.out_dir / STATE_NAME, self._state(epoch))
         self.save_checkpoint(self.out_dir / CHECKPOINT_NAME)
         write_jsonl(self.out_dir / METRICS_NAME, self.history)
+        write_jsonl(self.out_dir / STEPS_NAME, self.steps)
         now = time.perf_counter()
         if epoch == self.config.epochs or now - self._plotted >= PLOT_INTERVAL_S:
             plot_history(
@@ -506,6 +515,7 @@ class Trainer:
         # Sums stay on the device and the sample count on the host: nothing in a step waits for
         # the GPU except the loss shown every 20 steps.
         sums = torch.zeros(3, dtype=torch.float64, device=device)
+        interval = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, n
         seen = 0
         steps = len(loader)
         show = c.progress and self.ctx.is_main
@@ -534,9 +544,13 @@ class Trainer:
                 self.optimizer.step()
                 n = len(y)
                 seen += n
-                sums += torch.stack(
+                step_sums = torch.stack(
                     [loss.detach() * n, _topk_correct(logits.detach(), y, 1), aux.detach() * n]
                 ).double()
+                sums += step_sums
+                interval += torch.stack([step_sums[0], step_sums[1], step_sums.new_tensor(n)])
+                if (i + 1) % c.log_every == 0 or i == steps - 1:
+                    self._log_steps(interval, epoch, i, steps, lr)
                 if recorder.active:
                     recent.append(y)
                     del recent[:-POSTFIX_STEPS]
@@ -568,6 +582,15 @@ class Trainer:
         if usage is not None:
             row["component_usage"] = usage
         return row
+
+    def _log_steps(self, interval: torch.Tensor, epoch: int, i: int, steps: int,
+                   lr: float) -> None:
+        """Append the interval's row to ``self.steps`` (all ranks' sums) and reset it."""
+        loss_sum, correct, n = distributed.all_reduce_sum(interval.clone(), self.ctx).tolist()
+        interval.zero_()
+        if n:
+            self.steps.append({"step": epoch * steps + i + 1, "epoch": epoch + (i + 1) / steps,
+                               "lr": lr, "train_loss": loss_sum / n, "train_top1": correct / n})
 
     def fit(self, resume: bool = False) -> dict:
         """Train to ``config.epochs`` (from the saved state if ``resume``); the last metrics row.
