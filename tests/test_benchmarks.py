@@ -237,3 +237,15 @@ def test_sweep_quick_run_writes_its_cells_and_the_figure(tmp_path):
     kwargs = compare.sweep_kwargs((1,), (8,), "iSQRT-COV head")
     assert kwargs["blocks"] == "√" and kwargs["head_kwargs"]["rd_channels"] is None
     assert compare.sweep_kwargs((1, 1), (8, 16), "GSoP blocks + GAP")["blocks"] == "C,C"
+
+
+def test_curves_quick_run_logs_steps_and_epochs_per_model(tmp_path):
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "curves.py"), "--quick", "--device", "cpu",
+         "--models", "small_vanilla", "--log-every", "2", "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    [row] = json.loads((tmp_path / "curves-cpu.json").read_text())["rows"]
+    assert row["model"] == "small_vanilla" and row["steps_per_epoch"] == 4
+    assert [s["step"] for s in row["steps"]] == [2, 4]
+    assert len(row["epochs"]) == 1 and 0 <= row["epochs"][0]["test_top1"] <= 1
