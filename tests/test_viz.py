@@ -273,3 +273,24 @@ def test_block_figures_select_the_image_and_the_right_figures(mixture):
     head = viz.block_figures(mixture, "head", 4)
     best = int(mixture["head"]["tap_gate_indices"][4, 0])
     assert list(head) == ["head: gate", f"head.components.{best}.pool: covariance"]
+
+
+def test_step_curves_draw_each_run_s_logged_steps_and_its_warm_up():
+    from gsoplib import viz
+
+    runs = [{"model": name, "warmup_steps": 4,
+             "steps": [{"step": s, "epoch": s / 8, "lr": min(1.0, s / 4) * 0.1,
+                        "train_loss": 2.0 - s / 10 - shift, "train_top1": s / 20}
+                       for s in range(2, 17, 2)],
+             "epochs": [{"epoch": 1, "test_top1": 0.5}, {"epoch": 2, "test_top1": 0.7}]}
+            for name, shift in (("a", 0.0), ("b", 0.3))]
+    fig = viz.step_curves(runs, title="t")
+    loss, top1, lr = fig.axes
+    assert [line.get_label() for line in loss.get_lines()] == ["a", "b"]
+    assert list(loss.get_lines()[1].get_ydata()) == [r["train_loss"] for r in runs[1]["steps"]]
+    assert list(lr.get_lines()[0].get_ydata())[:3] == [0.05, 0.1, 0.1]
+    assert lr.patches and lr.patches[0].get_x() == 0  # the shaded warm-up, 4 of 16 steps
+    tests = [line for line in top1.get_lines() if line.get_label() == "a: test"]
+    assert list(tests[0].get_ydata()) == [0.5, 0.7]
+    with pytest.raises(ValueError, match="has no step rows"):
+        viz.step_curves([{"model": "empty", "steps": []}])

@@ -25,14 +25,14 @@ Interactive Vega-Lite charts of the same numbers (hover, selections, maps over t
 photo; what the explorer shows and a notebook renders): :mod:`gsoplib.viz.charts`, imported
 on its own (it needs pandas, which the ``app`` and ``notebooks`` extras bring).
 
-Others: :func:`training_curves` (metrics JSONL), :func:`newton_schulz_convergence` (error per
-iteration, iSQRT-COV), :func:`attribution_figure`; PIL images :func:`overlay`,
-:func:`heatmap_image`, :func:`display_image`.
+Others: :func:`training_curves` (metrics JSONL), :func:`step_curves` (runs step by step),
+:func:`newton_schulz_convergence` (error per iteration, iSQRT-COV), :func:`attribution_figure`;
+PIL images :func:`overlay`, :func:`heatmap_image`, :func:`display_image`.
 """
 
 from .attribution import attribution_figure
 from .blocks import channel_weights, covariance, position_weights, prediction
-from .curves import newton_schulz_convergence, training_curves
+from .curves import newton_schulz_convergence, step_curves, training_curves
 from .figures import block_figures, figures
 from .gate import gate_choices, gate_usage
 from .images import CHOSEN, DIVERGING, OTHER, display_image, heatmap_image, overlay, to_pil, to_png
@@ -56,5 +56,6 @@ __all__ = [
     "prediction",
     "to_pil",
     "to_png",
+    "step_curves",
     "training_curves",
 ]

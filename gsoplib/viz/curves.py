@@ -1,5 +1,5 @@
-"""Figures from tensors and files: Newton-Schulz error per iteration (iSQRT-COV) and training
-curves from a metrics JSONL."""
+"""Figures from tensors and files: Newton-Schulz error per iteration (iSQRT-COV), training
+curves from a metrics JSONL, and step-by-step curves of several runs."""
 
 from __future__ import annotations
 
@@ -116,3 +116,47 @@ def training_curves(
         fig.suptitle(title)
     return fig
 
+
+
+def step_curves(runs: Sequence[Mapping], *, title: str = "", figsize=(12.0, 3.6)) -> Figure:
+    """Several runs step by step, a line per run: the training loss and top-1 of each logged
+    interval (``steps.jsonl``: step, fractional epoch, lr, train_loss, train_top1) with the
+    per-epoch test top-1 as points, and the learning rate, warm-up included, against the epoch.
+
+    runs: mappings with ``model`` (the legend), ``steps`` (the step rows) and optionally
+    ``epochs`` (metrics rows with ``epoch`` and ``test_top1``) and ``warmup_steps``.
+    """
+    if not runs:
+        raise ValueError("step_curves needs at least one run")
+    fig = _figure(figsize, left=0.06, right=0.98, bottom=0.16, top=0.84, wspace=0.28)
+    loss_ax, top1_ax, lr_ax = fig.subplots(1, 3)
+    for run in runs:
+        steps = run["steps"]
+        if not steps:
+            raise ValueError(f"run {run.get('model')!r} has no step rows")
+        t = [r["epoch"] for r in steps]
+        (line,) = loss_ax.plot(t, [r["train_loss"] for r in steps], lw=1.2, label=run["model"])
+        top1_ax.plot(t, [r["train_top1"] for r in steps], lw=1.0, color=line.get_color(),
+                     alpha=0.6)
+        tests = [(r["epoch"], r["test_top1"]) for r in run.get("epochs", ())]
+        if tests:
+            top1_ax.plot(*zip(*tests), "o", color=line.get_color(), ms=5,
+                         label=f"{run['model']}: test")
+        lr_ax.plot(t, [r["lr"] for r in steps], color=line.get_color(), lw=1.2,
+                   label=run["model"])
+    warm = [run["warmup_steps"] / run["steps"][-1]["step"] * run["steps"][-1]["epoch"]
+            for run in runs if run.get("warmup_steps")]
+    for ax, label in ((loss_ax, "training loss (incl. the balance loss)"),
+                      (top1_ax, "top-1: training (lines), test (points)"),
+                      (lr_ax, "learning rate")):
+        if warm:
+            ax.axvspan(0, max(warm), color=OTHER, alpha=0.15, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    loss_ax.legend(fontsize=7)
+    top1_ax.legend(fontsize=6, loc="lower right")
+    _title(lr_ax, "shaded: the warm-up" if warm else "learning rate")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
