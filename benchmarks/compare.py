@@ -5,6 +5,7 @@ pooling pays.
     python benchmarks/compare.py --claim gsop_table4a              # one claim of the papers
     python benchmarks/compare.py --claim all                       # every claim (about 90 min)
     python benchmarks/compare.py --sweep                           # backbone size x pooling
+    python benchmarks/compare.py --table isqrt_head gmsop_head     # what holds the heads back
     python benchmarks/compare.py --quick                           # a smoke run
 
 Every run trains with ``gsop train``'s trainer (recipe ``fast``, the same epochs, batch size and
@@ -17,7 +18,9 @@ throughput and the parameter count. Three modes:
   4a-4d, 5/6; GM-SOP Table 2), on the generated second-order set, and says whether its ordering
   holds at this budget (benchmarks/results/claims-{cpu,cuda}.json, shared by all claims);
 - ``--sweep`` trains every pooling of :data:`POOLINGS` on every backbone of :data:`BACKBONES`
-  on both datasets (benchmarks/results/sweep-{cpu,cuda}.json) and draws docs/figures/sweep.png.
+  on both datasets (benchmarks/results/sweep-{cpu,cuda}.json) and draws docs/figures/sweep.png;
+- ``--table NAME`` trains the variants of one of :data:`TABLES`, one change each to a
+  second-order head, on the second-order set (benchmarks/results/heads-{cpu,cuda}.json).
 
 Claims and the sweep are resumable: their JSON is rewritten after every run, and a run whose
 (claim or backbone, variant, dataset, seed, budget) is already there is not trained again, so a
@@ -142,6 +145,49 @@ CLAIMS: dict[str, Claim] = {
     ),
 }
 
+_NET2_0_2 = {"head_kwargs": {"feature_scale": 1.0}}
+#: One change at a time to a second-order head, on the second-order set: GSoP-Net2's iSQRT-COV
+#: head from gsoplib 0.2 (features as the meta-layer gives them) and GM-SOP-8-4 with the mixing
+#: gate (the gate's own variants are ``benchmarks/gate.py --table saturation``).
+TABLES: dict[str, tuple[Variant, ...]] = {
+    "isqrt_head": (
+        Variant("vanilla (GAP)", "small_vanilla"),
+        Variant("GSoP-Net2 as in gsoplib 0.2", "small_gsop2", _NET2_0_2),
+        Variant("+ BN before the FC", "small_gsop2",
+                {"head_kwargs": {"feature_scale": 1.0, "norm": True}}),
+        Variant("no post-compensation", "small_gsop2",
+                {"head_kwargs": {"feature_scale": 1.0, "compensate": False}}),
+        Variant("FC initialised to zero", "small_gsop2",
+                {"head_kwargs": {"feature_scale": 1.0, "fc_init": "zeros"}}),
+        Variant("N = 5 iterations", "small_gsop2",
+                {"head_kwargs": {"feature_scale": 1.0, "iters": 5}}),
+        Variant("N = 10 iterations (near the exact root)", "small_gsop2",
+                {"head_kwargs": {"feature_scale": 1.0, "iters": 10}}),
+        Variant("warm-up of 1 epoch", "small_gsop2", {**_NET2_0_2, "warmup_epochs": 1.0}),
+        Variant("features x 4 (the default)", "small_gsop2",
+                {"head_kwargs": {"feature_scale": 4.0}}),
+        Variant("features x 10", "small_gsop2", {"head_kwargs": {"feature_scale": 10.0}}),
+    ),
+    "gmsop_head": (
+        Variant("GM-SOP-8-4, mixing gate, alpha 100", "small_gmsop", {"head_kwargs": {
+            "alpha": 100.0}}),
+        Variant("no dropout before the FC", "small_gmsop", {"head_kwargs": {
+            "alpha": 100.0, "dropout": 0.0}}),
+        Variant("N = 5 iterations", "small_gmsop", {"head_kwargs": {"alpha": 100.0, "iters": 5}}),
+        Variant("wider components (64 -> 64 -> 64)", "small_gmsop", {"head_kwargs": {
+            "alpha": 100.0, "sop_channels": (64, 64)}}),
+        Variant("K = 8 of 8 (every component sees every image)", "small_gmsop", {
+            "head_kwargs": {"alpha": 100.0, "k": 8}}),
+        Variant("no gradient clipping", "small_gmsop", {"head_kwargs": {"alpha": 100.0},
+                                                        "grad_clip": 0.0}),
+        Variant("BN scale gamma initialised to 0.1", "small_gmsop", {"head_kwargs": {
+            "alpha": 100.0, "norm_init": 0.1}}),
+        Variant("balance weight alpha = 1", "small_gmsop", {"head_kwargs": {"alpha": 1.0}}),
+    ),
+}
+#: Keys of a table variant's kwargs that are training settings, not model arguments.
+TRAIN_KEYS = ("warmup_epochs", "grad_clip")
+
 #: Backbones of the sweep, smallest first: (label, layers, widths); CIFAR stem as wide as the
 #: first stage, the last stage's map 28 / 2^(stages - 1) on a side.
 BACKBONES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
@@ -176,6 +222,8 @@ def sweep_kwargs(layers: tuple[int, ...], widths: tuple[int, ...], pooling: str)
 
 def run_one(args, dataset: str, model: str, seed: int, out: Path, model_kwargs=None,
             epochs=None, train_subset=None) -> dict:
+    model_kwargs = dict(model_kwargs or {})
+    train = {k: model_kwargs.pop(k) for k in TRAIN_KEYS if k in model_kwargs}
     config = TrainConfig(
         model=model,
         dataset=dataset,
@@ -186,10 +234,11 @@ def run_one(args, dataset: str, model: str, seed: int, out: Path, model_kwargs=N
         train_subset=train_subset or args.train_subset,
         test_subset=args.test_subset,
         data_options=dict(args.data_options.get(dataset, {})),
-        model_kwargs=dict(model_kwargs or {}),
+        model_kwargs=model_kwargs,
         seed=seed,
         device=args.device,
         progress=False,
+        **train,
     )
     begin = time.perf_counter()
     trainer = Trainer(config)
@@ -297,6 +346,19 @@ def claims_summary(rows: list[dict], names: list[str]) -> list[dict]:
     return out
 
 
+def table_summary(rows: list[dict]) -> list[dict]:
+    out = []
+    for name, variants in TABLES.items():
+        for v in variants:
+            runs = [r for r in rows if r["group"] == name and r["variant"] == v.label]
+            if runs:
+                mean, std = _stats([r["test_top1"] for r in runs])
+                out.append({"table": name, "variant": v.label, "model": v.model,
+                            "model_kwargs": v.kwargs, "seeds": len(runs), "test_top1": mean,
+                            "test_top1_std": std, "runs": [r["test_top1"] for r in runs]})
+    return out
+
+
 def sweep_summary(rows: list[dict]) -> list[dict]:
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
@@ -319,6 +381,8 @@ def parse(argv):
     parser.add_argument("--claim", nargs="+", default=None,
                         help=f"one or more of: all, {', '.join(CLAIMS)}")
     parser.add_argument("--sweep", action="store_true", help="backbone size x pooling")
+    parser.add_argument("--table", nargs="+", default=None,
+                        help=f"one or more of: {', '.join(TABLES)}")
     parser.add_argument("--seeds", type=int, default=3, help="runs per model (seeds 0..n-1)")
     parser.add_argument("--recipe", default="fast")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
@@ -346,6 +410,9 @@ def parse(argv):
         bad = [c for c in args.claim if c not in CLAIMS]
         if bad:
             parser.error(f"unknown claim {bad[0]!r}; valid claims: all, {', '.join(CLAIMS)}")
+    bad = [t for t in args.table or () if t not in TABLES]
+    if bad:
+        parser.error(f"unknown table {bad[0]!r}; valid tables: {', '.join(TABLES)}")
     return args
 
 
@@ -373,6 +440,24 @@ def main_claims(args, device) -> int:
     print(markdown_table([s for s in summary if s["claim"] in args.claim], [
         ("paper", "paper", ""), ("text", "claim", ""), ("measured", "measured (top-1 %)", ""),
         ("verdict", "verdict", ""), ("command", "command", "")]))
+    return 0
+
+
+def main_tables(args, device) -> int:
+    out_dir = args.out or RESULTS_DIR
+    info = _info(args, device, budgets=BUDGETS if not args.quick else "quick")
+    results = Results(out_dir / f"heads-{'cuda' if device.type == 'cuda' else 'cpu'}.json", info)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.table:
+            for variant in TABLES[name]:
+                for seed in range(args.seeds):
+                    _run_row(args, results, name, variant, "second_order", seed, Path(tmp),
+                             summary=table_summary(results.rows))
+    summary = table_summary(results.rows)
+    results.save(summary=summary)
+    print(markdown_table([s for s in summary if s["table"] in args.table], [
+        ("table", "table", ""), ("variant", "variant", ""), ("test_top1", "test top-1 %", ".2f"),
+        ("test_top1_std", "+- (std)", ".2f"), ("seeds", "seeds", "")]))
     return 0
 
 
@@ -415,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_claims(args, device)
     if args.sweep:
         return main_sweep(args, device)
+    if args.table:
+        return main_tables(args, device)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in args.datasets:

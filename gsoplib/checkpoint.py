@@ -212,7 +212,8 @@ def save_checkpoint(
     }
     meta = {
         "format": FORMAT,
-        "model": {"name": model_name, "kwargs": _pin_gate(unwrap(model), model_kwargs)},
+        "model": {"name": model_name,
+                  "kwargs": _pin_defaults(model_name, unwrap(model), model_kwargs)},
         "data": {
             "name": dataset,
             "classes": list(classes),
@@ -466,36 +467,62 @@ def _check_fit(path: Path, name: str, skeleton: nn.Module, header: SafetensorsHe
                             f"convolution takes {convs[0].in_channels} input channel{plural}.")
 
 
-def _pin_gate(model: nn.Module, kwargs: Mapping | None) -> dict:
-    """``kwargs`` with the form of ``model``'s GM-SOP gate in ``head_kwargs['gate']``, so the
-    file rebuilds the gate it was trained with whatever the zoo's default later becomes."""
+#: Head defaults that changed in gsoplib 0.3, as earlier versions had them: a file written
+#: before 0.3 (which pinned none of its head's defaults) is rebuilt with these. The GM-SOP gate's
+#: form is told from the file's tensors (:func:`_written_defaults`).
+LEGACY_HEAD_DEFAULTS = {"isqrt": {"feature_scale": 1.0}, "gated_mixture": {"alpha": 100.0}}
+PINNED_SINCE = (0, 3)
+
+
+def _pin_defaults(model_name: str, model: nn.Module, kwargs: Mapping | None) -> dict:
+    """``kwargs`` with every head keyword argument the model was built with written out: a zoo
+    model's configured ``head_kwargs`` (the call's own win), and the form of its GM-SOP gate.
+    A later change of the zoo's defaults then cannot change what the file computes."""
+    from gsoplib.models.zoo import resolve
+
     kwargs = dict(kwargs or {})
-    gate = next((m for m in model.modules() if isinstance(m, NoisyTopKGate)), None)
     head_kwargs = kwargs.get("head_kwargs")
-    if gate is None or not isinstance(head_kwargs, (Mapping, type(None))):
+    if not isinstance(head_kwargs, (Mapping, type(None))):
         return kwargs
-    kwargs["head_kwargs"] = {**(head_kwargs or {}), "gate": gate.form}
+    config = resolve(model_name)
+    zoo = dict(config["kwargs"].get("head_kwargs") or {}) if config else {}
+    pinned = {**zoo, **(head_kwargs or {})}
+    gate = next((m for m in model.modules() if isinstance(m, NoisyTopKGate)), None)
+    if gate is not None:
+        pinned["gate"] = gate.form
+    if pinned:
+        kwargs["head_kwargs"] = pinned
     return kwargs
 
 
-def _written_gate(name: str, kwargs: dict, tensors) -> dict:
-    """``kwargs`` with the gate form a GM-SOP file was trained with, for a file whose metadata
-    names none (written before gsoplib 0.3 pinned it, :func:`_pin_gate`): 'live', the default
-    of gsoplib 0.2, when the file holds the live gate's standardisation buffers
-    (``...gate.norm.running_mean``); 'release', the default of 0.1, when it does not."""
-    from gsoplib.models import model_kwargs
+def _version(meta: dict) -> tuple[int, ...]:
+    text = str((meta.get("versions") or {}).get("gsoplib", "0"))
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3]) or (0,)
+
+
+def _written_defaults(name: str, kwargs: dict, tensors, meta: dict) -> dict:
+    """``kwargs`` with the head defaults of the gsoplib that wrote the file, for a file written
+    before 0.3 (:data:`LEGACY_HEAD_DEFAULTS`). Its GM-SOP gate: 'live', 0.2's default, when the
+    file holds the live gate's standardisation buffers (``...gate.norm.running_mean``);
+    'release', 0.1's, when it does not."""
+    from gsoplib.models import model_kwargs, parse_mask
 
     head_kwargs = kwargs.get("head_kwargs") or {}
-    if not isinstance(head_kwargs, dict) or "gate" in head_kwargs:
+    if _version(meta) >= PINNED_SINCE or not isinstance(head_kwargs, dict):
         return kwargs
     try:
-        head = model_kwargs(name, **kwargs).get("head")
+        built = model_kwargs(name, **kwargs)
+        head = built.get("head") or (
+            "isqrt" if parse_mask(built.get("blocks") or "-", len(built["layers"]))[1] else "gap")
     except Exception:  # an unknown name or bad kwargs: the checks that follow say so
         return kwargs
-    if head != "gated_mixture":
+    legacy = dict(LEGACY_HEAD_DEFAULTS.get(head, {}))
+    if head == "gated_mixture":
+        live = any(k.endswith("gate.norm.running_mean") for k in tensors)
+        legacy["gate"] = "live" if live else "release"
+    if not legacy:
         return kwargs
-    live = any(k.endswith("gate.norm.running_mean") for k in tensors)
-    return {**kwargs, "head_kwargs": {**head_kwargs, "gate": "live" if live else "release"}}
+    return {**kwargs, "head_kwargs": {**legacy, **head_kwargs}}
 
 
 def load_checkpoint(
@@ -527,7 +554,7 @@ def load_checkpoint(
     if model_factory is None:
         from gsoplib.models import create_model as model_factory
 
-        kwargs = _written_gate(name, kwargs, header.tensors)
+        kwargs = _written_defaults(name, kwargs, header.tensors, meta)
     skeleton = _build(path, model_factory, name, kwargs, len(header.tensors))
     _check_fit(path, name, skeleton, header, meta["data"])
     try:

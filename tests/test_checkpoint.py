@@ -456,6 +456,16 @@ def test_the_readme_states_the_bounds_loading_enforces():
     assert float(re.search(r"std of at least (\S+) each", readme)[1]) == checkpoint.MIN_STD
 
 
+def _as_written_by(version: str):
+    """``edit(meta)``: the metadata of a file an older gsoplib wrote, which pinned no head
+    keyword arguments."""
+    def edit(meta):
+        meta["model"]["kwargs"].pop("head_kwargs", None)
+        meta["versions"]["gsoplib"] = version
+
+    return edit
+
+
 def test_a_gm_sop_checkpoint_rebuilds_the_gate_it_was_trained_with(tmp_path):
     """gsoplib 0.1 wrote GM-SOP files whose gate was the release's (then the default) and 0.2
     files with the live gate (then the default), neither naming a gate form in its metadata;
@@ -467,22 +477,21 @@ def test_a_gm_sop_checkpoint_rebuilds_the_gate_it_was_trained_with(tmp_path):
     common = dict(model_name="small_gmsop", model_kwargs=kwargs, classes=["a", "b", "c"],
                   input_size=(28, 28), in_chans=1, mean=(0.5,), std=(0.25,))
     x = torch.randn(4, 1, 28, 28)
-    unnamed = _edit("model.kwargs.head_kwargs", DELETE)
-    for form in ("release", "live", "mixing"):
+    for form, version in (("release", "0.1.0"), ("live", "0.2.0"), ("mixing", None)):
         torch.manual_seed(0)
         model = create_model("small_gmsop", **kwargs, head_kwargs={"gate": form}).eval()
         written = save_checkpoint(tmp_path / f"{form}.safetensors", model, **common)
-        assert checkpoint.read_metadata(written)["model"]["kwargs"]["head_kwargs"] == {
-            "gate": form}
+        pinned = checkpoint.read_metadata(written)["model"]["kwargs"]["head_kwargs"]
+        assert pinned["gate"] == form and pinned["num_components"] == 8 and pinned["k"] == 4
         ck = load_checkpoint(written)
         assert ck.model.head.gate.form == form
         torch.testing.assert_close(ck.model(x), model(x))
-        if form == "mixing":
+        if version is None:
             continue
-        legacy = _rewrite(written, tmp_path / f"{form}-legacy.safetensors", unnamed)
+        legacy = _rewrite(written, tmp_path / f"{form}-legacy.safetensors", _as_written_by(version))
         assert "head_kwargs" not in checkpoint.read_metadata(legacy)["model"]["kwargs"]
         ck = load_checkpoint(legacy)
-        assert ck.model.head.gate.form == form
+        assert ck.model.head.gate.form == form and ck.model.head.alpha == 100.0
         assert ck.model.head.gate_detach == (form == "live")
         torch.testing.assert_close(ck.model(x), model(x))
     # The default is pinned too: a file of today's default model names it.
@@ -490,3 +499,29 @@ def test_a_gm_sop_checkpoint_rebuilds_the_gate_it_was_trained_with(tmp_path):
     written = save_checkpoint(tmp_path / "default.safetensors", default, **common)
     pinned = checkpoint.read_metadata(written)["model"]["kwargs"]["head_kwargs"]["gate"]
     assert pinned == default.head.gate.form
+
+
+def test_an_isqrt_head_rebuilds_the_feature_scale_it_was_trained_with(tmp_path, monkeypatch):
+    """gsoplib 0.3 scales the small networks' iSQRT-COV features; a file from 0.2 was trained
+    without, and a file from today keeps its scale even if the zoo's default moves again."""
+    from gsoplib.models import create_model, zoo
+
+    kwargs = {"num_classes": 3, "in_chans": 1}
+    common = dict(model_name="small_gsop2", model_kwargs=kwargs, classes=["a", "b", "c"],
+                  input_size=(28, 28), in_chans=1, mean=(0.5,), std=(0.25,))
+    x = torch.randn(4, 1, 28, 28)
+    torch.manual_seed(0)
+    old = create_model("small_gsop2", **kwargs, head_kwargs={"feature_scale": 1.0}).eval()
+    written = save_checkpoint(tmp_path / "old.safetensors", old, **common)
+    legacy = _rewrite(written, tmp_path / "legacy.safetensors", _as_written_by("0.2.0"))
+    ck = load_checkpoint(legacy)
+    assert ck.model.head.feature_scale == 1.0
+    torch.testing.assert_close(ck.model(x), old(x))
+    today = create_model("small_gsop2", **kwargs).eval()
+    written = save_checkpoint(tmp_path / "today.safetensors", today, **common)
+    scale = today.head.feature_scale
+    moved = {**zoo.CONFIGS["small_gsop2"]["kwargs"]["head_kwargs"], "feature_scale": 3 * scale}
+    monkeypatch.setitem(zoo.CONFIGS["small_gsop2"]["kwargs"], "head_kwargs", moved)
+    ck = load_checkpoint(written)
+    assert ck.model.head.feature_scale == scale
+    torch.testing.assert_close(ck.model(x), today(x))

@@ -210,3 +210,35 @@ def test_train_eval_switch_changes_nothing_but_bn_dropout_and_gate_noise(name):
         reference = model(x)
         torch.testing.assert_close(_inference_copy(model)(x), reference)
         assert not torch.allclose(copy.deepcopy(model).train()(x), reference)
+
+
+def test_the_isqrt_head_s_ablations_compute_what_they_say():
+    from gsoplib.ops import covariance, sqrtm_newton_schulz, triu_vec
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 16, 5, 5)
+    base = ISqrtCovHead(16, num_classes=3, rd_channels=8).eval()
+    feats = base.features(x)
+    torch.testing.assert_close(base(x), base.fc(feats))
+    scaled = ISqrtCovHead(16, num_classes=3, rd_channels=8, feature_scale=4.0).eval()
+    scaled.load_state_dict(base.state_dict())
+    torch.testing.assert_close(scaled(x), base.fc(4.0 * feats))
+    bare = ISqrtCovHead(16, num_classes=3, rd_channels=8, compensate=False).eval()
+    bare.load_state_dict(base.state_dict())
+    cov = covariance(base.pool.reduce(x))
+    trace = cov.diagonal(dim1=-2, dim2=-1).sum(-1).view(-1, 1, 1)
+    want = triu_vec(sqrtm_newton_schulz(cov, iters=3) / trace.sqrt())
+    torch.testing.assert_close(bare.features(x), want)
+    zero = ISqrtCovHead(16, num_classes=3, rd_channels=8, fc_init="zeros")
+    assert zero.fc.weight.abs().sum() == 0 and zero.fc.bias.abs().sum() == 0
+    normed = ISqrtCovHead(16, num_classes=3, rd_channels=8, norm=True).train()
+    assert isinstance(normed.norm, torch.nn.BatchNorm1d) and normed(x).shape == (6, 3)
+    with pytest.raises(ValueError, match="unknown fc_init 'ones'"):
+        ISqrtCovHead(16, num_classes=3, fc_init="ones")
+
+
+def test_the_small_networks_scale_their_isqrt_features_and_the_paper_s_do_not():
+    assert create_model("small_gsop2", num_classes=10, in_chans=1).head.feature_scale == 4.0
+    assert create_model("small_isqrt", num_classes=10, in_chans=1).head.feature_scale == 4.0
+    with torch.device("meta"):
+        assert create_model("resnet50_gsop2").head.feature_scale == 1.0

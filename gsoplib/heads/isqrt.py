@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops import covariance, sqrtm_newton_schulz, triu_dim, triu_vec
+from ..ops import DEFAULT_EPS, covariance, sqrtm_newton_schulz, triu_dim, triu_vec
 from ..taps import Tap
 from ._contract import with_aux
 
@@ -30,6 +30,8 @@ class ISqrtCov(nn.Module):
         iters: Newton-Schulz iterations N.
         memory_efficient: recompute the iteration in backward instead of saving it
             (see :func:`gsoplib.ops.sqrtm_newton_schulz`).
+        compensate: multiply by sqrt(tr Sigma) after the iteration (iSQRT-COV's
+            post-compensation); False leaves the trace-normalised root, an ablation.
 
     Taps: tap_cov (B, d, d), tap_cov_sqrt (B, d, d) the normalised covariance.
     """
@@ -40,6 +42,7 @@ class ISqrtCov(nn.Module):
         rd_channels: int | None = 256,
         iters: int = 3,
         memory_efficient: bool = False,
+        compensate: bool = True,
     ) -> None:
         super().__init__()
         d = in_channels if rd_channels is None else rd_channels
@@ -54,6 +57,7 @@ class ISqrtCov(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         self.rd_channels, self.iters, self.memory_efficient = d, iters, memory_efficient
+        self.compensate = compensate
         self.output_dim = triu_dim(d)
         self.tap_cov = Tap("tap_cov", "covariance of the reduced map, (B, d, d)")
         self.tap_cov_sqrt = Tap("tap_cov_sqrt", "its Newton-Schulz square root, (B, d, d)")
@@ -61,6 +65,9 @@ class ISqrtCov(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cov = self.tap_cov(covariance(self.reduce(x)))
         root = sqrtm_newton_schulz(cov, iters=self.iters, memory_efficient=self.memory_efficient)
+        if not self.compensate:
+            trace = torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1).clamp(min=DEFAULT_EPS)
+            root = root / trace.sqrt().view(-1, 1, 1)
         return triu_vec(self.tap_cov_sqrt(root))
 
     def extra_repr(self) -> str:
@@ -71,7 +78,18 @@ class ISqrtCovHead(nn.Module):
     """iSQRT-COV meta-layer + dropout + FC: (B, C, H, W) -> (B, num_classes).
 
     ``dropout`` 0.5 before the FC on CIFAR (GSoP-Net Sec. 4.3), 0 on ImageNet. Keyword arguments
-    go to :class:`ISqrtCov`.
+    go to :class:`ISqrtCov` (``compensate=False`` drops the post-compensation by sqrt(tr Sigma),
+    an ablation).
+
+    ``feature_scale`` multiplies the vectorised root before the FC (1: the paper). The root of a
+    covariance is small next to a GAP feature of the same backbone (a squared norm of about 6
+    against 68 for the small ResNet at initialisation), so the FC over its d(d+1)/2 inputs
+    starts with tiny logits and passes the backbone about a quarter of the gradient a GAP head
+    does (0.22 against 0.91): at a few epochs the network trains slower and less reliably.
+    The small networks of the zoo use 4, the scale at which that gradient matches a GAP head's;
+    the paper configurations keep 1 (``benchmarks/compare.py --table isqrt_head`` measures
+    both). ``norm``: a BatchNorm1d before the FC; ``fc_init='zeros'``: a zero-initialised FC
+    (both ablations, measured there).
     """
 
     def __init__(
@@ -82,12 +100,23 @@ class ISqrtCovHead(nn.Module):
         iters: int = 3,
         dropout: float = 0.0,
         memory_efficient: bool = False,
+        compensate: bool = True,
+        norm: bool = False,
+        fc_init: str = "default",
+        feature_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        self.pool = ISqrtCov(in_channels, rd_channels, iters, memory_efficient)
+        self.pool = ISqrtCov(in_channels, rd_channels, iters, memory_efficient, compensate)
         self.output_dim = self.pool.output_dim
+        self.norm = nn.BatchNorm1d(self.output_dim) if norm else nn.Identity()
+        self.feature_scale = feature_scale
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(self.output_dim, num_classes)
+        if fc_init not in ("default", "zeros"):
+            raise ValueError(f"unknown fc_init {fc_init!r}; expected default or zeros")
+        if fc_init == "zeros":
+            nn.init.zeros_(self.fc.weight)
+            nn.init.zeros_(self.fc.bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The normalised covariance, vectorised: (B, d(d+1)/2)."""
@@ -95,4 +124,5 @@ class ISqrtCovHead(nn.Module):
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
         feats = self.features(x)
-        return with_aux(self.fc(self.dropout(feats.to(self.fc.weight.dtype))), None, return_aux)
+        feats = self.norm(feats.to(self.fc.weight.dtype)) * self.feature_scale
+        return with_aux(self.fc(self.dropout(feats)), None, return_aux)

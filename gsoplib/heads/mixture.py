@@ -357,9 +357,14 @@ def dense_masked_mixture(
 # --------------------------------------------------------------------------------------------
 
 
-def classifier(dim: int, num_classes: int, dropout: float = 0.2) -> nn.Sequential:
-    """BN, dropout, FC after the representation (GM-SOP Sec. 2.3): (B, dim) -> (B, num_classes)."""
-    return nn.Sequential(nn.BatchNorm1d(dim), nn.Dropout(dropout), nn.Linear(dim, num_classes))
+def classifier(dim: int, num_classes: int, dropout: float = 0.2,
+               norm_init: float = 1.0) -> nn.Sequential:
+    """BN, dropout, FC after the representation (GM-SOP Sec. 2.3): (B, dim) -> (B, num_classes).
+
+    ``norm_init``: the BN's initial scale gamma (1 in PyTorch's default)."""
+    layers = nn.Sequential(nn.BatchNorm1d(dim), nn.Dropout(dropout), nn.Linear(dim, num_classes))
+    nn.init.constant_(layers[0].weight, norm_init)
+    return layers
 
 
 class GatedMixtureHead(nn.Module):
@@ -431,6 +436,7 @@ class GatedMixtureHead(nn.Module):
         dropout: float = 0.2,
         execution: str = "dispatch",
         capacity_factor: float | None = None,
+        norm_init: float = 1.0,
     ) -> None:
         super().__init__()
         _check_choice(execution, EXECUTIONS, "execution")
@@ -456,7 +462,7 @@ class GatedMixtureHead(nn.Module):
             logit_scale=gate_logit_scale, learn_scale=gate_learn_scale, weighting=gate_weighting,
         )
         self.tap_component_norms = Tap("tap_component_norms", "|| M_i(X) || of the chosen, (B, K)")
-        self.classifier = classifier(self.dim, num_classes, dropout)
+        self.classifier = classifier(self.dim, num_classes, dropout, norm_init)
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
         gate = self.gate(self.gate_branch(x.detach() if self.gate_detach else x))

@@ -51,7 +51,7 @@ _GSOP_HEAD = {"rd_channels": 256, "iters": 3}
 _ISQRT_HEAD = {"rd_channels": 256, "iters": 5}
 _SMALL_BLOCK = {"rd_channels": 32}
 _SMALL_POS = {"rd_channels": 32, "pool_size": 7}
-_SMALL_HEAD = {"rd_channels": 64, "iters": 3}
+_SMALL_HEAD = {"rd_channels": 64, "iters": 3, "feature_scale": 4.0}
 
 
 def _entry(base: dict, defaults: dict, paper: str, **kw) -> dict:
