@@ -292,6 +292,17 @@ class Results:
         want = self.key(key)
         return any(self.key(r) == want for r in self.rows)
 
+    def same_run(self, model: str, kwargs: dict, **key) -> dict | None:
+        """A row of another group that trained the very same run (model, kwargs, dataset,
+        seed, budget), if any: a variant several claims share is trained once."""
+        want = (key["dataset"], key["seed"], key["epochs"], key["train_subset"])
+        for r in self.rows:
+            if ((r["dataset"], r["seed"], r["epochs"], r["train_subset"]) == want
+                    and r["model"] == model and r["model_kwargs"] == json.loads(
+                        json.dumps(kwargs))):
+                return r
+        return None
+
     def add(self, row: dict, **extra) -> None:
         self.rows.append(row)
         self.save(**extra)
@@ -306,6 +317,10 @@ def _run_row(args, results: Results, group: str, variant: Variant, dataset: str,
     budget = BUDGETS[dataset] if not args.quick else {"epochs": 1, "train_subset": 256}
     key = dict(group=group, variant=variant.label, dataset=dataset, seed=seed, **budget)
     if results.has(**key):
+        return
+    shared = results.same_run(variant.model, variant.kwargs, **key)
+    if shared is not None:
+        results.add({**shared, **key, "shared_with": shared["group"]}, **extra)
         return
     final = run_one(args, dataset, variant.model, seed, tmp / f"{len(results.rows)}",
                     variant.kwargs, budget["epochs"], budget["train_subset"])
