@@ -8,4 +8,4 @@ Floors (each imports only from floors below it):
     5 cli, explorer/, notebooks/
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
