@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import streamlit as st
 import torch
@@ -30,7 +31,9 @@ def _script_args() -> argparse.Namespace:
 # Sessions run in threads of one process and the models are small: one intra-op thread each is
 # many times faster than two that spin against each other and against other processes.
 torch.set_num_threads(1)
-st.set_page_config(page_title="gsoplib explorer", page_icon=":material/blur_on:", layout="wide")
+# The icon is a file beside this one: a named icon would be fetched from a font server.
+st.set_page_config(page_title="gsoplib explorer",
+                   page_icon=str(Path(__file__).with_name("icon.png")), layout="wide")
 args = _script_args()
 
 with st.sidebar:

@@ -568,6 +568,9 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         args.address,
         "--browser.gatherUsageStats",
         "false",
+        # No "Deploy" button: the app is served by gsop explore, not deployed to a cloud.
+        "--client.toolbarMode",
+        "viewer",
     ]
     if args.headless:
         command += ["--server.headless", "true"]

@@ -75,9 +75,9 @@ def test_explorer_benchmark_quick_run_times_every_bundled_checkpoint_and_the_sta
     # the prediction and the attributions at least, plus every block's figures
     assert all(row["figures"] >= 2 and row["ms"] > 0 for row in uploads.values())
     assert uploads["phone JPEG, fmnist_small_gsop1"]["figures"] > 2
-    # both paths timed with and without the shared decode
-    assert all(0 < row["views_ms"] < row["ms"] and 0 < row["views_png_ms"] < row["png_ms"]
-               for row in uploads.values())
+    # both paths timed with and without the shared decode (which is faster is the benchmark's
+    # finding, not a test's: a busy machine may reorder two close timings)
+    assert all(row["views_ms"] > 0 and row["views_png_ms"] > 0 for row in uploads.values())
     steps = {row["step"]: row["ms"] for row in rows}
     assert steps["app ready"] == pytest.approx(steps["server ready"] + steps["first script run"])
     assert "| app ready |" in out.stdout

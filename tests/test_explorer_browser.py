@@ -72,6 +72,7 @@ def server(checkpoint, tmp_path_factory):
         "--server.port", str(port),
         "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
         "--server.fileWatcherType", "none",
         "--", "--checkpoint", checkpoint,
     ]  # fmt: skip
