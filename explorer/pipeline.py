@@ -32,7 +32,8 @@ DPI = 100
 OCCLUSION_BATCH = 64
 TOP_K = 5
 SHOWN_CHANNELS = 4
-"""Feature maps shown before a user selects channels: this many most boosted and suppressed."""
+"""Feature maps shown before a user selects channels: this many of the largest and smallest
+weights."""
 HEAD_KINDS = frozenset({"isqrt_cov", "gated_mixture", "average_mixture"})
 FAST_METHODS = ("gradcam", "occlusion")
 SLOW_METHODS = ("integrated_gradients",)
@@ -81,8 +82,8 @@ def top_table(insp: Inspection) -> dict[str, list]:
 
 
 def default_channels(insp: Inspection, path: str) -> list[int]:
-    """The channels whose maps are shown until a user picks some: the most boosted and the
-    most suppressed (as the PNG figure shows them)."""
+    """The channels whose maps are shown until a user picks some: those of the largest and the
+    smallest weights (as the PNG figure shows them)."""
     weights = insp[path].select(0)["tap_channel_weights"].flatten()
     order = torch.argsort(-weights, stable=True).tolist()
     show = min(SHOWN_CHANNELS, len(order) // 2)
@@ -93,12 +94,13 @@ Box = tuple[float, float, float, float]
 
 
 def block_charts(insp: Inspection, path: str, *, photo: Image.Image | None = None,
-                 box: Box | None = None, channels: Sequence[int] | None = None
-                 ) -> dict[str, charts.Chart]:
+                 box: Box | None = None, channels: Sequence[int] | None = None,
+                 name: str | None = None) -> dict[str, charts.Chart]:
     """The interactive charts of the part at ``path`` for the one image ``insp`` holds, keyed
     'PATH: what': channel weights and the feature maps of ``channels`` (default
     :func:`default_channels`), the position weights over ``photo`` (the original, ``box`` the
-    input's region of it), the covariances, the gate and its best component's covariance."""
+    input's region of it), the covariances, the gate and its best component's covariance.
+    ``name``: the image's name, for the titles."""
     record = insp[path]
     t, out = record.tensors, {}
     if "tap_channel_weights" in t:
@@ -113,7 +115,7 @@ def block_charts(insp: Inspection, path: str, *, photo: Image.Image | None = Non
     if {"tap_cov", "tap_pos_cov"} & t.keys():
         out[f"{record.label}: covariance"] = charts.covariance_chart(insp, path)
     if "tap_gate_weights" in t or "tap_gate_clean_logits" in t:
-        out[f"{record.label}: gate"] = charts.gate_chart(insp, path)
+        out[f"{record.label}: gate"] = charts.gate_chart(insp, path, name=name)
         comp = best_component(insp, path)
         if comp is not None:
             out[f"{comp}: covariance"] = charts.covariance_chart(insp, comp)

@@ -147,7 +147,7 @@ def _prediction(loaded: LoadedModel, item: ModelInput, insp: Inspection, prefix:
     if item.label is not None:
         st.markdown(f"True class: **{item.label}**")
     st.table(pipeline.top_table(insp))
-    chart(charts.prediction_chart(insp), "prediction", prefix)
+    chart(charts.prediction_chart(insp, name=item.name), "prediction", prefix)
     _png_download("Prediction (PNG)", lambda: pipeline.prediction_png(insp), "prediction",
                   f"{prefix}png-prediction")
     st.markdown("What each second-order part computed, in network order:")
@@ -186,20 +186,23 @@ def _part(loaded: LoadedModel, item: ModelInput, insp: Inspection, record: Block
     path, t = record.path, record.tensors
     kept = selection_key(prefix, path)
     chosen = st.session_state.get(kept) or None
-    made = pipeline.block_charts(insp, path, photo=item.preview, box=item.box, channels=chosen)
+    made = pipeline.block_charts(insp, path, photo=item.preview, box=item.box, channels=chosen,
+                                 name=item.name)
     for name, figure in made.items():
         if name.endswith(": channel weights"):
             key = f"{prefix}chart-{name}"
             chart(figure, name, prefix, on_select=lambda k=key: _keep_channels(k, kept),
                   selection_mode=charts.CHANNELS)
             st.caption("Click a bar to see its channel's feature map (shift-click for more); "
-                       "the maps below are the most boosted and suppressed until you do.")
+                       "until you do, the maps below are the channels of the largest and the "
+                       "smallest weights (every weight is a sigmoid in (0, 1) that multiplies "
+                       "its channel: the smallest are damped most).")
         else:
             chart(figure, name, prefix)
         if name.endswith(": feature maps"):
             shown = chosen or pipeline.default_channels(insp, path)
             st.caption(f"Feature maps of channels {', '.join(map(str, shown))} "
-                       f"({'selected' if chosen else 'the most boosted and suppressed'}).")
+                       f"({'selected' if chosen else 'the largest and the smallest weights'}).")
         if name.endswith(": feature maps") and chosen and len(batch) > 1:
             chart(charts.channel_batch_chart(inspect(loaded, batch), path, chosen,
                                              [i.name for i in batch]),

@@ -294,7 +294,9 @@ def _tensor_json(t: torch.Tensor, max_values: int) -> dict:
 
 def _stats(values: torch.Tensor) -> str:
     v = values.flatten().float()
-    return f"min {v.min():.3f} / median {v.median():.3f} / max {v.max():.3f}"
+    # The median of an even count is the mean of the two middle values (NumPy's and pandas'
+    # definition, what every chart of these numbers shows), not torch.median's lower one.
+    return f"min {v.min():.3f} / median {v.quantile(0.5):.3f} / max {v.max():.3f}"
 
 
 def _ranked(values: torch.Tensor, n: int, largest: bool) -> str:
@@ -312,8 +314,8 @@ def _describe(r: BlockRecord) -> str:
         w = t["tap_channel_weights"].flatten(1).float()
         mean = w.mean(0)
         parts.append(
-            f"channel weights {_stats(w)} over {w.shape[1]} channels; top boosted "
-            f"{_ranked(mean, 3, True)}; most suppressed {_ranked(mean, 3, False)}{over}"
+            f"channel weights {_stats(w)} over {w.shape[1]} channels; largest "
+            f"{_ranked(mean, 3, True)}; smallest {_ranked(mean, 3, False)}{over}"
         )
     for name in ("tap_pos_weights_pooled", "tap_pos_weights"):
         if name in t:

@@ -20,7 +20,12 @@ from gsoplib.images import crop_box
 from gsoplib.pretrained import load_pretrained
 from gsoplib.probe import probe
 from gsoplib.viz import charts
-from gsoplib.viz.charts.tables import feature_maps_table, matrix_table, similarity_order
+from gsoplib.viz.charts.tables import (
+    feature_maps_table,
+    matrix_table,
+    similarity_order,
+    with_exact_root,
+)
 
 
 def spec_of(chart) -> dict:
@@ -136,13 +141,44 @@ def test_each_matrix_is_its_own_dataset_named_in_the_browser(inspections):
     insp = inspections["fmnist_small_gsop2"]
     path = insp.of_kind("isqrt_cov")[0].path
     chart = charts.covariance_chart(insp, path, max_side=16)
-    names = ["covariance (before)", "after square root"]
+    names = ["covariance (before)", "Newton-Schulz output"]
     assert list(chart.datasets) == [*names, "spectrum"]
     for name, panel in zip(names, chart.spec["hconcat"]):
         assert list(chart.data(name).columns) == ["row", "col", "value", "rows", "cols"]
         assert len(chart.data(name)) == 16 * 16  # 64 x 64 as 4 x 4 block means
         assert panel["data"] == {"name": name}
         assert json.loads(panel["transform"][0]["calculate"]) == name
+
+
+def test_newton_schulz_output_is_drawn_beside_the_exact_root_of_its_covariance(inspections):
+    """Three iterations are not a square root: the spectrum draws the exact root (eigh) as its
+    own line, whose eigenvalue ratios are the square roots of the covariance's, and the
+    Newton-Schulz panel's title says how far the output is from it."""
+    insp = inspections["fmnist_small_gsop2"]
+    path = insp.of_kind("isqrt_cov")[0].path
+    chart = charts.covariance_chart(insp, path)
+    spectrum = chart.data("spectrum")
+    lines = {name: part.sort_values("index")["ratio"].to_numpy()
+             for name, part in spectrum.groupby("matrix", observed=True)}
+    assert set(lines) == {"covariance (before)", "Newton-Schulz output", "exact root (eigh)"}
+    cov = insp[path]["tap_cov"][0].double().numpy()
+    evals = np.linalg.eigvalsh(cov)[::-1]
+    top = evals > 1e-6 * evals[0]
+    np.testing.assert_allclose(lines["exact root (eigh)"][top], np.sqrt(evals[top] / evals[0]),
+                               rtol=1e-6)
+    # the output's spectrum lies between the covariance's and the exact root's, well off the
+    # latter at the small eigenvalues
+    tail = top.nonzero()[0][-1]
+    assert lines["covariance (before)"][tail] < lines["Newton-Schulz output"][tail]
+    assert lines["Newton-Schulz output"][tail] < 0.5 * lines["exact root (eigh)"][tail]
+    title = chart.spec["hconcat"][1]["title"]
+    assert title[0].startswith("Newton-Schulz output") and "from the exact root" in title[1]
+    percent = float(title[1].split("%")[0])
+    a = insp[path]["tap_cov_sqrt"][0].double().numpy()
+    exact = with_exact_root([("covariance (before)", cov),
+                                           ("Newton-Schulz output", a)])[-1][1]
+    want = np.linalg.norm(a / np.linalg.norm(a) - exact / np.linalg.norm(exact))
+    assert percent == pytest.approx(100 * want, abs=0.5) and percent > 1
 
 
 def test_channel_weights_are_the_probe_s_sorted_with_a_channel_selection(inspections):

@@ -344,9 +344,9 @@ def test_every_view_of_every_kind_of_model(kind, checkpoints):
     for record in heads:
         if record.kind == "isqrt_cov":
             cov = charts_shown(at)[f"{record.path}: covariance"][1]
-            assert set(cov) == {"covariance (before)", "after square root", "spectrum"}
+            assert set(cov) == {"covariance (before)", "Newton-Schulz output", "spectrum"}
             sqrt = record["tap_cov_sqrt"][0].double().numpy()
-            part = cov["after square root"]
+            part = cov["Newton-Schulz output"]
             np.testing.assert_allclose(part["value"], sqrt[part["row"], part["col"]],
                                        rtol=1e-6, atol=1e-12)
         if record.kind == "gated_mixture":
@@ -649,6 +649,49 @@ def test_no_gate_verdict_from_two_images():
     assert not at.exception and not at.warning and not at.success
     [info] = [i for i in at.info if i.value.startswith("Too few images")]
     assert info.value.startswith("Too few images to judge the gate: 2 of the 20")
+
+
+def title_text(spec: dict) -> str:
+    """A chart's title as one string (Streamlit may send it as {"text": ...})."""
+    title = spec["title"]
+    title = title["text"] if isinstance(title, dict) else title
+    return " ".join(title) if isinstance(title, list) else title
+
+
+def test_titles_name_the_image_inspected_not_an_index():
+    at = app()
+    at.selectbox(key="a_bundled").set_value("fmnist_small_gmsop").run()
+    samples = [f.name for f in FASHION.files][:2]
+    at.multiselect(key="gallery_fashion_mnist").set_value(samples).run()
+    at.selectbox(key="image").set_value(1).run()
+    assert not at.exception
+    title = title_text(charts_shown(at)["prediction"][0])
+    assert title.startswith(f"{samples[1]}: top-") and "image 0" not in title
+    at = show(at, "Head")
+    [gate] = [spec for name, (spec, _) in charts_shown(at).items() if name.endswith(": gate")]
+    assert f", {samples[1]}: chose " in title_text(gate)
+
+
+def test_one_median_in_the_caption_and_the_chart_title():
+    """Channel counts are even: the median is the mean of the two middle weights, in the
+    probe's one-line summary and in the chart's title alike."""
+    at = app()
+    at.selectbox(key="a_bundled").set_value("fmnist_small_gsop1").run()
+    at = show(at, "Blocks")
+    shown = charts_shown(at)
+    captions = [c.value for c in at.caption if "channel weights min" in c.value]
+    assert captions
+    for caption in captions:
+        path = caption.split(" ")[0] if caption.startswith("layer") else None
+        median = caption.split("median ")[1].split(" ")[0]
+        titles = [title_text(spec) for name, (spec, _) in shown.items()
+                  if name.endswith(": channel weights") and (path is None or name.startswith(path))]
+        assert titles and all(f"median {median} " in t for t in titles), (caption, titles)
+    weights = chart_data(at, next(n for n in shown if n.endswith(": channel weights")),
+                         "channel", "weight")["weight"].to_numpy()
+    middle = np.sort(weights)[len(weights) // 2 - 1: len(weights) // 2 + 1]
+    assert len(weights) % 2 == 0 and f"median {middle.mean():.3f} " in next(
+        title_text(spec) for name, (spec, _) in shown.items() if name.endswith(": channel weights"))
 
 
 # ---------------------------------------------------------------- hostile and unlucky checkpoints

@@ -421,7 +421,7 @@ def test_summary_names_each_block_with_its_statistics(images):
                                                        "layer3.attn", "head"]
     w = insp["layer1.attn"]["tap_channel_weights"].flatten(1)
     assert f"max {w.max():.3f}" in lines[0]
-    assert f"top boosted {int(w.mean(0).argmax())} (" in lines[0]
+    assert f"largest {int(w.mean(0).argmax())} (" in lines[0]
     assert "position weights" in lines[1] and "peak at" in lines[1]
     chosen = insp.image(1)["head"]["tap_gate_indices"][0].tolist()
     assert f"gate chose {K}: {chosen[0]} (" in insp.image(1)["head"].summary()

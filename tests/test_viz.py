@@ -111,14 +111,18 @@ def test_covariance_heatmaps_are_centred_at_zero_with_a_spectrum(insp):
     np.testing.assert_allclose(spectrum.lines[0].get_ydata(), evals / evals[0], rtol=1e-5)
 
 
-def test_isqrt_covariance_shows_the_square_root_and_its_flatter_spectrum(insp):
+def test_isqrt_covariance_shows_the_newton_schulz_output_beside_the_exact_root(insp):
     fig = viz.covariance(insp, "head", 0)
+    assert "Newton-Schulz output" in " ".join(ax.get_title() for ax in fig.axes)
     spectrum = next(ax for ax in fig.axes if ax.get_title() == "eigenvalue spectrum")
-    cov, root = (line.get_ydata() for line in spectrum.lines)
+    cov, output, exact = (line.get_ydata() for line in spectrum.lines)
     evals = np.linalg.eigvalsh(insp["head"]["tap_cov_sqrt"][0].double().numpy())[::-1]
-    np.testing.assert_allclose(root, evals / evals[0], rtol=1e-6)
-    # The square root (3 Newton-Schulz steps, so roughly) flattens the spectrum.
-    assert (root[1:] > cov[1:]).all()
+    np.testing.assert_allclose(output, evals / evals[0], rtol=1e-6)
+    cov_evals = np.linalg.eigvalsh(insp["head"]["tap_cov"][0].double().numpy())[::-1]
+    kept = cov_evals > 1e-6 * cov_evals[0]
+    np.testing.assert_allclose(exact[kept], np.sqrt(cov_evals[kept] / cov_evals[0]), rtol=1e-5)
+    # 3 Newton-Schulz steps flatten the spectrum, but only partway to the exact root
+    assert (output[1:] > cov[1:]).all() and (output[kept][1:] < exact[kept][1:]).all()
 
 
 def test_gate_choices_highlight_exactly_the_k_chosen(mixture):

@@ -13,6 +13,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocato
 
 from ..probe import Inspection
 from ._axes import _figure, _input_ax, _map_ax, _mosaic, _record, _title
+from .charts.tables import with_exact_root
 from .images import CHOSEN, DIVERGING, OTHER, _resize
 
 
@@ -146,21 +147,23 @@ def covariance(insp: Inspection, path: str, image: int = 0, *, figsize=(12.0, 3.
     """Covariance heatmaps of one image (diverging colours centred at 0) and their spectrum.
 
     gsop_channel: the c x c covariance and its row-BN output (GSoP-Net Sec. 3.1);
-    isqrt_cov: the covariance and its Newton-Schulz square root (iSQRT-COV); gsop_position: the
-    hw x hw position covariance (Sec. 3.2). The spectrum shows eigenvalues over the largest; the
-    square root flattens it (its eigenvalues are the square roots of the covariance's).
+    isqrt_cov: the covariance and its Newton-Schulz output (iSQRT-COV); gsop_position: the
+    hw x hw position covariance (Sec. 3.2). The spectrum shows eigenvalues over the largest;
+    beside a Newton-Schulz output it also draws the exact root of the covariance, whose
+    eigenvalues are the square roots of the covariance's: three or five iterations flatten the
+    spectrum only partway towards it.
     """
     record = _record(insp, path, image, "tap_cov", "tap_pos_cov")
     t = record.tensors
     names = [("tap_pos_cov", "position covariance"), ("tap_cov", "covariance (before)"),
-             ("tap_cov_bn", "after row-wise BN"), ("tap_cov_sqrt", "after square root")]
+             ("tap_cov_bn", "after row-wise BN"), ("tap_cov_sqrt", "Newton-Schulz output")]
     mats = [(label, t[k][0].double().squeeze().numpy()) for k, label in names if k in t]
     fig = _figure(figsize, left=0.01, right=0.98, bottom=0.15, wspace=0.25)
     axes = fig.subplots(1, len(mats) + 1, width_ratios=[1] * len(mats) + [1.1])
     for ax, (label, m) in zip(axes, mats):
         _diverging(fig, ax, m, f"{label} {m.shape[0]}x{m.shape[1]}")
     # Row-BN breaks symmetry, so only symmetric matrices enter the spectrum.
-    _spectrum(axes[-1], [(lbl, m) for lbl, m in mats if "BN" not in lbl])
+    _spectrum(axes[-1], [(lbl, m) for lbl, m in with_exact_root(mats) if "BN" not in lbl])
     fig.suptitle(f"{record.label} ({record.kind})", fontsize=10)
     return fig
 

@@ -18,10 +18,19 @@ from .tables import (
     batch_weights,
     channel_weights_table,
     covariance_matrices,
+    distance_from_exact_root,
     feature_maps_table,
     matrix_table,
     spectrum_table,
+    with_exact_root,
 )
+
+#: What a covariance panel's matrix is the covariance of, by the kind of part.
+COVARIANCE_OF = {
+    "gsop_channel": "the channels of the block's 1x1 conv (its reduced channels, c)",
+    "isqrt_cov": "the channels the head reads (after its 1x1 reduction, if it has one)",
+    "gsop_position": "the positions of the block's pooled map",
+}
 
 CHANNELS = "channels"
 """The channel weights chart's selection: click a bar (shift-click for more)."""
@@ -34,8 +43,9 @@ BARE = {"labels": False, "ticks": False, "title": None}
 """An axis with nothing on it (heatmaps: the tooltip names the cell)."""
 
 
-def prediction_chart(insp: Inspection, image: int = 0) -> Chart:
-    """Top-k class probabilities of one image, best at the top; hover for the value."""
+def prediction_chart(insp: Inspection, image: int = 0, name: str | None = None) -> Chart:
+    """Top-k class probabilities of one image, best at the top; hover for the value. ``name``:
+    the image's name in the title (default "image <index>")."""
     top = insp.top[image]
     data = pd.DataFrame({"rank": range(1, len(top) + 1), "class": [p.name for p in top],
                          "index": [p.index for p in top],
@@ -45,7 +55,7 @@ def prediction_chart(insp: Inspection, image: int = 0) -> Chart:
     tooltip = tips("rank:O", "class:N", "index:O", field("probability:Q", format=".4f"))
     return Chart({
         "data": {"name": "top"}, "width": 360, "height": 24 * len(top),
-        "title": f"image {image % insp.batch_size}: top-{len(top)} classes",
+        "title": f"{name or f'image {image % insp.batch_size}'}: top-{len(top)} classes",
         "layer": [
             {"mark": {"type": "bar"}, "encoding": {
                 "x": x, "y": y, "color": when("datum.rank == 1", CHOSEN, OTHER),
@@ -66,8 +76,10 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     the index ranges. The
     :data:`MATRIX` selection links the panels: clicking a spectrum's line or legend entry dims
     the other matrices and spectra. Datasets: one per matrix, named as its panel ("covariance
-    (before)", "after square root", ...: row, col, value[, rows, cols]), and ``spectrum``
-    (matrix, index, eigenvalue, ratio). GSoP-Net Sec. 3.1-3.2,
+    (before)", "Newton-Schulz output", ...: row, col, value[, rows, cols]), and ``spectrum``
+    (matrix, index, eigenvalue, ratio). Beside a Newton-Schulz output the spectrum also draws the
+    exact root of the covariance (:data:`~gsoplib.viz.charts.tables.EXACT_ROOT`, no panel), and
+    that panel's title gives the scale-free distance between the two. GSoP-Net Sec. 3.1-3.2,
     iSQRT-COV.
     """
     mats = covariance_matrices(insp, path, image)
@@ -80,11 +92,14 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
                    field(col_field, title=f"column {what}"),
                    field("value:Q", format=".4g", title="mean value" if pooled else "value"))
     panels = []
+    off = distance_from_exact_root(mats)
     for name, m in mats:
         lim = float(np.abs(m).max()) or 1.0
+        title = f"{name} {m.shape[0]}x{m.shape[1]}" + (" (block means)" if pooled else "")
+        if name == "Newton-Schulz output" and off is not None:
+            title = [title, f"{100 * off:.0f}% from the exact root (unit-norm Frobenius)"]
         panels.append({
-            "data": {"name": name}, "width": side, "height": side,
-            "title": f"{name} {m.shape[0]}x{m.shape[1]}" + (" (block means)" if pooled else ""),
+            "data": {"name": name}, "width": side, "height": side, "title": title,
             # Each matrix its own dataset of (row, col, value): the name is added in the
             # browser, for the tooltip and the MATRIX selection, instead of sent per cell.
             "transform": [{"calculate": json.dumps(name), "as": "matrix"}],
@@ -100,7 +115,10 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
             }})
     spectrum = {
         "data": {"name": "spectrum"}, "width": side, "height": side,
-        "title": "eigenvalue spectrum", "name": "spectrum",
+        "title": ["eigenvalue / largest, a line per matrix",
+                  *(["(row-wise BN's output is not symmetric: no line)"]
+                    if any(name == "after row-wise BN" for name, _ in mats) else [])],
+        "name": "spectrum",
         "params": [point_selection(MATRIX, ["matrix"], bind="legend")],
         "mark": {"type": "line", "point": {"size": 12}},
         "encoding": {
@@ -112,9 +130,12 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
                             field("ratio:Q", format=".3g")),
         }}
     record = insp[path]
-    return Chart({"title": f"{record.label} ({record.kind})", "hconcat": [*panels, spectrum],
+    of = COVARIANCE_OF.get(record.kind, "the part's input")
+    return Chart({"title": {"text": f"{record.label} ({record.kind})",
+                            "subtitle": f"covariance of {of}; colour: the entry's value"},
+                  "hconcat": [*panels, spectrum],
                   "resolve": {"scale": {"color": "independent"}}},
-                 {**cells, "spectrum": spectrum_table(mats)})
+                 {**cells, "spectrum": spectrum_table(with_exact_root(mats))})
 
 
 def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
@@ -129,8 +150,8 @@ def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
     data = channel_weights_table(insp, path, image)
     record = insp[path]
     w = data["weight"]
-    title = (f"{record.label} ({record.kind}): {len(data)} channel weights, min {w.min():.2f} "
-             f"/ median {w.median():.2f} / max {w.max():.2f}")
+    title = (f"{record.label} ({record.kind}): {len(data)} channel weights, min {w.min():.3f} "
+             f"/ median {w.median():.3f} / max {w.max():.3f}")
     pick = point_selection(CHANNELS, ["channel"], toggle="event.shiftKey",
                            value=[{"channel": int(c)} for c in selected])
     return Chart({

@@ -14,12 +14,12 @@ from .spec import Chart, field, tips, when
 from .tables import gate_table, gate_weights_table
 
 
-def gate_chart(insp: Inspection, path: str, image: int = 0) -> Chart:
+def gate_chart(insp: Inspection, path: str, image: int = 0, name: str | None = None) -> Chart:
     """All N gate logits and weights omega of one image, the K chosen highlighted; hover a bar
     for its component, logit, weight and whether it was chosen. A chosen component's weight is
     also marked by a point and its value, so a weight near zero (a gate that put everything on
-    one of its K) is seen as chosen, not missing. Dataset ``gate`` (component, logit, weight,
-    chosen)."""
+    one of its K) is seen as chosen, not missing. ``name``: the image's name in the title
+    (default "image <index>"). Dataset ``gate`` (component, logit, weight, chosen)."""
     data = gate_table(insp, path, image)
     k, n = int(data["chosen"].sum()), len(data)
     chosen = ", ".join(str(c) for c in data.loc[data.chosen, "component"])
@@ -50,8 +50,9 @@ def gate_chart(insp: Inspection, path: str, image: int = 0) -> Chart:
             ]})
     record = insp[path]
     return Chart({"hconcat": panels,
-                  "title": f"{record.label} ({record.kind}), image {image % insp.batch_size}: "
-                           f"chose {chosen}"}, {"gate": data})
+                  "title": f"{record.label} ({record.kind}), "
+                           f"{name or f'image {image % insp.batch_size}'}: chose {chosen}"},
+                 {"gate": data})
 
 
 def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = None) -> Chart:

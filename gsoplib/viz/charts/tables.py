@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ...ops import sqrtm_eigh
 from ...probe import BlockRecord, Inspection
 from .._axes import _record as one_image
 
@@ -28,8 +29,10 @@ COVARIANCE_TAPS = (
     ("tap_pos_cov", "position covariance"),
     ("tap_cov", "covariance (before)"),
     ("tap_cov_bn", "after row-wise BN"),
-    ("tap_cov_sqrt", "after square root"),
+    ("tap_cov_sqrt", "Newton-Schulz output"),
 )
+#: The spectrum-only line drawn beside a Newton-Schulz output: what an exact root would give.
+EXACT_ROOT = "exact root (eigh)"
 
 
 def _pool(a: np.ndarray, side: int) -> tuple[np.ndarray, int]:
@@ -74,6 +77,30 @@ def covariance_matrices(insp: Inspection, path: str, image: int = 0
     covariance (Sec. 3.2)."""
     t = one_image(insp, path, image, *(k for k, _ in COVARIANCE_TAPS)).tensors
     return [(label, t[k][0].double().squeeze().numpy()) for k, label in COVARIANCE_TAPS if k in t]
+
+
+def with_exact_root(matrices: Sequence[tuple[str, np.ndarray]]
+                    ) -> list[tuple[str, np.ndarray]]:
+    """``matrices`` and, when they hold a covariance and its Newton-Schulz output, the exact
+    square root of that covariance (:func:`gsoplib.ops.sqrtm_eigh`) named :data:`EXACT_ROOT`:
+    a few iterations stop far from it (iSQRT-COV trains with 3 or 5), which its spectrum shows."""
+    found = dict(matrices)
+    if "covariance (before)" not in found or "Newton-Schulz output" not in found:
+        return list(matrices)
+    cov = torch.from_numpy(np.ascontiguousarray(found["covariance (before)"], dtype=np.float64))
+    return [*matrices, (EXACT_ROOT, sqrtm_eigh(cov.unsqueeze(0))[0].numpy())]
+
+
+def distance_from_exact_root(matrices: Sequence[tuple[str, np.ndarray]]) -> float | None:
+    """Relative Frobenius distance, both scaled to unit norm, between the Newton-Schulz output
+    and the exact root of the covariance (scale-free: the head may divide by sqrt(trace));
+    None without both matrices."""
+    found = dict(with_exact_root(matrices))
+    if EXACT_ROOT not in found:
+        return None
+    a, b = found["Newton-Schulz output"], found[EXACT_ROOT]
+    a, b = a / (np.linalg.norm(a) or 1.0), b / (np.linalg.norm(b) or 1.0)
+    return float(np.linalg.norm(a - b))
 
 
 def spectrum_table(matrices: Sequence[tuple[str, np.ndarray]]) -> pd.DataFrame:
