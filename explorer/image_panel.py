@@ -22,6 +22,7 @@ from gsoplib.images import (
     decode_image,
     to_model_image,
     to_tensor,
+    unlike_training,
 )
 
 GALLERY_DIR = Path(__file__).resolve().parent / "gallery"
@@ -226,3 +227,7 @@ def _show(inputs: list[ModelInput], spec: InputSpec) -> None:
                 caption=f"model input {spec.size[1]}x{spec.size[0]}, {spec.channels} channel(s)",
                 width=PREVIEW_PX,
             )
+            unlike = unlike_training(item.source, item.picture, spec.channels, spec.size,
+                                     spec.dataset)
+            if unlike:
+                column.warning(unlike)

@@ -284,3 +284,53 @@ __all__ = [
     "to_model_image",
     "to_tensor",
 ]
+
+
+#: Datasets whose images are light objects on a black background (Fashion-MNIST, MNIST).
+DARK_BACKGROUND = frozenset({"fashion_mnist", "mnist"})
+#: How the datasets gsoplib knows are written in a sentence.
+DATASET_TITLES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "second_order":
+                  "the second-order set", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+                  "imagenet": "ImageNet"}
+#: An original whose shorter side is this many times the input's loses most of its detail
+#: in the resize (a 12-megapixel photo into 28 x 28).
+FAR_LARGER = 8.0
+
+
+def unlike_training(decoded: DecodedImage, picture: Image.Image, channels: int,
+                    size: tuple[int, int], dataset: str | None) -> str | None:
+    """One sentence when an image is unlike the data a model was trained on, else None.
+
+    Checked, from the image alone: colour into a one-channel model (the mean spread between
+    the R, G and B of a pixel over 8 of 255), a light background where the training images are
+    dark (:data:`DARK_BACKGROUND`: the border of the model's ``picture`` averages over 96 of
+    255), and an original far larger or smaller than the input (shorter side over
+    :data:`FAR_LARGER` times the input's, or under half of it). The sentence says what to try.
+    A prediction for such an image says little about the model.
+    """
+    found, tries = [], []
+    rgb = np.asarray(_display_mode(decoded.image).convert("RGB"), dtype=np.float32)
+    spread = float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean())
+    if channels == 1 and spread > 8.0:
+        found.append("a colour image into a model trained on grey ones")
+        tries.append("a grey photo")
+    if dataset in DARK_BACKGROUND:
+        grey = np.asarray(picture.convert("L"), dtype=np.float32)
+        border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+        if float(border.mean()) > 96.0:
+            found.append("a light background where the training images are black")
+            tries.append("'Invert brightness' for a dark object on a light background")
+    short, side = min(decoded.size), min(size)
+    if short > FAR_LARGER * side:
+        found.append(f"{decoded.size[0]}x{decoded.size[1]} pixels shrunk to "
+                     f"{size[1]}x{size[0]}")
+        tries.append("a photo cropped close around the object")
+    elif short < side / 2:
+        found.append(f"{decoded.size[0]}x{decoded.size[1]} pixels enlarged to "
+                     f"{size[1]}x{size[0]}")
+        tries.append("a larger image")
+    if not found:
+        return None
+    what = DATASET_TITLES.get(dataset or "", dataset or "the model's training data")
+    return (f"This image is unlike {what}'s images ({'; '.join(found)}), so the prediction says "
+            f"little about the model: try {', or '.join(tries)}.")

@@ -807,6 +807,21 @@ def upload_photo(at: AppTest, data: bytes, name: str = "photo.jpg") -> AppTest:
     return at
 
 
+def test_an_upload_unlike_the_training_data_gets_one_sentence_and_a_sample_none():
+    at = app()
+    at.selectbox(key="a_bundled").set_value("fmnist_small_gsop1").run()
+    assert not at.exception and not at.warning        # the gallery's default sample
+    at = upload_photo(at, photo_bytes(size=(640, 480)))
+    [warning] = at.warning
+    assert warning.value.startswith("This image is unlike Fashion-MNIST's images (a colour")
+    assert "light background" in warning.value and "Invert brightness" in warning.value
+    at.checkbox(key="invert").check().run()
+    # inverted, the photo's background is dark and the sample's light: each says so
+    sample, photo = (w.value for w in at.warning)
+    assert "light background" not in photo and "640x480 pixels shrunk" in photo
+    assert sample.startswith("This image is unlike Fashion-MNIST's images (a light background")
+
+
 def cells_box(cells) -> tuple[float, float, float, float]:
     return (cells["x"].min(), cells["y"].min(), cells["x2"].max(), cells["y2"].max())
 

@@ -3,6 +3,8 @@ sentence, and the CLI and probe_image read files through it."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -10,11 +12,13 @@ from image_samples import BAD_INPUTS, SAMPLES, encode, quadrants
 from PIL import Image
 
 from gsoplib.images import (
+    DecodedImage,
     ImageInputError,
     decode_image,
     read_image,
     to_model_image,
     to_tensor,
+    unlike_training,
 )
 
 
@@ -186,3 +190,38 @@ def test_probe_refuses_bad_files_with_the_same_sentence(kind, tmp_path):
     with pytest.raises(ImageInputError, match=expected.split(" MB")[0]) as info:
         to_pixels(path, 1, (28, 28))
     assert name in str(info.value)
+
+
+def _decoded(image: Image.Image, name: str = "photo.png") -> DecodedImage:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return decode_image(buffer.getvalue(), name)
+
+
+def test_unlike_training_names_each_way_an_image_differs_from_fashion_mnist():
+    garment = Image.new("L", (28, 28), 0)
+    garment.paste(200, (8, 4, 20, 24))                      # a light garment on black
+    decoded = _decoded(garment)
+    picture = to_model_image(decoded.image, 1, (28, 28))
+    assert unlike_training(decoded, picture, 1, (28, 28), "fashion_mnist") is None
+
+    photo = Image.new("RGB", (640, 480), (235, 232, 228))
+    photo.paste((200, 40, 40), (200, 100, 440, 380))        # a red shirt on white
+    decoded = _decoded(photo)
+    picture = to_model_image(decoded.image, 1, (28, 28))
+    sentence = unlike_training(decoded, picture, 1, (28, 28), "fashion_mnist")
+    assert sentence.startswith("This image is unlike Fashion-MNIST's images (a colour image")
+    assert "a light background" in sentence and "640x480 pixels shrunk to 28x28" in sentence
+    assert "Invert brightness" in sentence and sentence.count(".") == 1
+    # inverted, the background is dark: that clause goes, the others stay
+    inverted = to_model_image(decoded.image, 1, (28, 28), invert=True)
+    sentence = unlike_training(decoded, inverted, 1, (28, 28), "fashion_mnist")
+    assert "light background" not in sentence and "colour" in sentence
+    # a three-channel model takes colour, and a light background is the data of other sets
+    rgb = to_model_image(decoded.image, 3, (28, 28))
+    assert "colour" not in (unlike_training(decoded, rgb, 3, (28, 28), "cifar10") or "")
+    assert "background" not in (unlike_training(decoded, rgb, 3, (28, 28), "cifar10") or "")
+    # a small grey image enlarged far
+    tiny = _decoded(Image.new("L", (10, 10), 0))
+    assert "10x10 pixels enlarged to 28x28" in unlike_training(
+        tiny, to_model_image(tiny.image, 1, (28, 28)), 1, (28, 28), "fashion_mnist")
