@@ -187,7 +187,14 @@ def attribution_chart(maps: Mapping[str, torch.Tensor], image: torch.Tensor,
     model input."""
     if photo is None:
         photo, box = charts.input_photo(image), None
-    return charts.attribution_chart(maps, photo, box)
+    units = {title: attribution.UNITS[method][0] for method, title in METHOD_TITLES.items()}
+    return charts.attribution_chart(maps, photo, box, units=units)
+
+
+def attribution_notes(maps: Mapping[str, torch.Tensor]) -> list[str]:
+    """How to read each map shown: one line per method (:data:`gsoplib.attribution.UNITS`)."""
+    return [f"**{title}**: {attribution.UNITS[method][1]}."
+            for method, title in METHOD_TITLES.items() if title in maps]
 
 
 def inspection_json(insp: Inspection) -> bytes:

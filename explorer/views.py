@@ -335,6 +335,7 @@ def _attribution(loaded: LoadedModel, item: ModelInput, insp: Inspection, opts: 
     title = f"attributions for {classes[target]} ({names})"
     st.markdown(f"#### {title}")
     chart(pipeline.attribution_chart(maps, item.tensor, item.preview, item.box), title, prefix)
+    st.caption("  \n".join(pipeline.attribution_notes(maps)))
     _png_download("Attributions (PNG)", lambda: pipeline.attribution_png(item.tensor, maps),
                   title, f"{prefix}png-attr")
     if not opts.integrated_gradients:

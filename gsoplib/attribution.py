@@ -28,6 +28,20 @@ from .taps import taps
 METHODS = ("gradcam", "occlusion", "integrated_gradients")
 MAX_IG_STEPS = 256
 MAX_INTERNAL_BATCH = 64
+#: What each method's map holds, for a colour bar's title: (unit, how to read it).
+UNITS = {
+    "gradcam": ("Grad-CAM / its largest value",
+                "where the layer's gradient-weighted activations favour the class; a ReLU keeps "
+                "it non-negative and its scale depends on the layer, so it is shown divided by "
+                "its largest value (0 to 1)"),
+    "occlusion": ("drop in the class logit",
+                  "how far the class logit falls when a window around the pixel is set to the "
+                  "mean image: red where the window supported the class, blue where it counted "
+                  "against it"),
+    "integrated_gradients": ("contribution to the class logit",
+                             "each pixel's share of the logit's change from the mean image to "
+                             "this one (the shares sum to it): red for the class, blue against"),
+}
 
 
 @contextmanager

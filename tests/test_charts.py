@@ -284,17 +284,33 @@ def test_gate_chart_and_usage_are_the_gate_s_numbers(inspections):
     assert list(dict.fromkeys(per_class["class"])) == names
 
 
-def test_attributions_over_the_photo_are_pooled_means_of_the_maps():
+def test_attributions_over_the_photo_are_pooled_means_of_the_maps_with_units():
+    """A non-negative map (Grad-CAM) is drawn divided by its largest value, which its title
+    gives; a signed one as it is; each colour bar and tooltip names the quantity."""
     heat = torch.arange(96 * 96, dtype=torch.float64).reshape(96, 96)
     signed = heat - heat.mean()
     photo = Image.new("RGB", (96, 96))
-    chart = charts.attribution_chart({"Grad-CAM": heat, "Occlusion": signed}, photo)
+    units = {"Grad-CAM": "Grad-CAM / its largest value", "Occlusion": "drop in the class logit"}
+    chart = charts.attribution_chart({"Grad-CAM": heat, "Occlusion": signed}, photo,
+                                     units=units)
     frames = [d for d in datasets(chart) if "value" in d]
     assert len(frames) == 2
     pooled = torch.nn.functional.avg_pool2d(heat[None, None], 2)[0, 0].numpy()
-    first = frames[0]
+    first, second = frames
     assert len(first) == 48 * 48
-    np.testing.assert_allclose(first["value"], pooled[first["row"], first["col"]])
+    np.testing.assert_allclose(first["value"], pooled[first["row"], first["col"]] / pooled.max(),
+                               rtol=1e-6)
+    signed_pooled = torch.nn.functional.avg_pool2d(signed[None, None], 2)[0, 0].numpy()
+    np.testing.assert_allclose(second["value"], signed_pooled[second["row"], second["col"]],
+                               rtol=1e-5, atol=1e-3)
+    for panel, name in zip(chart.spec["hconcat"], units):
+        heat_layer = panel["layer"][1]
+        color = heat_layer["encoding"]["color"]
+        assert color["legend"] == {"title": units[name], "gradientOpacity": 1}
+        assert json.loads(heat_layer["transform"][0]["calculate"]) == name
+        assert units[name] in tooltips({"layer": [heat_layer]})
+    largest = f"divided by its largest value, {pooled.max():.3g}"
+    assert chart.spec["hconcat"][0]["title"][1] == largest
 
 
 SCHEMA = Path(altair.__file__).parent / "vegalite" / "v6" / "schema" / "vega-lite-schema.json"

@@ -372,6 +372,10 @@ def test_every_view_of_every_kind_of_model(kind, checkpoints):
     assert "Grad-CAM" in name and "Occlusion" in name and "Integrated" not in name
     assert name.startswith(f"attributions for {insp.top[0][0].name}")
     assert [b.label for b in at.get("download_button")] == ["Attributions (PNG)"]
+    # how to read each map, in a caption under the chart
+    [notes] = [c.value for c in at.caption if c.value.startswith("**Grad-CAM**")]
+    assert "divided by its largest value" in notes
+    assert "**Occlusion**: how far the class logit" in notes
 
     at = show(at, "Downloads")
     labels = [b.label for b in at.get("download_button")]

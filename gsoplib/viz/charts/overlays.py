@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -37,8 +38,8 @@ def input_photo(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(np.uint8(np.clip(a, 0, 1) * 255 + 0.5))
 
 
-def _over_photo(cells: pd.DataFrame, key: str, photo: Image.Image, box, *, title: str,
-                scale: dict, legend: str | None, width: int) -> dict:
+def _over_photo(cells: pd.DataFrame, key: str, photo: Image.Image, box, *, title,
+                scale: dict, legend: str | None, width: int, method: str | None = None) -> dict:
     """A layer of the photo (dataset ``photo``), the heat cells (dataset ``key``, drawn at the
     :data:`OPACITY` parameter's opacity) and the input's region outlined."""
     pw, ph = photo.size
@@ -54,8 +55,14 @@ def _over_photo(cells: pd.DataFrame, key: str, photo: Image.Image, box, *, title
         {"data": {"name": "photo"}, "mark": {"type": "image", "aspect": False},
          "encoding": {**where, "url": field("url:N")}},
         {"data": {"name": key}, "mark": {"type": "rect", "opacity": {"expr": OPACITY}},
-         "encoding": {**where, "color": field("value:Q", scale=scale, legend={"title": legend}),
-                      "tooltip": tips("row:O", "col:O", field("value:Q", format=".4g"))}},
+         # The method's name is added in the browser, for the tooltip, not sent per cell.
+         "transform": [{"calculate": json.dumps(method or legend or "value"), "as": "method"}],
+         "encoding": {**where,
+                      # the colour bar stays opaque whatever the map's opacity
+                      "color": field("value:Q", scale=scale,
+                                     legend={"title": legend, "gradientOpacity": 1}),
+                      "tooltip": tips("method:N", "row:O", "col:O",
+                                      field("value:Q", format=".4g", title=legend or "value"))}},
         {"data": {"name": "outline"},
          "mark": {"type": "rect", "fill": None, "stroke": "white", "strokeDash": [4, 3]},
          "encoding": where},
@@ -104,25 +111,33 @@ def position_weights_chart(
 def attribution_chart(
     maps: Mapping[str, torch.Tensor], photo: Image.Image,
     box: tuple[float, float, float, float] | None = None, *, opacity: float = 0.5,
-    width: int = 280, max_side: int = HEAT_SIDE,
+    width: int = 280, max_side: int = HEAT_SIDE, units: Mapping[str, str] | None = None,
 ) -> Chart:
     """Attribution maps (name -> (H, W) over the model input) over the original photo, one
-    panel each (datasets ``map-0``, ``map-1``, ...). Non-negative maps (Grad-CAM) use 'turbo'
-    from 0; signed ones (Integrated Gradients, Occlusion) red-blue centred at 0 (red supports
-    the target). Maps are average-pooled to ``max_side`` cells a side; hover a cell for its
-    value; one slider sets the opacity of every panel."""
+    panel each (datasets ``map-0``, ``map-1``, ...). Non-negative maps (Grad-CAM) are divided by
+    their largest value and drawn in 'turbo' from 0 to 1, the largest value in the panel's
+    title; signed ones (Integrated Gradients, Occlusion) as they are, red-blue centred at 0
+    (red supports the target). ``units``: name -> the colour bar's title (what a value is,
+    :data:`gsoplib.attribution.UNITS`). Maps are average-pooled to ``max_side`` cells a side;
+    hover a cell for the method, its position and value; one slider sets the opacity of every
+    panel, and the colour bars stay opaque."""
     box = box or (0.0, 0.0, float(photo.width), float(photo.height))
     panels, frames = [], _photo_frames(photo, box)
+    units = units or {}
     for i, (name, heat) in enumerate(maps.items()):
         cells = heat_cells(heat, box, max_side)
         lo, hi = float(cells["value"].min()), float(cells["value"].max())
+        title = name
         if lo >= 0:
-            scale = {"scheme": "turbo", "domain": [0, hi or 1.0]}
+            if hi > 0:
+                cells["value"] = (cells["value"] / hi).astype(cells["value"].dtype)
+            title = [name, f"divided by its largest value, {hi:.3g}"]
+            scale = {"scheme": "turbo", "domain": [0, 1]}
         else:
             lim = max(abs(lo), abs(hi))
             scale = {"scheme": "redblue", "reverse": True, "domain": [-lim, lim]}
         frames[f"map-{i}"] = cells
-        panels.append(_over_photo(cells, f"map-{i}", photo, box, title=name, scale=scale,
-                                  legend=None, width=width))
+        panels.append(_over_photo(cells, f"map-{i}", photo, box, title=title, scale=scale,
+                                  legend=units.get(name), width=width, method=name))
     return Chart({"hconcat": panels, "params": [_opacity(opacity)],
                   "resolve": {"scale": {"color": "independent"}}}, frames)
