@@ -237,6 +237,13 @@ def test_the_batch_heatmap_holds_every_weight_in_an_order_of_similarity(inspecti
     assert sorted(data.groupby("image")["row"].first()) == list(range(6))
     assert set(data["name"]) == set(names)
     assert params(spec_of(chart))[charts.IMAGE_ROW]["value"] == [{"image": 2}]
+    # each row is labelled with its image's name, in the row order
+    by_row = data.groupby("row")["name"].first()
+    assert params(spec_of(chart))["rowNames"]["value"] == list(by_row)
+    assert spec_of(chart)["encoding"]["y"]["axis"]["labelExpr"] == "rowNames[datum.value]"
+    # the selected channels over the batch: the x axis names the images
+    over = charts.channel_batch_chart(insp, path, [1], names)
+    assert spec_of(over)["encoding"]["x"]["field"] == "name"
 
 
 def test_similarity_order_puts_alike_rows_together():

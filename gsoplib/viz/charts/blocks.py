@@ -159,7 +159,8 @@ def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
         "params": [pick], "transform": [{"calculate": "datum.rank + 0.9", "as": "rank_end"}],
         "mark": {"type": "bar"},
         "encoding": {
-            "x": field("rank:Q", title="channels, sorted by weight",
+            "x": field("rank:Q", title="rank of the weight (0: the largest); hover a bar for "
+                                       "its channel",
                        scale={"domain": [-0.5, len(data) - 0.5], "nice": False}),
             "x2": {"field": "rank_end"},
             "y": field("weight:Q", scale={"domain": [0, 1]}), "y2": {"datum": 0},
@@ -203,7 +204,8 @@ def channel_batch_chart(insp: Inspection, path: str, channels: Sequence[int],
         "title": f"the selected channels' weights over the {len(w)} images",
         "mark": {"type": "line", "point": True},
         "encoding": {
-            "x": field("image:O", title="image"),
+            "x": field("name:N", title="image", sort={"field": "image"},
+                       axis={"labelAngle": -30, "labelLimit": 140}),
             "y": field("weight:Q", scale={"domain": [0, 1]}),
             "color": field("channel:N"),
             "tooltip": tips("image:O", "name:N", "channel:O", field("weight:Q", format=".4f")),
@@ -228,12 +230,16 @@ def batch_heatmap_chart(insp: Inspection, path: str, names: Sequence[str] | None
     return Chart({
         "data": {"name": "grid"}, "width": min(720, max(240, 5 * c)),
         "height": min(480, max(120, 14 * b)),
-        "title": f"{record.label}: channel weights of {b} images", "params": [pick],
+        "title": f"{record.label}: channel weights of {b} images",
+        "params": [pick, {"name": "rowNames", "value": [
+            str(n) for n in data.drop_duplicates("image").sort_values("row")["name"]]}],
         "mark": {"type": "rect"},
         "encoding": {
             "x": field("column:O", axis={"labels": False, "ticks": False},
                        title=f"{which}, ordered by similarity"),
-            "y": field("row:O", axis={"labels": False, "ticks": False},
+            # rows named by their image (up to 40 of them; hover for any)
+            "y": field("row:O", axis={"labels": b <= 40, "ticks": False,
+                                      "labelExpr": "rowNames[datum.value]"},
                        title="images, ordered by similarity"),
             "color": field("weight:Q", scale={"scheme": "viridis", "domain": [0, 1]}),
             "opacity": when({"param": IMAGE_ROW}, 1.0, 0.45),

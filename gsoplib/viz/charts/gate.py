@@ -111,11 +111,14 @@ def class_usage_chart(insp: Inspection, path: str, labels: Sequence[str] | None 
     data = pd.DataFrame(rows, columns=["class", "images", "component", "mean_weight"])
     return Chart({
         "data": {"name": "classes"}, "width": max(160, 20 * usage.shape[1]),
-        "height": 18 * len(names),
+        "height": 20 * len(names),
         "title": f"{insp[path].label}: mean gate weight per class ({int(counts.sum())} images)",
         "mark": {"type": "rect"},
         "encoding": {
-            "x": field("component:O"), "y": field("class:N", sort=list(names)),
+            "x": field("component:O"),
+            # every class named, however long its name
+            "y": field("class:N", sort=list(names), axis={"labelOverlap": False,
+                                                          "labelLimit": 200}),
             "color": field("mean_weight:Q", scale={"scheme": "blues"}, title="mean omega"),
             "tooltip": tips("class:N", "images:Q", "component:O",
                             field("mean_weight:Q", format=".4f", title="mean omega")),
