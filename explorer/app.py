@@ -42,6 +42,8 @@ with st.sidebar:
         model_panel.card(loaded, part_paths(loaded.checkpoint.model))
     comparing = st.toggle("Compare with a second checkpoint", key="compare")
     other = model_panel.choose("b_", "Second model") if comparing else None
+    if other is not None:
+        model_panel.card(other, part_paths(other.checkpoint.model))
     options = views.options()
 
 st.title("Second-order pooling explorer")

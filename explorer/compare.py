@@ -1,4 +1,8 @@
-"""Compare mode: two checkpoints side by side on the same image and the same view."""
+"""Compare mode: two checkpoints on the same image and the same view, one above the other.
+
+Each model's view gets the page's full width, so its charts keep the size they have on their
+own; two half-width columns would push wide charts (covariances, attributions) under each
+other."""
 
 from __future__ import annotations
 
@@ -10,12 +14,12 @@ from gsoplib.explorer.model_panel import LoadedModel
 
 def render(a: LoadedModel, b: LoadedModel, inputs: list[ModelInput], opts: views.Options
            ) -> None:
-    """``opts.view`` of one image through ``a`` (left) and ``b`` (right); the image is converted
-    for each model from the same upload with the same settings."""
+    """``opts.view`` of one image through ``a`` (above) and ``b`` (below); the image is
+    converted for each model from the same upload with the same settings."""
     item = views.choose_image(inputs)
     with st.container(key=f"view-{opts.view.lower()}"):
-        for column, loaded, prefix in zip(st.columns(2), (a, b), ("a_", "b_")):
-            with column:
-                st.subheader(loaded.label)
+        for loaded, prefix, place in ((a, "a_", "first"), (b, "b_", "second")):
+            with st.container(border=True, key=f"{prefix}compared"):
+                st.subheader(f"{place} model: {loaded.label}")
                 batch = [x if loaded is a else for_spec(x, loaded.spec) for x in inputs]
                 views.show(loaded, batch[inputs.index(item)], batch, opts, prefix)

@@ -457,6 +457,11 @@ def test_compare_mode_shows_two_checkpoints_on_the_same_image(checkpoints):
     assert len(tables) == 2
     table_matches(tables[0], direct_probe(checkpoints["small_gsop2"], [DEFAULT_SAMPLE]))
     table_matches(tables[1], direct_probe(checkpoints["small_gmsop"], [DEFAULT_SAMPLE]))
+    # one above the other, each named, and each with its card in the sidebar
+    headers = [h.value for h in at.subheader if "model:" in h.value]
+    assert [h.split(":")[0] for h in headers] == ["first model", "second model"]
+    cards = [m.value for m in at.sidebar.markdown if m.value.startswith("**small_")]
+    assert [c.split("**")[1] for c in cards] == ["small_gsop2", "small_gmsop"]
     at = show(at, "Head")
     names = list(charts_shown(at))
     assert "head.pool: covariance" in names and "head: gate" in names

@@ -152,6 +152,9 @@ def test_upload_renders_every_view_and_saves_screenshots(server, browser):
     for folder in SHOTS:
         folder.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    # Nothing on the page may leave the machine: no font server, no icon, no telemetry.
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
     page.goto(server)
     wait_idle(page)
     page.set_input_files(
@@ -180,6 +183,9 @@ def test_upload_renders_every_view_and_saves_screenshots(server, browser):
             content.locator(".stVegaLiteChart").first.wait_for(timeout=30_000)
         screenshot(page, f"explorer-{view.lower()}.png")
     page.close()
+    outside = [url for url in requests
+               if not url.startswith((server, "data:", "blob:", "about:"))]
+    assert requests and not outside, outside
 
 
 def css_key(key: str) -> str:
@@ -322,3 +328,72 @@ def test_clicking_a_row_of_the_batch_heatmap_inspects_that_image(server, browser
     assert name in page.locator(".st-key-image input").input_value()
     page.close()
 
+
+
+LAYOUT_VIEWS = ("Prediction", "Blocks", "Head", "Attributions", "Batch")
+
+
+def chart_boxes(page, scope: str) -> list[dict]:
+    """The drawn box (SVG or canvas) of every chart inside ``scope``, in page coordinates."""
+    boxes = []
+    for element in page.locator(f"{scope} .stVegaLiteChart").all():
+        drawn = element.locator("svg.marks, canvas").first
+        drawn.wait_for(timeout=30_000)
+        box = drawn.bounding_box()
+        if box and box["width"] > 0:
+            boxes.append({**box, "name": element.get_attribute("aria-label") or "?"})
+    return boxes
+
+
+def overlap(a: dict, b: dict) -> float:
+    dx = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
+    dy = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
+    return max(dx, 0) * max(dy, 0)
+
+
+def assert_laid_out(page, columns: list[str], where: str) -> None:
+    """Every chart inside its column (a pixel of slack) and no two charts overlapping."""
+    every = []
+    for column in columns:
+        bounds = page.locator(column).first.bounding_box()
+        boxes = chart_boxes(page, column)
+        for box in boxes:
+            assert box["x"] >= bounds["x"] - 1 and (
+                box["x"] + box["width"] <= bounds["x"] + bounds["width"] + 1), (
+                f"{where}: chart {box['name']!r} spans x {box['x']:.0f}-"
+                f"{box['x'] + box['width']:.0f}, its column {bounds['x']:.0f}-"
+                f"{bounds['x'] + bounds['width']:.0f}")
+        every += boxes
+    for i, a in enumerate(every):
+        for b in every[i + 1:]:
+            assert overlap(a, b) < 1, f"{where}: {a['name']!r} overlaps {b['name']!r}"
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_every_chart_fits_its_column_without_overlap_alone_and_compared(server, browser, width):
+    for folder in SHOTS:
+        folder.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.goto(server)
+    wait_idle(page)
+    main = "[data-testid='stMainBlockContainer']"
+    for view in LAYOUT_VIEWS:
+        page.locator(".st-key-view").get_by_text(view, exact=True).click()
+        wait_idle(page)
+        page.locator(f".st-key-view-{view.lower()} .stVegaLiteChart").first.wait_for(
+            timeout=60_000)
+        assert_laid_out(page, [main], f"{view} at {width} px")
+    # compare mode: the second picker starts on the first bundled checkpoint
+    page.locator(".st-key-compare").get_by_role("switch").click()
+    wait_idle(page)
+    compared = [".st-key-a_compared", ".st-key-b_compared"]
+    for view in LAYOUT_VIEWS:
+        page.locator(".st-key-view").get_by_text(view, exact=True).click()
+        wait_idle(page)
+        for column in compared:   # a chart, or a note that the model has no such part
+            page.locator(f"{column} .stVegaLiteChart, {column} [data-testid='stAlert']"
+                         ).first.wait_for(timeout=60_000)
+        assert_laid_out(page, compared, f"compare, {view} at {width} px")
+        if view == "Head" and width == 1280:
+            screenshot(page, "explorer-compare-head.png")
+    page.close()

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ...probe import Inspection
-from .spec import Chart, field, point_selection, tips, when
+from .spec import FIT_WIDTH, Chart, field, point_selection, tips, when
 from .tables import (
     MATRIX_SIDE,
     batch_table,
@@ -67,7 +67,7 @@ def prediction_chart(insp: Inspection, image: int = 0, name: str | None = None) 
 
 
 def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int = 260,
-                     max_side: int = MATRIX_SIDE) -> Chart:
+                     max_side: int = MATRIX_SIDE, max_width: int = FIT_WIDTH) -> Chart:
     """Every covariance of one image's part at ``path`` as a heatmap (diverging colours centred
     at 0) and the eigenvalue spectrum of the symmetric ones (eigenvalue / largest, log scale).
 
@@ -79,10 +79,12 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     (before)", "Newton-Schulz output", ...: row, col, value[, rows, cols]), and ``spectrum``
     (matrix, index, eigenvalue, ratio). Beside a Newton-Schulz output the spectrum also draws the
     exact root of the covariance (:data:`~gsoplib.viz.charts.tables.EXACT_ROOT`, no panel), and
-    that panel's title gives the scale-free distance between the two. GSoP-Net Sec. 3.1-3.2,
-    iSQRT-COV.
+    that panel's title gives the scale-free distance between the two. Panels narrow from
+    ``side`` so that the chart fits ``max_width`` pixels. GSoP-Net Sec. 3.1-3.2, iSQRT-COV.
     """
     mats = covariance_matrices(insp, path, image)
+    # every panel and the spectrum (its axis about 70 px), 20 px apart, within max_width
+    side = max(80, min(side, (max_width - 70 - 20 * len(mats)) // (len(mats) + 1)))
     what = "position" if insp[path].kind == "gsop_position" else "channel"
     cells = {name: matrix_table(m, max_side) for name, m in mats}
     pooled = any("rows" in c for c in cells.values())
@@ -139,7 +141,8 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
 
 
 def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
-                          selected: Sequence[int] = (), width: int = 620) -> Chart:
+                          selected: Sequence[int] = (), width: int = 620,
+                          max_width: int = FIT_WIDTH) -> Chart:
     """All C channel weights of one image sorted from most boosted to most suppressed (sigmoid
     outputs in (0, 1); the block returns x * w; GSoP-Net Sec. 3.1, SE, CBAM).
 
@@ -148,6 +151,7 @@ def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
     (channel, weight, rank).
     """
     data = channel_weights_table(insp, path, image)
+    width = min(width, max_width - 60)
     record = insp[path]
     w = data["weight"]
     title = (f"{record.label} ({record.kind}): {len(data)} channel weights, min {w.min():.3f} "
@@ -170,14 +174,17 @@ def channel_weights_chart(insp: Inspection, path: str, image: int = 0, *,
 
 
 def feature_maps_chart(insp: Inspection, path: str, channels: Sequence[int], image: int = 0,
-                       *, cell: int = 6) -> Chart:
+                       *, cell: int = 6, max_width: int = FIT_WIDTH) -> Chart:
     """The block input's feature maps of ``channels`` for one image, one shared colour scale,
-    titled with each channel; hover a cell for its value and the channel's weight. Dataset
-    ``maps`` (channel, weight, row, col, value)."""
+    titled with each channel; hover a cell for its value and the channel's weight. As many maps
+    a row as fit ``max_width`` pixels. Dataset ``maps`` (channel, weight, row, col, value)."""
     data = feature_maps_table(insp, path, channels, image)
     side = int(data["row"].max()) + 1 if len(data) else 1
+    # maps at most 140 px a side, as many a row (up to 6) as fit beside the legend (~90 px)
+    cell = max(1, min(cell, 140 // side))
+    columns = max(1, min(6, (max_width - 90) // (side * cell + 25)))
     return Chart({
-        "data": {"name": "maps"}, "columns": 6,
+        "data": {"name": "maps"}, "columns": columns,
         "facet": field("channel:O", title="feature maps (block input) of channels",
                        sort=[int(c) for c in channels]),
         "spec": {
@@ -228,7 +235,8 @@ def batch_heatmap_chart(insp: Inspection, path: str, names: Sequence[str] | None
     total = batch_weights(insp, path).shape[1]
     which = f"the {c} of {total} channels that vary most" if c < total else f"{c} channels"
     return Chart({
-        "data": {"name": "grid"}, "width": min(720, max(240, 5 * c)),
+        # the row labels (image names) and the legend beside it
+        "data": {"name": "grid"}, "width": min(560, max(240, 5 * c)),
         "height": min(480, max(120, 14 * b)),
         "title": f"{record.label}: channel weights of {b} images",
         "params": [pick, {"name": "rowNames", "value": [

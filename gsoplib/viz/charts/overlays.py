@@ -15,7 +15,7 @@ from PIL import Image
 
 from ...probe import Inspection
 from ..images import display_image
-from .spec import Chart, field, slider, tips
+from .spec import FIT_WIDTH, Chart, field, slider, tips
 from .tables import HEAT_SIDE, heat_cells, one_image
 
 OPACITY = "opacity"
@@ -112,6 +112,7 @@ def attribution_chart(
     maps: Mapping[str, torch.Tensor], photo: Image.Image,
     box: tuple[float, float, float, float] | None = None, *, opacity: float = 0.5,
     width: int = 280, max_side: int = HEAT_SIDE, units: Mapping[str, str] | None = None,
+    max_width: int = FIT_WIDTH,
 ) -> Chart:
     """Attribution maps (name -> (H, W) over the model input) over the original photo, one
     panel each (datasets ``map-0``, ``map-1``, ...). Non-negative maps (Grad-CAM) are divided by
@@ -124,6 +125,8 @@ def attribution_chart(
     box = box or (0.0, 0.0, float(photo.width), float(photo.height))
     panels, frames = [], _photo_frames(photo, box)
     units = units or {}
+    # each panel with its colour bar (~100 px), 20 px apart, within max_width
+    width = max(100, min(width, (max_width - 120 * len(maps)) // max(1, len(maps))))
     for i, (name, heat) in enumerate(maps.items()):
         cells = heat_cells(heat, box, max_side)
         lo, hi = float(cells["value"].min()), float(cells["value"].max())

@@ -61,6 +61,11 @@ def point_selection(name: str, fields: list[str], *, bind: str | None = None,
     return param
 
 
+FIT_WIDTH = 860
+"""The widest, in pixels, that a chart made to fit (``max_width``) draws itself, axes and
+legends included: the explorer's main column in a 1280-pixel window with the sidebar open."""
+
+
 def slider(name: str, value: float, label: str, lo: float = 0.0, hi: float = 1.0,
            step: float = 0.05) -> dict:
     """A variable parameter bound to a range input."""
@@ -74,8 +79,10 @@ def finished(spec: dict) -> dict:
     default, which Streamlit would otherwise set to "fit": axes, legends and titles squeezed
     into the views' width and height)."""
     title = spec.get("title")
-    if isinstance(title, str):
+    if isinstance(title, (str, list)):
         spec["title"] = {"text": title, "anchor": "start"}
+    elif isinstance(title, dict):
+        spec["title"] = {"anchor": "start", **title}
     spec["autosize"] = {"type": "pad"}
     return spec
 
