@@ -10,7 +10,7 @@ budget) is not trained again; ``--fresh`` starts over.
 The paper's Fig. 3 trains GM-GAP-N-K on downsampled ImageNet-1K (alpha = 100) for N in
 {4, 8, 16, 32, 64, 128} and K up to N, and finds: at fixed K a larger N lowers the error; at
 fixed N enlarging K helps up to a point (N = 16: K = 8 best, 12 and 16 slightly worse).
-Here: ``small_gmsop`` (GM-SOP, the library's default mixing gate, alpha = 100) for every
+Here: ``small_gmsop`` (GM-SOP, the default mixing gate, the small zoo's alpha = 1) for every
 N in {4, 8, 16} and K in {1, 2, 4, 8} with K < N, ``--seeds`` seeds each, on the generated
 second-order set (3 epochs, recipe ``fast``) by default. Each run reports test top-1, the
 training images/s of its last epoch, and the eval-time gate's effective number of components

@@ -96,6 +96,22 @@ def test_a_tied_constant_gate_is_called_degenerate_for_every_reason_it_has():
     assert diag.largest_weight == pytest.approx(0.25) and diag.one_hot_share == 0.0
 
 
+def test_a_k_1_gate_that_chooses_by_image_is_not_called_tied():
+    """At K = 1 the one kept weight is 1 by definition: neither a tie nor a collapse."""
+    torch.manual_seed(13)
+    labels = torch.arange(1000) % 8                      # class c mostly picks expert c
+    logits = 3.0 * torch.nn.functional.one_hot(labels, 8) + torch.randn(1000, 8)
+    indices, weights = choices(logits, 1)
+    diag = gate_diagnostics(indices, weights, labels, logits=logits)
+    assert diag.weight_deviation == 0.0 and diag.effective_components == 1.0
+    assert not diag.collapsed and not diag.degenerate, diag.verdict
+    assert diag.verdict.startswith("The gate chooses by image")
+    # the same weights for every image, all at the lowest index: still a constant choice
+    same = gate_diagnostics(*choices(torch.zeros(1000, 8), 1), labels)
+    assert same.degenerate and "tie" not in same.verdict
+    assert "100% of images choose the same experts {0}" in same.verdict
+
+
 def one_hot_gate(samples: int, n: int = 8, k: int = 4, spread: float = 60.0):
     """A saturated gate as the live gate trained here: the image picks its K experts, but the
     kept logits lie ``spread`` apart, so the first takes (almost) all the weight."""

@@ -374,7 +374,7 @@ class NoisyTopKGate(nn.Module):
 # Diagnostics: does the gate choose by image?
 # --------------------------------------------------------------------------------------------
 
-#: A gate ties when its chosen weights are on average within this fraction of 1/K.
+#: A gate with K >= 2 ties when its chosen weights are on average within this fraction of 1/K.
 TIE_TOLERANCE = 0.05
 #: The choice is constant when one set of K experts is chosen for at least this share of images.
 CONSTANT_SHARE = 0.5
@@ -597,7 +597,8 @@ def gate_diagnostics(
         diag.class_dependence = diag.mutual_information / math.log2(n / k) if n > k else 0.0
         diag.class_judged = len(code) > 1 and samples >= min_images_for_class(len(code), n, k)
     if k < n and diag.judged:
-        if deviation < TIE_TOLERANCE / k:
+        # K = 1: the one weight is 1 by definition, not a tie (nor a collapse)
+        if k >= 2 and deviation < TIE_TOLERANCE / k:
             diag.problems.append(f"its chosen weights tie at 1/K = {1 / k:.4f} "
                                  f"(mean deviation {deviation:.1e})")
         if diag.collapsed:
