@@ -81,6 +81,43 @@ def top_table(insp: Inspection) -> dict[str, list]:
     }
 
 
+#: How to read each kind of chart, by the end of its name: one line under the chart.
+HOW_TO_READ = {
+    "prediction": "Bars: the model's probability (softmax, 0 to 1) of its five most likely "
+                  "classes; orange: the predicted one.",
+    ": channel weights": "Bars: the block's weight of each channel, a sigmoid in (0, 1) that "
+                         "multiplies the channel, sorted from the largest; the x axis is the "
+                         "rank (hover a bar for its channel); orange: the selected channels.",
+    ": feature maps": "Squares: the block's input, one channel each, over the positions of its "
+                      "map; colour: the activation, one scale for all; hover for a value.",
+    ": position weights": "Colour: the block's weight of each position, a sigmoid in (0, 1), "
+                          "laid over the photo where the model input came from (dashed box).",
+    ": covariance": "Heatmaps: each matrix the part computed (red positive, blue negative, white "
+                    "0; a block's channels are its own reduced channels c, not the layer's); "
+                    "right: each symmetric matrix's eigenvalues over its largest, log scale.",
+    ": gate": "Left: the gate's N logits, the K chosen in orange; right: the weights omega of "
+              "the K chosen (they sum to 1; a point marks each, even a weight near 0).",
+    ": gate weights per image": "Left: omega per image (rows) and component (columns); middle: "
+                                "the images choosing each component; right: the sum of its "
+                                "weights (importance); dashed: even use.",
+    ": gate weights per class": "Colour: the mean omega a class's images give each component "
+                                "(the share of them choosing it times its weight); 1/K when "
+                                "every image of the class chooses it with an even weight.",
+    ": channel weights of the images": "Colour: each image's (row) weight of each channel "
+                                       "(column), a sigmoid in (0, 1).",
+    ": channels over the batch": "Lines: the selected channels' weights, sigmoids in (0, 1), in "
+                                 "each chosen image.",
+    ": the inspected image's weights": "Bars: this image's channel weights, sorted from the "
+                                       "largest (the x axis is the rank).",
+}
+
+
+def how_to_read(name: str) -> str | None:
+    """The one-line reading guide of the chart the views show as ``name`` (None: the chart
+    carries its own, as the attributions do)."""
+    return next((text for end, text in HOW_TO_READ.items() if name.endswith(end)), None)
+
+
 def default_channels(insp: Inspection, path: str) -> list[int]:
     """The channels whose maps are shown until a user picks some: those of the largest and the
     smallest weights (as the PNG figure shows them)."""

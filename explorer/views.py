@@ -132,9 +132,12 @@ def chart(figure, name: str, prefix: str = "", **select) -> dict | None:
     # The container's key is the page's CSS class st-key-<key>: what a browser test finds.
     with st.container(key=f"{prefix}chart-{pipeline.file_stem(name)}"):
         if select:
-            return st.vega_lite_chart(spec=spec, key=key, width="content", alt=name, **select)
-        st.vega_lite_chart(spec=spec, key=key, width="content", alt=name)
-    return None
+            event = st.vega_lite_chart(spec=spec, key=key, width="content", alt=name, **select)
+        else:
+            event = st.vega_lite_chart(spec=spec, key=key, width="content", alt=name)
+    if reading := pipeline.how_to_read(name):
+        st.caption(reading)
+    return event if select else None
 
 
 def _png_download(label: str, render, name: str, key: str) -> None:

@@ -681,6 +681,25 @@ def test_titles_name_the_image_inspected_not_an_index():
     assert f", {samples[1]}: chose " in title_text(gate)
 
 
+@pytest.mark.parametrize("name", ["fmnist_small_gsop2", "fmnist_small_gmsop",
+                                  "fmnist_small_gsop_pos"])
+def test_every_chart_has_a_line_on_how_to_read_it(name):
+    at = app()
+    at.selectbox(key="a_bundled").set_value(name).run()
+    seen = set()
+    for view in ("Prediction", "Blocks", "Head", "Batch", "Attributions"):
+        at = show(at, view)
+        captions = [c.value for c in at.caption]
+        for chart_name in charts_shown(at):
+            reading = pipeline.how_to_read(chart_name)
+            if chart_name.startswith("attributions"):
+                assert any(c.startswith("**Grad-CAM**") for c in captions)
+                continue
+            assert reading and reading in captions, f"{view}: no reading guide for {chart_name!r}"
+            seen.add(reading)
+    assert len(seen) >= 3
+
+
 def test_one_median_in_the_caption_and_the_chart_title():
     """Channel counts are even: the median is the mean of the two middle weights, in the
     probe's one-line summary and in the chart's title alike."""
