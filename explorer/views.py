@@ -258,17 +258,18 @@ def _gate_health(report, images: int) -> None:
     else:
         st.success(report.verdict, icon=":material/check_circle:")
     cols = st.columns(5)
-    cols[0].metric("effective components", f"{report.effective_components:.2f} of {report.k}",
+    cols[0].metric(f"effective components of {report.k}", f"{report.effective_components:.2f}",
                    help="Mean over the images of 1 / sum p^2, p the chosen weights (summing to "
                         f"1): {report.k} when the K chosen weigh the same, 1 when one takes all "
                         f"({report.one_hot_share:.0%} of these images put over 0.99 on one).")
-    cols[1].metric("least-used expert", f"{min(report.image_share):.0%} of images",
+    # short values: five metrics share a row, half as wide in compare mode
+    cols[1].metric("least-used, % of images", f"{min(report.image_share):.0%}",
                    help=f"Share of the {images} images that chose it; even use is K/N = "
                         f"{report.k / report.num_experts:.0%}.")
-    cols[2].metric("most common set", f"{report.top_set_share:.0%} of images",
+    cols[2].metric("top set, % of images", f"{report.top_set_share:.0%}",
                    help=f"{report.distinct_sets} distinct sets of {report.k} experts.")
     mi = report.mutual_information
-    cols[3].metric("MI(class; expert)", "-" if mi is None else f"{mi:.2f} bits",
+    cols[3].metric("MI(class; expert), bits", "-" if mi is None else f"{mi:.2f}",
                    help="How much the chosen experts say about the class: 0 for a class-blind "
                         "gate. Judged only from enough images (a small sample's estimate is "
                         "biased upwards)." + ("" if report.class_judged else " Not judged here."))

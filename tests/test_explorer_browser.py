@@ -261,7 +261,9 @@ def test_hovering_a_covariance_cell_shows_both_channels_and_the_probe_s_value(
     assert tip["matrix"] == "covariance (before)"
     row, col = int(tip["row channel"]), int(tip["column channel"])
     expected = float(record["tap_cov"][0, row, col])
-    assert float(tip["value"]) == pytest.approx(expected, rel=1e-3, abs=1e-6)
+    # d3-format writes negative numbers with the minus sign U+2212
+    assert float(tip["value"].replace("\u2212", "-")) == pytest.approx(expected, rel=1e-3,
+                                                                       abs=1e-6)
     page.close()
 
 
@@ -345,6 +347,16 @@ def chart_boxes(page, scope: str) -> list[dict]:
     return boxes
 
 
+def content_box(element) -> dict:
+    """An element's box without its padding and border, in page coordinates."""
+    return element.evaluate("""e => {
+        const r = e.getBoundingClientRect(), s = getComputedStyle(e);
+        const left = parseFloat(s.paddingLeft) + parseFloat(s.borderLeftWidth);
+        const right = parseFloat(s.paddingRight) + parseFloat(s.borderRightWidth);
+        return {x: r.x + left, y: r.y, width: r.width - left - right, height: r.height};
+    }""")
+
+
 def overlap(a: dict, b: dict) -> float:
     dx = min(a["x"] + a["width"], b["x"] + b["width"]) - max(a["x"], b["x"])
     dy = min(a["y"] + a["height"], b["y"] + b["height"]) - max(a["y"], b["y"])
@@ -355,7 +367,7 @@ def assert_laid_out(page, columns: list[str], where: str) -> None:
     """Every chart inside its column (a pixel of slack) and no two charts overlapping."""
     every = []
     for column in columns:
-        bounds = page.locator(column).first.bounding_box()
+        bounds = content_box(page.locator(column).first)
         boxes = chart_boxes(page, column)
         for box in boxes:
             assert box["x"] >= bounds["x"] - 1 and (
@@ -384,7 +396,7 @@ def test_every_chart_fits_its_column_without_overlap_alone_and_compared(server, 
             timeout=60_000)
         assert_laid_out(page, [main], f"{view} at {width} px")
     # compare mode: the second picker starts on the first bundled checkpoint
-    page.locator(".st-key-compare").get_by_role("switch").click()
+    page.locator(".st-key-compare").get_by_text("Compare with a second checkpoint").click()
     wait_idle(page)
     compared = [".st-key-a_compared", ".st-key-b_compared"]
     for view in LAYOUT_VIEWS:

@@ -27,9 +27,10 @@ from .tables import (
 
 #: What a covariance panel's matrix is the covariance of, by the kind of part.
 COVARIANCE_OF = {
-    "gsop_channel": "the channels of the block's 1x1 conv (its reduced channels, c)",
-    "isqrt_cov": "the channels the head reads (after its 1x1 reduction, if it has one)",
-    "gsop_position": "the positions of the block's pooled map",
+    "gsop_channel": ["covariance of the block's reduced channels c",
+                     "(the output of its 1x1 conv)"],
+    "isqrt_cov": ["covariance of the channels the head reads", "(after its 1x1 reduction, if any)"],
+    "gsop_position": ["covariance of the positions", "of the block's pooled map"],
 }
 
 CHANNELS = "channels"
@@ -83,8 +84,9 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     ``side`` so that the chart fits ``max_width`` pixels. GSoP-Net Sec. 3.1-3.2, iSQRT-COV.
     """
     mats = covariance_matrices(insp, path, image)
-    # every panel and the spectrum (its axis about 70 px), 20 px apart, within max_width
-    side = max(80, min(side, (max_width - 70 - 20 * len(mats)) // (len(mats) + 1)))
+    # every panel and the spectrum within max_width: about 170 px go to the spacing, the
+    # spectrum's axis and the padding (measured in Chromium)
+    side = max(80, min(side, (max_width - 170) // (len(mats) + 1)))
     what = "position" if insp[path].kind == "gsop_position" else "channel"
     cells = {name: matrix_table(m, max_side) for name, m in mats}
     pooled = any("rows" in c for c in cells.values())
@@ -97,9 +99,10 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     off = distance_from_exact_root(mats)
     for name, m in mats:
         lim = float(np.abs(m).max()) or 1.0
-        title = f"{name} {m.shape[0]}x{m.shape[1]}" + (" (block means)" if pooled else "")
+        # short lines: a title wider than its panel would widen the chart
+        title = [name, f"{m.shape[0]}x{m.shape[1]}" + (", block means" if pooled else "")]
         if name == "Newton-Schulz output" and off is not None:
-            title = [title, f"{100 * off:.0f}% from the exact root (unit-norm Frobenius)"]
+            title += [f"{100 * off:.0f}% from the exact root", "(unit-norm Frobenius)"]
         panels.append({
             "data": {"name": name}, "width": side, "height": side, "title": title,
             # Each matrix its own dataset of (row, col, value): the name is added in the
@@ -117,8 +120,8 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
             }})
     spectrum = {
         "data": {"name": "spectrum"}, "width": side, "height": side,
-        "title": ["eigenvalue / largest, a line per matrix",
-                  *(["(row-wise BN's output is not symmetric: no line)"]
+        "title": ["eigenvalue / largest,", "a line per matrix",
+                  *(["(row-wise BN's output is not", "symmetric: no line)"]
                     if any(name == "after row-wise BN" for name, _ in mats) else [])],
         "name": "spectrum",
         "params": [point_selection(MATRIX, ["matrix"], bind="legend")],
@@ -126,15 +129,16 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
         "encoding": {
             "x": field("index:Q", title="index"),
             "y": field("ratio:Q", scale={"type": "log"}, title="eigenvalue / largest"),
-            "color": field("matrix:N", legend={"orient": "bottom", "title": None}),
+            "color": field("matrix:N", legend={"orient": "bottom", "title": None,
+                                               "direction": "vertical"}),
             "opacity": when({"param": MATRIX}, 1.0, 0.2),
             "tooltip": tips("matrix:N", "index:Q", field("eigenvalue:Q", format=".4g"),
                             field("ratio:Q", format=".3g")),
         }}
     record = insp[path]
-    of = COVARIANCE_OF.get(record.kind, "the part's input")
+    of = COVARIANCE_OF.get(record.kind, ["covariance of the part's input"])
     return Chart({"title": {"text": f"{record.label} ({record.kind})",
-                            "subtitle": f"covariance of {of}; colour: the entry's value"},
+                            "subtitle": of},
                   "hconcat": [*panels, spectrum],
                   "resolve": {"scale": {"color": "independent"}}},
                  {**cells, "spectrum": spectrum_table(with_exact_root(mats))})

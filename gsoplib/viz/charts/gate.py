@@ -10,7 +10,7 @@ import pandas as pd
 from ...class_usage import class_component_usage
 from ...probe import Inspection
 from .blocks import CHOSEN, OTHER
-from .spec import Chart, field, tips, when
+from .spec import FIT_WIDTH, Chart, field, tips, when
 from .tables import gate_table, gate_weights_table
 
 
@@ -55,21 +55,23 @@ def gate_chart(insp: Inspection, path: str, image: int = 0, name: str | None = N
                  {"gate": data})
 
 
-def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = None) -> Chart:
+def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = None, *,
+                     max_width: int = FIT_WIDTH) -> Chart:
     """The gate over the batch: an images x components grid of omega; how many images chose
     each component against even use B K / N; and each component's importance, the sum of its
     weights over the images (GM-SOP Eq. 4's I_n), against even B / N. A component chosen often
     but given little weight shows in the second and not in the third. Datasets ``weights``
     (image, name, component, weight), ``usage`` (component, chose, importance) and ``even``
-    (chose, importance)."""
+    (chose, importance). The panels narrow so that the chart fits ``max_width`` pixels."""
     data = gate_weights_table(insp, path, names)
     b = int(data["image"].max()) + 1
     n = int(data["component"].max()) + 1
     k = int((data[data.image == 0]["weight"] > 0).sum())
-    width = max(160, 20 * n)
+    # three panels, the grid's axis and legend (about 230 px) within max_width
+    width = max(100, min(max(160, 20 * n), (max_width - 230) // 3))
     grid = {
         "data": {"name": "weights"}, "width": width, "height": min(400, max(120, 10 * b)),
-        "title": f"gate weights, {b} images x {n} components", "mark": {"type": "rect"},
+        "title": ["gate weights omega", f"{b} images x {n} components"], "mark": {"type": "rect"},
         "encoding": {
             "x": field("component:O"), "y": field("image:O", axis={"labels": b <= 40}),
             "color": field("weight:Q", scale={"scheme": "blues"}, title="omega"),
@@ -81,7 +83,7 @@ def gate_usage_chart(insp: Inspection, path: str, names: Sequence[str] | None = 
 
     def counted(column: str, title: str, even: str) -> dict:
         return {
-            "width": width, "height": 200, "title": f"{title} (dashed: even use)",
+            "width": width, "height": 200, "title": [title, "(dashed: even use)"],
             "layer": [
                 {"data": {"name": "usage"}, "mark": {"type": "bar", "color": CHOSEN},
                  "encoding": {"x": field("component:O"), "y": field(f"{column}:Q", title=title),

@@ -58,9 +58,11 @@ def _over_photo(cells: pd.DataFrame, key: str, photo: Image.Image, box, *, title
          # The method's name is added in the browser, for the tooltip, not sent per cell.
          "transform": [{"calculate": json.dumps(method or legend or "value"), "as": "method"}],
          "encoding": {**where,
-                      # the colour bar stays opaque whatever the map's opacity
-                      "color": field("value:Q", scale=scale,
-                                     legend={"title": legend, "gradientOpacity": 1}),
+                      # the colour bar under the panel, as wide as it, opaque whatever the
+                      # map's opacity
+                      "color": field("value:Q", scale=scale, legend={
+                          "title": legend, "gradientOpacity": 1, "orient": "bottom",
+                          "gradientLength": max(60, width - 20), "titleLimit": width}),
                       "tooltip": tips("method:N", "row:O", "col:O",
                                       field("value:Q", format=".4g", title=legend or "value"))}},
         {"data": {"name": "outline"},
@@ -134,7 +136,7 @@ def attribution_chart(
         if lo >= 0:
             if hi > 0:
                 cells["value"] = (cells["value"] / hi).astype(cells["value"].dtype)
-            title = [name, f"divided by its largest value, {hi:.3g}"]
+            title = [name, "divided by its largest", f"value, {hi:.3g}"]
             scale = {"scheme": "turbo", "domain": [0, 1]}
         else:
             lim = max(abs(lo), abs(hi))

@@ -61,9 +61,10 @@ def point_selection(name: str, fields: list[str], *, bind: str | None = None,
     return param
 
 
-FIT_WIDTH = 860
+FIT_WIDTH = 760
 """The widest, in pixels, that a chart made to fit (``max_width``) draws itself, axes and
-legends included: the explorer's main column in a 1280-pixel window with the sidebar open."""
+legends included: the explorer's main column in a 1280-pixel window with the sidebar open
+holds about 820 pixels of content, a bordered container of compare mode about 790."""
 
 
 def slider(name: str, value: float, label: str, lo: float = 0.0, hi: float = 1.0,
