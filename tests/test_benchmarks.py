@@ -135,6 +135,20 @@ def test_fig3_benchmark_quick_run_writes_the_grid_and_the_figure(tmp_path):
     assert figure.stat().st_size > 10_000
 
 
+def test_probes_benchmark_quick_run_reads_correlations_from_the_covariance(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "probes.py"), "--quick", "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    rows = json.loads((tmp_path / "probes-cpu.json").read_text())["rows"]
+    cell = {(r["backbone"], r["pooling"]): r for r in rows}
+    assert {pooling for _, pooling in cell} == {"gap", "covariance", "root"}
+    # on the second-order set the image's own channels: the mean is blind, the covariance not
+    raw = "none: the image's channels"
+    assert cell[(raw, "gap")]["test_top1"] < 30 < 60 < cell[(raw, "covariance")]["test_top1"]
+    assert cell[(raw, "covariance")]["features"] == 6 and "| second_order |" in out.stdout
+
+
 @pytest.mark.skipif(not HAS_FMNIST, reason="needs Debian's dataset-fashion-mnist")
 def test_balance_benchmark_quick_run_writes_usage_and_the_figure(tmp_path):
     figure = tmp_path / "balance.png"
