@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                             for keep in (few_label_subset(train_y, per_class, seed)
                                          for seed in range(args.seeds))]
                     rows.append({
-                        "dataset": dataset, "backbone": label, "pooling": pooling,
+                        "dataset": dataset, "classes": len(train.info.classes),
+                        "backbone": label, "pooling": pooling,
                         "features": x_train.shape[1], "per_class": per_class,
                         "seeds": args.seeds, "test_top1": statistics.fmean(accs),
                         "test_top1_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,

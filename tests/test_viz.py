@@ -298,3 +298,18 @@ def test_step_curves_draw_each_run_s_logged_steps_and_its_warm_up():
     assert list(tests[0].get_ydata()) == [0.5, 0.7]
     with pytest.raises(ValueError, match="has no step rows"):
         viz.step_curves([{"model": "empty", "steps": []}])
+
+
+def test_probe_figure_draws_each_pooling_s_mean_per_backbone():
+    from gsoplib.viz.sweep import probe_figure
+
+    rows = [{"dataset": "d", "classes": 8, "backbone": b, "pooling": p, "per_class": 5,
+             "seeds": 3, "test_top1": 10.0 * i + j, "test_top1_std": 1.0}
+            for i, b in enumerate(("none", "trained")) for j, p in enumerate(("gap", "root"))]
+    fig = probe_figure(rows + [{**rows[0], "per_class": 100, "test_top1": 99.0}], "d", 5)
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == [0.0, 1.0, 10.0, 11.0]
+    assert [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == ":"] == [12.5]
+    with pytest.raises(ValueError, match="no probe rows for 'd' at 20 labels a class"):
+        probe_figure(rows, "d", 20)

@@ -1,5 +1,6 @@
-"""The figure of the where-second-order-pooling-pays sweep (``benchmarks/compare.py --sweep``):
-test accuracy against backbone size, a line per pooling, one panel per dataset."""
+"""Figures of where second-order pooling pays: the sweep (``benchmarks/compare.py --sweep``),
+test accuracy against backbone size, a line per pooling, one panel per dataset; and the linear
+probes on frozen features (``benchmarks/probes.py``), accuracy per backbone and pooling."""
 
 from __future__ import annotations
 
@@ -51,4 +52,41 @@ def sweep_figure(rows: Sequence[dict], backbones: Sequence[str], *,
     return fig
 
 
-__all__ = ["STYLES", "sweep_figure"]
+#: Colours of the linear probes' poolings (gsoplib.linear_probe.POOLINGS).
+PROBE_COLOURS = {"gap": "tab:grey", "covariance": "tab:blue", "root": "tab:orange"}
+
+
+def probe_figure(rows: Sequence[dict], dataset: str, per_class: int, *,
+                 backbones: Sequence[str] | None = None,
+                 figsize: tuple[float, float] = (8.0, 3.6)) -> Figure:
+    """Linear-probe test top-1 (mean +- std over the label draws) of one dataset at one number
+    of labels a class: a group of bars per frozen backbone, a bar per pooling (GAP, covariance,
+    Newton-Schulz root). ``rows``: ``benchmarks/results/probes-cpu.json``'s rows."""
+    chosen = [r for r in rows if r["dataset"] == dataset and r["per_class"] == per_class]
+    if not chosen:
+        raise ValueError(f"no probe rows for {dataset!r} at {per_class} labels a class")
+    backbones = list(backbones or dict.fromkeys(r["backbone"] for r in chosen))
+    poolings = list(dict.fromkeys(r["pooling"] for r in chosen))
+    cell = {(r["backbone"], r["pooling"]): r for r in chosen}
+    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.3, top=0.86)
+    ax = fig.subplots()
+    width = 0.8 / len(poolings)
+    for j, pooling in enumerate(poolings):
+        shown = [i for i, b in enumerate(backbones) if (b, pooling) in cell]
+        ax.bar([i + (j - (len(poolings) - 1) / 2) * width for i in shown],
+               [cell[(backbones[i], pooling)]["test_top1"] for i in shown], width,
+               yerr=[cell[(backbones[i], pooling)]["test_top1_std"] for i in shown], capsize=2,
+               color=PROBE_COLOURS.get(pooling), label=pooling)
+    chance = 100 / chosen[0]["classes"]
+    ax.axhline(chance, color="black", lw=0.8, ls=":", label="chance")
+    ax.set_xticks(range(len(backbones)), backbones, rotation=12, ha="right", fontsize=7)
+    ax.set_ylabel("probe test top-1 % (mean +- std)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncols=4, loc="upper left")
+    seeds = sorted({r["seeds"] for r in chosen})
+    _title(ax, f"{dataset}: linear probes on frozen features, {per_class} labels a class, "
+               f"{'/'.join(map(str, seeds))} draws")
+    return fig
+
+
+__all__ = ["PROBE_COLOURS", "STYLES", "probe_figure", "sweep_figure"]
