@@ -582,13 +582,35 @@ def _cmd_explore(args: argparse.Namespace) -> int:
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+#: Linux's prctl option that sends the calling process a signal when its parent dies.
+PR_SET_PDEATHSIG = 1
+#: Run before the command, in the child: ask for SIGTERM when the parent dies, then exit at once
+#: if the parent is already gone (it died between the fork and the prctl), else exec the command.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    f"ctypes.CDLL(None, use_errno=True).prctl({PR_SET_PDEATHSIG}, signal.SIGTERM); "
+    "os.getppid() == int(sys.argv[1]) or os._exit(1); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def _dying_with_parent(command: list[str]) -> list[str]:
+    """``command`` run so that it gets SIGTERM when this process dies, however it dies (SIGKILL,
+    the OOM killer included): Linux's PR_SET_PDEATHSIG, set by a small Python shim that then
+    execs the command (the setting survives exec). Elsewhere ``command`` unchanged: a SIGKILL
+    of gsop explore there leaves its server running (SIGTERM and SIGINT are still forwarded)."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
+
 
 def _run_forwarding_signals(command: list[str]) -> int:
     """Run ``command`` as a child and wait for it, passing SIGTERM and SIGINT on to it.
 
     What a supervisor, ``timeout`` or a container stop sends reaches only this process; passed
-    on, the server shuts down and frees its port instead of outliving us. Returns the child's
-    exit status, 128 + N when signal N ended it (as a shell reports it).
+    on, the server shuts down and frees its port instead of outliving us. A SIGKILL cannot be
+    caught: on Linux the child is then sent SIGTERM by the kernel (:func:`_dying_with_parent`).
+    Returns the child's exit status, 128 + N when signal N ended it (as a shell reports it).
     """
     child = None
     pending = []  # signals that came before the child existed
@@ -601,7 +623,7 @@ def _run_forwarding_signals(command: list[str]) -> int:
 
     previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
     try:
-        child = subprocess.Popen(command)
+        child = subprocess.Popen(_dying_with_parent(command))
         for signum in pending:
             child.send_signal(signum)
         code = child.wait()
