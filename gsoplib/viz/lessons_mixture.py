@@ -181,6 +181,8 @@ def fig3_figure(rows: Sequence[dict], *, title: str = "", figsize=(11.0, 3.6)) -
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
         _title(ax, text)
+    # an accuracy cannot pass 100%, whatever a wide spread's error bar says
+    axes[0].set_ylim(top=min(axes[0].get_ylim()[1], 100.5))
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
