@@ -108,7 +108,7 @@ def test_covariance_cells_hold_both_indices_and_the_probe_s_value(inspections):
         assert len(part) == m.size
         np.testing.assert_array_equal(part["value"], m[part["row"], part["col"]])
     spec = spec_of(chart)
-    assert {"row channel", "column channel", "value"} <= set(tooltips(spec))
+    assert {"row channel", "column channel", "entry"} <= set(tooltips(spec))
     assert charts.MATRIX in params(spec)
     # the linked spectrum: eigenvalues of the symmetric matrix only (row-BN's is not)
     spectrum = dataset_with(chart, "eigenvalue", "ratio")
@@ -179,6 +179,14 @@ def test_newton_schulz_output_is_drawn_beside_the_exact_root_of_its_covariance(i
                                            ("Newton-Schulz output", a)])[-1][1]
     want = np.linalg.norm(a / np.linalg.norm(a) - exact / np.linalg.norm(exact))
     assert percent == pytest.approx(100 * want, abs=0.5) and percent > 1
+
+
+def test_every_tooltip_names_its_quantity(inspections):
+    """No tooltip row is a bare "value": each says what the number is (an entry of the named
+    matrix, an activation, a weight, a probability, an attribution's unit)."""
+    for name, chart in every_chart(inspections).items():
+        names = tooltips(spec_of(chart))
+        assert names and "value" not in names, (name, names)
 
 
 def test_channel_weights_are_the_probe_s_sorted_with_a_channel_selection(inspections):

@@ -262,7 +262,7 @@ def test_hovering_a_covariance_cell_shows_both_channels_and_the_probe_s_value(
     row, col = int(tip["row channel"]), int(tip["column channel"])
     expected = float(record["tap_cov"][0, row, col])
     # d3-format writes negative numbers with the minus sign U+2212
-    assert float(tip["value"].replace("\u2212", "-")) == pytest.approx(expected, rel=1e-3,
+    assert float(tip["entry"].replace("\u2212", "-")) == pytest.approx(expected, rel=1e-3,
                                                                        abs=1e-6)
     page.close()
 

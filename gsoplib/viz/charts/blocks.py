@@ -94,7 +94,7 @@ def covariance_chart(insp: Inspection, path: str, image: int = 0, *, side: int =
     row_field, col_field = ("rows:N", "cols:N") if pooled else ("row:O", "col:O")
     tooltip = tips("matrix:N", field(row_field, title=f"row {what}"),
                    field(col_field, title=f"column {what}"),
-                   field("value:Q", format=".4g", title="mean value" if pooled else "value"))
+                   field("value:Q", format=".4g", title="mean entry" if pooled else "entry"))
     panels = []
     off = distance_from_exact_root(mats)
     for name, m in mats:
@@ -198,7 +198,7 @@ def feature_maps_chart(insp: Inspection, path: str, channels: Sequence[int], ima
                 "color": field("value:Q", scale={"scheme": "viridis"},
                                legend={"title": "block input"}),
                 "tooltip": tips("channel:O", field("weight:Q", format=".4f"), "row:O",
-                                "col:O", field("value:Q", format=".4g")),
+                                "col:O", field("value:Q", format=".4g", title="activation")),
             }}}, {"maps": data})
 
 

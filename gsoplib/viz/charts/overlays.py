@@ -143,6 +143,7 @@ def attribution_chart(
             scale = {"scheme": "redblue", "reverse": True, "domain": [-lim, lim]}
         frames[f"map-{i}"] = cells
         panels.append(_over_photo(cells, f"map-{i}", photo, box, title=title, scale=scale,
-                                  legend=units.get(name), width=width, method=name))
+                                  legend=units.get(name, f"{name} attribution"), width=width,
+                                  method=name))
     return Chart({"hconcat": panels, "params": [_opacity(opacity)],
                   "resolve": {"scale": {"color": "independent"}}}, frames)
