@@ -48,7 +48,8 @@ def gate_choices(insp: Inspection, path: str, image: int = 0, *, figsize=(10.0, 
             labels = [f"{by_component[i]:.3g}" if i in by_component else "" for i in x]
             ax.bar_label(bars, labels=labels, fontsize=7, rotation=90, padding=2)
         ax.set_ylim(0, max(w.max() * 1.4, 1e-6))
-        _title(ax, "weights omega (labels: representation norm)")
+        _title(ax, "weights omega (bar labels: the L2 norm of each chosen\n"
+                   "component's output, before it is weighted)")
         ax.set_ylabel("weight")
     for ax in axes:
         ax.set_xlabel("component", fontsize=9)
