@@ -20,11 +20,14 @@ Loading reads only that, and trusts none of it. In order, it checks:
    finite; an input size of 1 to ``MAX_INPUT_SIDE`` pixels a side; ``resize`` absent, null or a
    shorter side from the input's larger side to ``MAX_INPUT_SIDE``; ``num_classes`` and
    ``in_chans`` in the model's kwargs equal to those;
-3. the model, built by ``create_model(name, **kwargs)`` on the meta device (no memory), and
+3. the model's keyword arguments, the zoo's configuration with the file's overrides: each one
+   declared, of its type and within its bound (:mod:`gsoplib.models.kwarg_bounds`: Newton-Schulz
+   iterations 1 to 20, mixture sizes, widths, strides, names of forms...), an unknown one refused;
+4. the model, built by ``create_model(name, **kwargs)`` on the meta device (no memory), and
    stopped once it has far more tensors than the file: its state dict's names and shapes are the
    file's, it is no larger than the file's weights, its last Linear has one output per class
    name and its first convolution takes ``in_chans`` channels;
-4. the weights, against the digest; only then is the model allocated and loaded.
+5. the weights, against the digest; only then is the model allocated and loaded.
 
 Nothing is unpickled and no code from the file runs; a file that fails a check is refused with a
 :class:`CheckpointError` whose message is one sentence naming the file and what was wrong.
@@ -60,13 +63,15 @@ from torch.nn.modules.module import (
 import gsoplib
 from gsoplib.fileformat import SHORT, HeaderError, SafetensorsHeader, read_header, signature
 from gsoplib.heads.gate import NoisyTopKGate
+from gsoplib.models import create_model, is_backbone_name, model_kwargs, parse_mask
+from gsoplib.models.kwarg_bounds import MAX_CLASSES, MAX_IN_CHANS, KwargError, check_model_kwargs
+from gsoplib.models.zoo import resolve
+from gsoplib.state_dict import clean_state_dict, unwrap
 
 FORMAT = "gsoplib.checkpoint/1"
 METADATA_KEY = "gsoplib"
 # Bounds on what a checkpoint's metadata may ask for: far above any model here, far below what
 # would exhaust a machine (one 16 x 2048 x 2048 float32 input is 256 MB).
-MAX_CLASSES = 100_000
-MAX_IN_CHANS = 16
 MAX_INPUT_SIDE = 2048
 MIN_STD = 1e-6  # dividing by less turns an image's pixels into infinities
 
@@ -117,28 +122,6 @@ class Checkpoint:
     @property
     def metrics(self) -> dict:
         return dict(self.meta.get("metrics") or {})
-
-
-def clean_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Drop DistributedDataParallel's leading ``module.`` and torch.compile's ``_orig_mod.``."""
-    out = {}
-    for key, value in state.items():
-        parts = [p for p in key.split(".") if p != "_orig_mod"]
-        while parts and parts[0] == "module":
-            parts = parts[1:]
-        out[".".join(parts)] = value
-    return out
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside DistributedDataParallel and torch.compile wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -478,8 +461,6 @@ def _pin_defaults(model_name: str, model: nn.Module, kwargs: Mapping | None) -> 
     """``kwargs`` with every head keyword argument the model was built with written out: a zoo
     model's configured ``head_kwargs`` (the call's own win), and the form of its GM-SOP gate.
     A later change of the zoo's defaults then cannot change what the file computes."""
-    from gsoplib.models.zoo import resolve
-
     kwargs = dict(kwargs or {})
     head_kwargs = kwargs.get("head_kwargs")
     if not isinstance(head_kwargs, (Mapping, type(None))):
@@ -505,8 +486,6 @@ def _written_defaults(name: str, kwargs: dict, tensors, meta: dict) -> dict:
     before 0.3 (:data:`LEGACY_HEAD_DEFAULTS`). Its GM-SOP gate: 'live', 0.2's default, when the
     file holds the live gate's standardisation buffers (``...gate.norm.running_mean``);
     'release', 0.1's, when it does not."""
-    from gsoplib.models import model_kwargs, parse_mask
-
     head_kwargs = kwargs.get("head_kwargs") or {}
     if _version(meta) >= PINNED_SINCE or not isinstance(head_kwargs, dict):
         return kwargs
@@ -523,6 +502,22 @@ def _written_defaults(name: str, kwargs: dict, tensors, meta: dict) -> dict:
     if not legacy:
         return kwargs
     return {**kwargs, "head_kwargs": {**legacy, **head_kwargs}}
+
+
+def _check_bounds(path: Path, name: str, kwargs: dict) -> None:
+    """Every keyword argument of the model that would be built (the zoo's configuration of
+    ``name`` with the file's overrides) declared and within its bound
+    (:mod:`gsoplib.models.kwarg_bounds`); nothing is built."""
+    backbone = is_backbone_name(name)
+    try:
+        merged = kwargs if backbone else model_kwargs(name, **kwargs)
+    except (ValueError, TypeError) as error:
+        raise _refuse(path, f"names a model this gsoplib cannot build "
+                            f"({_one_line(error).rstrip('.')}).") from None
+    try:
+        check_model_kwargs(merged, backbone=backbone)
+    except KwargError as error:
+        raise _refuse(path, f"has metadata {_one_line(error)}.") from None
 
 
 def load_checkpoint(
@@ -552,9 +547,9 @@ def load_checkpoint(
     header, meta = _read(path)
     name, kwargs = meta["model"]["name"], meta["model"].get("kwargs", {})
     if model_factory is None:
-        from gsoplib.models import create_model as model_factory
-
+        model_factory = create_model
         kwargs = _written_defaults(name, kwargs, header.tensors, meta)
+        _check_bounds(path, name, kwargs)
     skeleton = _build(path, model_factory, name, kwargs, len(header.tensors))
     _check_fit(path, name, skeleton, header, meta["data"])
     try:

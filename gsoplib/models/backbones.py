@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..blocks import create_block
+from ..state_dict import clean_state_dict
 from .resnet import HEADS, parse_mask
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -93,8 +94,6 @@ def _construct(name: str) -> nn.Module:
 def read_weights(weights: str | os.PathLike | Mapping[str, torch.Tensor]) -> dict:
     """A state dict from a file on disk (``.safetensors``, or a ``.pth`` read with
     ``torch.load(weights_only=True)``) or a mapping; ``module.`` prefixes dropped."""
-    from ..checkpoint import clean_state_dict
-
     if isinstance(weights, Mapping):
         return clean_state_dict(weights)
     path = Path(weights)
