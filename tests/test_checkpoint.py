@@ -439,9 +439,13 @@ def test_class_names_and_channels_must_match_the_built_model(tmp_path):
 
 
 def test_a_model_with_far_more_tensors_than_the_file_holds_is_refused_quickly(vanilla, tmp_path):
-    """layers=[10**7] * 3 would build 30 million residual blocks before any check could run."""
+    """layers=[10**7] * 3 would build 30 million residual blocks before any check could run:
+    the bounds refuse it; within them, 200 blocks a stage is far more than the file holds."""
     path = _rewrite(vanilla, tmp_path / "deep.safetensors",
                     _edit("model.kwargs.layers", [10**7] * 3))
+    _refused_by(path, r"model.kwargs.layers \[10000000, .*1 to 200", None)
+    path = _rewrite(vanilla, tmp_path / "deeper.safetensors",
+                    _edit("model.kwargs.layers", [200] * 3))
     start = time.perf_counter()
     message = _refused_by(path, "more tensors than", None)
     assert time.perf_counter() - start < 10, message

@@ -2,8 +2,10 @@
 
 One small_vanilla checkpoint is saved once; a seeded generator then flips bytes of its header
 and of its weights, truncates it, rewrites its tensor table, and puts values of the wrong type
-(or out of range) anywhere in its metadata. Any other exception, or a load whose weights are not
-the saved ones, fails the test with the mutation that caused it.
+(or out of range) anywhere in its metadata. A small_gsop2 (iSQRT-COV head) has its model keyword
+arguments, head ones included, mutated the same way, and with values out of every bound
+(Newton-Schulz iterations of 10**9). Any other exception, a load whose weights are not the saved
+ones, or a refusal slower than a second, fails the test with the mutation that caused it.
 """
 
 from __future__ import annotations
@@ -29,16 +31,21 @@ KWARGS = {"num_classes": 3, "in_chans": 1, "widths": [4, 4, 4], "stem_width": 4}
 VALUES = [None, True, False, 0, -1, 1, 3, 2**63, -(2**31), 1e308, -0.0, float("nan"),
           float("inf"), "", "x", "3", "F32", [], [0], [1, 1], [None], ["a"], [[]], [8, 8],
           [0.5], {}, {"a": 1}, {"num_classes": 3}, "small_vanilla"]
+# Model keyword arguments: the values above, and numbers at and past every bound.
+KWARG_VALUES = [*VALUES, 10**9, -3, "five", 2, 4, 20, 21, 200, 201, 0.5, 1.5, 1e4, 1e5, "cosine",
+                "dense", "sop", "einsum", [64, 32], [4, 4], [4, 4, 4], "C,C,C", "-,-,√"]
+KWARG_CASES = 250
+GSOP2_KWARGS = {**KWARGS, "head_kwargs": {"rd_channels": 4, "iters": 3, "feature_scale": 4.0,
+                                          "dropout": 0.0}}
 
 
-@pytest.fixture(scope="module")
-def original(tmp_path_factory):
-    """The saved checkpoint: its bytes, its tensors and its parsed header."""
+def _save(folder: Path, name: str, kwargs: dict):
+    """A saved checkpoint: its bytes, its tensors and its parsed header."""
     torch.manual_seed(0)
     path = save_checkpoint(
-        tmp_path_factory.mktemp("fuzz") / "original.safetensors",
-        create_model("small_vanilla", **KWARGS).eval(), model_name="small_vanilla",
-        model_kwargs=KWARGS, classes=["a", "b", "c"], input_size=(8, 8), in_chans=1,
+        folder / f"{name}.safetensors",
+        create_model(name, **kwargs).eval(), model_name=name,
+        model_kwargs=kwargs, classes=["a", "b", "c"], input_size=(8, 8), in_chans=1,
         mean=(0.5,), std=(0.25,), dataset="toy", train_config={"recipe": "fast", "epochs": 1},
         metrics={"test_top1": 0.5},
     )
@@ -46,6 +53,16 @@ def original(tmp_path_factory):
     length = struct.unpack("<Q", data[:8])[0]
     return {"bytes": data, "length": length, "header": json.loads(data[8:8 + length]),
             "tensors": safetensors.torch.load_file(str(path))}
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory):
+    return _save(tmp_path_factory.mktemp("fuzz"), "small_vanilla", KWARGS)
+
+
+@pytest.fixture(scope="module")
+def gsop2(tmp_path_factory):
+    return _save(tmp_path_factory.mktemp("fuzz"), "small_gsop2", GSOP2_KWARGS)
 
 
 def _paths(node, prefix=()):
@@ -129,6 +146,27 @@ def _mutants(original):
         yield f"metadata {'.'.join(map(str, where))} deleted", _file(outer, body)
 
 
+def _kwarg_mutants(original):
+    """(description, file bytes): KWARG_CASES changes of one model keyword argument's value
+    (head and block arguments included), or a new argument, from one seeded generator."""
+    rng = random.Random(SEED + 1)
+    header, body = original["header"], original["bytes"][8 + original["length"]:]
+    meta = json.loads(header["__metadata__"][METADATA_KEY])
+    places = [p for p in _paths(meta["model"]["kwargs"]) if p]
+    for _ in range(KWARG_CASES):
+        mutated = json.loads(json.dumps(meta))
+        value = rng.choice(KWARG_VALUES)
+        if rng.random() < 0.15:  # an argument no bound declares, or one a file may not set
+            where = (*rng.choice([(), ("head_kwargs",)]),
+                     rng.choice(["iterations", "act_layer", "weights", "eps"]))
+        else:
+            where = rng.choice(places)
+        _set(mutated["model"]["kwargs"], where, value)
+        outer = {**header, "__metadata__": {**header["__metadata__"],
+                                            METADATA_KEY: json.dumps(mutated)}}
+        yield f"model.kwargs.{'.'.join(map(str, where))} = {value!r}", _file(outer, body)
+
+
 def _get(tree, where):
     for key in where:
         tree = tree[key]
@@ -169,3 +207,25 @@ def test_mutated_checkpoints_are_refused_in_one_sentence_or_load_correctly(origi
     # training recipe, a metric of another type) still load
     assert outcomes["refused"] > outcomes["loaded"] > 0, outcomes
     assert elapsed < 60, f"{sum(CASES.values())} mutants took {elapsed:.0f} s"
+
+
+def test_mutated_model_arguments_are_refused_within_a_second_or_load_correctly(gsop2, tmp_path):
+    """Each run-time argument (iterations, scales, flags, names) mutated in type and range: a
+    refusal names the field and comes before anything is built; what loads computes."""
+    path = tmp_path / "mutant.safetensors"
+    outcomes, failures = {"refused": 0, "loaded": 0}, []
+    for description, data in _kwarg_mutants(gsop2):
+        path.write_bytes(data)
+        start = time.perf_counter()
+        try:
+            outcome = _outcome(path, gsop2)
+        except Exception as error:  # anything else is what this test exists to find
+            failures.append(f"{description}: {type(error).__name__}: {error}"[:300])
+            continue
+        elapsed = time.perf_counter() - start
+        if outcome == "refused" and elapsed > 1.0:
+            failures.append(f"{description}: refused after {elapsed:.2f} s")
+        outcomes[outcome] += 1
+    assert not failures, "\n".join(failures)
+    assert sum(outcomes.values()) == KWARG_CASES
+    assert outcomes["refused"] > outcomes["loaded"] > 0, outcomes

@@ -35,6 +35,8 @@ from tqdm.auto import tqdm
 from gsoplib import checkpoint
 from gsoplib.data import DataInfo, load_dataset, make_loader
 from gsoplib.heads.gate import GateRecorder
+from gsoplib.models import create_model, is_backbone_name, model_kwargs
+from gsoplib.models.kwarg_bounds import check_model_kwargs
 from gsoplib.taps import taps
 
 from . import distributed
@@ -296,11 +298,9 @@ class Trainer:
         model_factory: Callable[..., nn.Module] | None = None,
         command: str | None = None,
     ):
-        if model_factory is None:
-            from gsoplib.models import create_model as model_factory
         self.config = config
         self.command = command
-        self.factory = model_factory
+        self.factory = model_factory or create_model
         self.out_dir = Path(config.out_dir)
         self.ctx = distributed.setup(config.device)
         self.device = self.ctx.device
@@ -347,6 +347,11 @@ class Trainer:
             "in_chans": self.info.in_chans,
             **config.model_kwargs,
         }
+        if model_factory is None:  # a file it could not load again is refused before training
+            check_model_kwargs(
+                self.model_kwargs if is_backbone_name(config.model)
+                else model_kwargs(config.model, **self.model_kwargs),
+                backbone=is_backbone_name(config.model), prefix="model_kwargs")
         torch.manual_seed(config.seed)
         # Pretrained weights are where training starts, not part of the model's description:
         # the checkpoint's kwargs rebuild the architecture, its tensors hold the weights.
