@@ -201,9 +201,10 @@ def _add_train(sub) -> None:
     )
     p.add_argument(
         "--weights",
-        metavar="FILE",
-        help="the backbone's weights on disk: a torchvision state dict .pth or a .safetensors "
-        "file (nothing is downloaded)",
+        metavar="NAME|FILE",
+        help="the backbone's weights: torchvision's name (IMAGENET1K_V2, DEFAULT) or timm's tag "
+        "(a1_in1k, pretrained), read from the cache and downloaded only when missing; or a "
+        "file on disk, a torchvision state dict .pth or a .safetensors file",
     )
     p.add_argument("--blocks", metavar="MASK",
                    help="stage mask, e.g. C,C,C,C or -,-,-,√ (default: the model's)")

@@ -16,12 +16,14 @@ ImageNet-pretrained network, REFERENCE section 11).
   networks), 'gated_mixture' (GM-SOP), or any other key of :data:`gsoplib.models.resnet.HEADS`.
 
 New parts initialise themselves as the papers do (Kaiming-normal convs, BN 1 / 0); where no block
-was inserted the backbone computes exactly what it computed before. ``weights`` is a file on disk
-(a torchvision state dict ``.pth``, read with ``torch.load(weights_only=True)``, or a
+was inserted the backbone computes exactly what it computed before. ``weights`` is a name
+(torchvision's ``IMAGENET1K_V2``, timm's ``a1_in1k`` or ``pretrained``: read from the library's
+cache, downloaded only when missing, see :mod:`gsoplib.models.named_weights`), a file on disk (a
+torchvision state dict ``.pth``, read with ``torch.load(weights_only=True)``, or a
 ``.safetensors`` file, e.g. timm's), a state dict, or None (the architecture only, as
-:func:`gsoplib.checkpoint.load_checkpoint` builds it before loading its own weights). Nothing is
-downloaded. ``create_model("torchvision:resnet50", ...)`` calls this function, so a checkpoint of
-such a network rebuilds from its metadata: the name, mask, head and stride are its model kwargs.
+:func:`gsoplib.checkpoint.load_checkpoint` builds it before loading its own weights).
+``create_model("torchvision:resnet50", ...)`` calls this function, so a checkpoint of such a
+network rebuilds from its metadata: the name, mask, head and stride are its model kwargs.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from torch import nn
 
 from ..blocks import create_block
 from ..state_dict import clean_state_dict
+from .named_weights import fetch, is_weights_name
+from .named_weights import resolve as resolve_weights
 from .resnet import HEADS, parse_mask
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -211,13 +215,18 @@ def backbone_model(
     block_kwargs: Mapping | None = None,
     head_kwargs: Mapping | None = None,
 ) -> BackboneNet:
-    """``backbone`` ('torchvision:resnet50', 'timm:resnet50', ...) with ``weights`` loaded
-    strictly into it, then GSoP blocks by the stage mask ``blocks``, layer4's stride, and the
+    """``backbone`` ('torchvision:resnet50', 'timm:resnet50', ...) with ``weights`` (a name, a
+    file or a state dict; see the module docstring) loaded strictly into it, then GSoP blocks
+    by the stage mask ``blocks``, layer4's stride, and the
     ``head`` (see the module docstring). ``block_kwargs`` go to every block (``rd_channels``
     128 by default), ``head_kwargs`` to the head."""
     if in_chans != 3:
         raise ValueError(f"backbone {backbone!r} takes 3-channel images, not in_chans={in_chans}")
     net = _construct(backbone)
+    named = None
+    if is_weights_name(weights):
+        named = resolve_weights(backbone, weights)
+        weights = fetch(named)
     if weights is not None:
         where = "the state dict" if isinstance(weights, Mapping) else f"weights file {weights}"
         try:
@@ -230,8 +239,10 @@ def backbone_model(
                      for label, keys in (("missing", result.missing_keys),
                                          ("unexpected", result.unexpected_keys)) if keys]
             raise ValueError(f"{where} does not fit {backbone} ({'; '.join(parts)})")
-    return BackboneNet(backbone, net, blocks, head, num_classes, last_stride, block_kwargs,
-                       head_kwargs)
+    model = BackboneNet(backbone, net, blocks, head, num_classes, last_stride, block_kwargs,
+                        head_kwargs)
+    model.named_weights = named
+    return model
 
 
 def is_backbone_name(name: str) -> bool:

@@ -82,8 +82,10 @@ class TrainConfig:
     ``lr`` of its own the run uses the recipe's, scaled linearly from the recipe's
     ``reference_batch`` to ``batch_size`` (:func:`~gsoplib.train.recipes.scaled_lr`);
     :attr:`lr_note` says which. ``grad_clip`` 0 switches the recipe's clipping off.
-    ``weights``: a file of pretrained weights the model starts from (a pretrained backbone,
-    ``model="torchvision:resnet50"``; see :mod:`gsoplib.models.backbones`).
+    ``weights``: the pretrained weights the model starts from, by name (``IMAGENET1K_V2``) or a
+    file (a pretrained backbone, ``model="torchvision:resnet50"``; see
+    :mod:`gsoplib.models.backbones`); the checkpoint's ``train.weights_data`` records a named
+    one's categories, resize, crop, mean and std.
     ``amp`` and ``channels_last`` default to on for CUDA and off for the CPU.
     ``log_every``: every this many steps the run appends a row (step, fractional epoch, lr, the
     interval's mean training loss and top-1) to ``steps.jsonl``, so curves show the warm-up.
@@ -488,6 +490,9 @@ class Trainer:
         }
         if self.command:
             train_meta["command"] = self.command
+        named = getattr(self.model, "named_weights", None)
+        if named is not None:  # where training started: the weights' name and their data
+            train_meta["weights_data"] = {"name": named.full_name, **named.data}
         train_meta.pop("progress")
         return checkpoint.save_checkpoint(
             path,
