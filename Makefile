@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 GSOP_FAST ?= 1
 export GSOP_FAST
 
-.PHONY: explore test lint bench notebooks install-app install-test clean
+.PHONY: explore test lint docs bench notebooks install-app install-test clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ lint: $(VENV)/.dev
 # floating-point results identical to the committed run.
 NBVAL := -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
+# The documentation site (MkDocs): the manual in docs/, the API reference rendered from the
+# docstrings, the committed notebooks as they are (nothing executed, nothing fetched). `make test`
+# builds it with --strict in tests/test_docs.py.
+docs: $(VENV)/.dev
+	$(VENV)/bin/mkdocs build --strict
+
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(NBVAL) $(PYTEST_ARGS) notebooks
@@ -54,7 +60,7 @@ notebooks: $(VENV)/.dev
 	OMP_NUM_THREADS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=600 notebooks/[0-9]*.ipynb notebooks/solutions/*.ipynb
 
-# The CPU benchmarks behind the README's tables, one after another (about 7 minutes on 2 cores;
+# The CPU benchmarks behind the tables in docs/benchmarks.md, one after another (about 7 minutes on 2 cores;
 # run them on a quiet machine). benchmarks/gpu.py is the GPU suite.
 bench: $(VENV)/.app $(VENV)/.dev
 	$(PY) benchmarks/sqrtm.py
@@ -65,4 +71,4 @@ bench: $(VENV)/.app $(VENV)/.dev
 	$(PY) benchmarks/explorer.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site .cache

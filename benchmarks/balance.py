@@ -1,7 +1,7 @@
 """GM-SOP's Fig. 2 in small: how many mixture components get images with and without the balance
 loss (alpha = 0 vs alpha = 100), over seeds, with the gate's diagnostics.
 
-    python benchmarks/balance.py            # the README's figure (about 10 min, 2-core CPU)
+    python benchmarks/balance.py            # the figure in docs/gmsop.md (about 10 min, 2-core CPU)
     python benchmarks/balance.py --quick    # a smoke run
 
 The paper's Fig. 2 trains GM-GAP-16-4 on downsampled ImageNet and counts the images each of the

@@ -1,6 +1,6 @@
 """GM-SOP's Fig. 3 in small: test accuracy and training speed of a gated mixture over N and K.
 
-    python benchmarks/fig3.py            # the README's table and figure (about 40 min, 2-core CPU)
+    python benchmarks/fig3.py            # docs/gmsop.md's table and figure (40 min, 2 cores)
     python benchmarks/fig3.py --quick    # a smoke run
     python benchmarks/fig3.py --redraw   # the summary and figure again from the committed rows
 

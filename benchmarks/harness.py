@@ -112,7 +112,7 @@ def saved_tensor_bytes(fn: Callable[[], object]) -> int:
     """Bytes of every tensor autograd saves for backward while ``fn()`` builds its graph.
 
     Every saved tensor counts ``numel * element_size``, repeats and views included
-    (:func:`gsoplib.ops.saved_tensor_bytes` with ``unique_storages=False``), as the README's
+    (:func:`gsoplib.ops.saved_tensor_bytes` with ``unique_storages=False``), as docs/benchmarks.md's
     tables were measured.
     """
     return _saved_tensor_bytes(fn, unique_storages=False)

@@ -1,6 +1,6 @@
 """Linear probes on frozen features: GAP, covariance and Newton-Schulz root of one backbone's map.
 
-    python benchmarks/probes.py            # the README's table (a few minutes, 2-core CPU)
+    python benchmarks/probes.py            # docs/benchmarks.md's table (minutes, 2 cores)
     python benchmarks/probes.py --quick    # a smoke run
 
 Hypothesis, stated before running: on the generated second-order set, whose classes differ only

@@ -6,10 +6,11 @@ it had never been inserted, while every other layer keeps its trained weights. C
 predictions with and without shows what the block's weighting contributes (a post-hoc ablation,
 not a retrained network without the block, which would have adapted to its absence).
 
->>> with ablate(model, "layer3.2.attn"):
-...     logits = model(x)                       # layer3.2.attn returns its input unchanged
->>> effect = ablation_effect(model, x, ["layer3.2.attn"], labels)
->>> effect.flipped.sum(), effect.top1_before, effect.top1_after
+Examples:
+    >>> with ablate(model, "layer3.2.attn"):
+    ...     logits = model(x)                       # layer3.2.attn returns its input unchanged
+    >>> effect = ablation_effect(model, x, ["layer3.2.attn"], labels)
+    >>> effect.flipped.sum(), effect.top1_before, effect.top1_after
 """
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ gate logits and weighs them by omega. Averaging omega over the images of one cla
 classes share components or each class has its own; :func:`gsoplib.viz.gate_usage` shows the
 same weights image by image.
 
->>> insp = probe(model, images, class_names=classes)
->>> names, usage = class_component_usage(insp, "head")     # usage: (classes, N)
->>> fig = class_usage_figure(insp, "head")
->>> gate_report(insp, "head", labels).verdict        # is the gate alive? one sentence
->>> names, weights, counts = class_channel_weights(insp, "layer3.2.attn", labels)   # (classes, C)
+Examples:
+    >>> insp = probe(model, images, class_names=classes)
+    >>> names, usage = class_component_usage(insp, "head")     # usage: (classes, N)
+    >>> fig = class_usage_figure(insp, "head")
+    >>> gate_report(insp, "head", labels).verdict        # is the gate alive? one sentence
+    >>> names, w, counts = class_channel_weights(insp, "layer3.2.attn", labels)  # (classes, C)
 """
 
 from __future__ import annotations

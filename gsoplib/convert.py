@@ -5,8 +5,9 @@ Two sources, four networks::
     gsop-net       the GSoP-Net repository's main.py: resnet50_gsop1, resnet50_gsop2
     fast-mpn-cov   fast-MPN-COV's MPNCOVResNet weights: resnet50_isqrt, resnet101_isqrt
 
->>> convert("gsopnet1.pth.tar", "gsop-net", "resnet50_gsop1", "gsop1.safetensors")
->>> load_checkpoint("gsop1.safetensors").model    # the authors' network, in gsoplib
+Examples:
+    >>> convert("gsopnet1.pth.tar", "gsop-net", "resnet50_gsop1", "gsop1.safetensors")
+    >>> load_checkpoint("gsop1.safetensors").model    # the authors' network, in gsoplib
 
 A file is read with ``torch.load(weights_only=True)`` only: tensors and plain data, so nothing in
 it runs. Its ``state_dict`` (main.py's dict) or the file itself (a plain state dict) is renamed by
@@ -105,8 +106,9 @@ def list_sources() -> dict[str, list[str]]:
 def code_choices(source: str, model: str) -> dict:
     """The model kwargs that make ``model`` compute what ``source``'s code computes.
 
-    >>> code_choices("gsop-net", "resnet50_gsop1")["block_kwargs"][0]
-    {'rd_channels': 128, 'pre_relu': True, 'rd_stride': 2}
+    Examples:
+        >>> code_choices("gsop-net", "resnet50_gsop1")["block_kwargs"][0]
+        {'rd_channels': 128, 'pre_relu': True, 'rd_stride': 2}
     """
     if source not in SOURCES:
         raise ConversionError(

@@ -9,9 +9,10 @@ the pixel count is checked from the header before any pixel is decoded (decompre
 large JPEGs are decoded at a reduced scale (``Image.draft``: the decoder's DCT scaling, 1/2 to
 1/8) because the model input is small.
 
->>> decoded = read_image("shoe.jpg")                        # DecodedImage, mode L/LA/RGB/RGBA
->>> picture = to_model_image(decoded.image, 1, (28, 28))    # what the model sees
->>> x = to_tensor(picture, mean=(0.286,), std=(0.353,))     # (1, 28, 28), normalised
+Examples:
+    >>> decoded = read_image("shoe.jpg")                        # DecodedImage, mode L/LA/RGB/RGBA
+    >>> picture = to_model_image(decoded.image, 1, (28, 28))    # what the model sees
+    >>> x = to_tensor(picture, mean=(0.286,), std=(0.353,))     # (1, 28, 28), normalised
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ The backbone stays fixed (trained, or as initialised); only a multinomial logist
 on the pooled features learns. A pooling that wins here reads what the map already holds; it
 does not say how a network trained end to end with that pooling would do.
 
->>> maps = last_feature_map(model, images)                      # (S, C, H, W)
->>> x = pool_features(maps, "covariance")                       # (S, C (C + 1) / 2)
->>> keep = few_label_subset(labels, per_class=20, seed=0)
->>> fit_linear_probe(x[keep], labels[keep], x_test, labels_test)   # test accuracy in [0, 1]
+Examples:
+    >>> maps = last_feature_map(model, images)                      # (S, C, H, W)
+    >>> x = pool_features(maps, "covariance")                       # (S, C (C + 1) / 2)
+    >>> keep = few_label_subset(labels, per_class=20, seed=0)
+    >>> fit_linear_probe(x[keep], labels[keep], x_test, labels_test)   # test accuracy in [0, 1]
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ Taps are grouped by the module that owns them (the tap's parent path, e.g. ``lay
 one :class:`BlockRecord` per module in the order the network ran them. A gate's taps are folded
 into the mixture head that owns it, so a GM-SOP head is one ``gated_mixture`` record.
 
->>> insp = probe(model, images, class_names=classes)
->>> print(insp.summary())
->>> insp.blocks["layer3.1.gsop"].tensors["tap_channel_weights"].shape   # (B, C, 1, 1)
+Examples:
+    >>> insp = probe(model, images, class_names=classes)
+    >>> print(insp.summary())
+    >>> insp.blocks["layer3.1.gsop"].tensors["tap_channel_weights"].shape   # (B, C, 1, 1)
 """
 
 from __future__ import annotations
@@ -603,8 +604,9 @@ def probe_image(checkpoint, image, *, taps: Sequence[str] | str | None = None, t
     uint8 pixels (C, H, W) / (B, C, H, W) already at that size. Pixels are
     normalised with the checkpoint's mean and std, and classes are named from its metadata.
 
-    >>> insp = probe_image(load_pretrained("fmnist_small_gsop1"), "shoe.png")
-    >>> figs = gsoplib.viz.figures(insp)
+    Examples:
+        >>> insp = probe_image(load_pretrained("fmnist_small_gsop1"), "shoe.png")
+        >>> figs = gsoplib.viz.figures(insp)
     """
     from .data import normalize
 

@@ -7,8 +7,9 @@ lambda -> y_3(lambda) is about (3/2)^3 lambda there, linear rather than a square
 covariance of M centred positions has rank at most M - 1 (Sigma = X^T J X with J 1 = 0), so for
 C > M - 1 at least C - M + 1 eigenvalues are zero.
 
->>> check = compare_root(cov, root)      # cov, root: (B, C, C) from an iSQRT-COV head's taps
->>> check.relative_error, check.rank
+Examples:
+    >>> check = compare_root(cov, root)      # cov, root: (B, C, C) from an iSQRT-COV head's taps
+    >>> check.relative_error, check.rank
 """
 
 from __future__ import annotations

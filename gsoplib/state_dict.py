@@ -15,8 +15,9 @@ from torch import nn
 def clean_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop DistributedDataParallel's leading ``module.`` and torch.compile's ``_orig_mod.``.
 
-    >>> list(clean_state_dict({"module._orig_mod.fc.weight": torch.zeros(1)}))
-    ['fc.weight']
+    Examples:
+        >>> list(clean_state_dict({"module._orig_mod.fc.weight": torch.zeros(1)}))
+        ['fc.weight']
     """
     out = {}
     for key, value in state.items():

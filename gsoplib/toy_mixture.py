@@ -18,9 +18,10 @@ with a large mean shared by every image; without centring, every logit W_g phi i
 that shared part, the components that are good early win for every image and, trained on every
 image, get better still: the rich-get-richer loop the balance loss exists to break.
 
->>> data = toy_data(train_samples=4000)
->>> run = train_toy_mixture(data, num_components=16, k=4, alpha=0.0)
->>> run.usage_cv, run.busy          # uneven: a few components take most choices
+Examples:
+    >>> data = toy_data(train_samples=4000)
+    >>> run = train_toy_mixture(data, num_components=16, k=4, alpha=0.0)
+    >>> run.usage_cv, run.busy          # uneven: a few components take most choices
 """
 
 from __future__ import annotations

@@ -451,8 +451,9 @@ def test_a_model_with_far_more_tensors_than_the_file_holds_is_refused_quickly(va
     assert time.perf_counter() - start < 10, message
 
 
-def test_the_readme_states_the_bounds_loading_enforces():
-    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+def test_the_documentation_states_the_bounds_loading_enforces():
+    page = Path(__file__).resolve().parent.parent / "docs" / "checkpoints.md"
+    readme = " ".join(page.read_text().split())
     for stated in (f"1 to {checkpoint.MAX_CLASSES:,} class names",
                    f"1 to {checkpoint.MAX_IN_CHANS} input channels",
                    f"1 to {checkpoint.MAX_INPUT_SIDE} pixels a side"):

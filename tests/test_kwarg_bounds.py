@@ -154,8 +154,9 @@ def test_a_pretrained_backbone_file_may_not_name_a_weights_file():
         check_model_kwargs({**good, "weights": "/etc/passwd"}, backbone=True)
 
 
-def test_the_readme_states_the_argument_bounds():
-    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+def test_the_documentation_states_the_argument_bounds():
+    page = Path(__file__).resolve().parent.parent / "docs" / "checkpoints.md"
+    readme = " ".join(page.read_text().split())
     assert f"Newton-Schulz iterations 1 to {MAX_ITERS}" in readme
     assert f"1 to {MAX_DEPTH} residual blocks a stage" in readme
     assert f"1 to {MAX_COMPONENTS} mixture components" in readme

@@ -1,9 +1,10 @@
 """Floor 3: datasets, batched augmentation, and loaders that keep small sets on the device.
 
->>> from gsoplib.data import load_dataset, make_loader
->>> train = load_dataset("fashion_mnist", train=True)          # offline first, see sources
->>> loader = make_loader(train, 256, train=True, device="cuda")  # resident on the GPU
->>> for x, y in loader: ...                                       # normalised, augmented
+Examples:
+    >>> from gsoplib.data import load_dataset, make_loader
+    >>> train = load_dataset("fashion_mnist", train=True)          # offline first, see sources
+    >>> loader = make_loader(train, 256, train=True, device="cuda")  # resident on the GPU
+    >>> for x, y in loader: ...                                       # normalised, augmented
 """
 
 from .augment import crop_flip, normalize

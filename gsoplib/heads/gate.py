@@ -8,7 +8,7 @@ actually chooses by image: usage per expert, the chosen sets, the mutual informa
 class and choice, how far the weights are from a tie, and a verdict sentence.
 
 Three forms of the gate are selectable (``GatedMixtureHead(gate="...")``), each measured on
-``small_gmsop`` by ``benchmarks/gate.py`` (README, GM-SOP section):
+``small_gmsop`` by ``benchmarks/gate.py`` (docs/gmsop.md):
 
 ``'release'``  the GM-SOP release: one noise draw per image shared by all experts, W_g and W_n
                initialised to the constant 1/dim, ties broken at random in training, the
@@ -399,8 +399,9 @@ def min_images(num_experts: int, k: int) -> int:
     """The fewest images :func:`gate_diagnostics` gives a verdict on: each expert expected in
     :data:`MIN_CHOICES_PER_EXPERT` of them at an even share, and at least :data:`MIN_IMAGES`.
 
-    >>> min_images(8, 4), min_images(16, 1)
-    (20, 160)
+    Examples:
+        >>> min_images(8, 4), min_images(16, 1)
+        (20, 160)
     """
     return max(MIN_IMAGES, math.ceil(MIN_CHOICES_PER_EXPERT * num_experts / k))
 
@@ -410,8 +411,9 @@ def min_images_for_class(num_classes: int, num_experts: int, k: int) -> int:
     (classes - 1)(N - 1) / (2 S ln 2) bits (Miller 1955), must be at most half of the
     class-blind threshold CLASS_BLIND * log2(N / K).
 
-    >>> min_images_for_class(10, 8, 4)
-    909
+    Examples:
+        >>> min_images_for_class(10, 8, 4)
+        909
     """
     if num_experts <= k:
         return 0
@@ -630,9 +632,10 @@ def gate_diagnostics(
 class GateRecorder:
     """Collects what every gate in ``model`` chose while active, through its taps.
 
-    >>> with GateRecorder(model) as rec:
-    ...     model(x)
-    >>> rec.diagnostics(labels=y)
+    Examples:
+        >>> with GateRecorder(model) as rec:
+        ...     model(x)
+        >>> rec.diagnostics(labels=y)
 
     Hooks the ``tap_gate_indices``, ``tap_gate_weights`` and (where it has one)
     ``tap_gate_clean_logits`` taps of the first gate in module order (a model with none records

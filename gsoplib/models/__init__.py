@@ -61,8 +61,9 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     A name ``torchvision:NAME`` or ``timm:NAME`` is a pretrained backbone with second-order parts
     (:func:`gsoplib.models.backbones.backbone_model`, with ``weights``, ``blocks``, ``head``...).
 
-    >>> create_model("small_gsop1", num_classes=10, in_chans=1)(torch.randn(2, 1, 28, 28)).shape
-    torch.Size([2, 10])
+    Examples:
+        >>> create_model("small_gsop1", num_classes=10, in_chans=1)(torch.randn(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
     """
     if is_backbone_name(name):
         kwargs = {"num_classes": num_classes, "in_chans": in_chans, **overrides}

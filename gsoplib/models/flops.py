@@ -52,8 +52,9 @@ def model_gflops(name: str, input_size: int | tuple[int, int] | None = None, **k
     """GFLOPs (billions of multiply-adds) of the zoo model ``name`` at ``input_size``
     (default: the model's own, 224 for the ImageNet networks), built without any memory.
 
-    >>> round(model_gflops("resnet50"), 2), round(model_gflops("resnet50_gsop1"), 2)
-    (4.09, 6.51)
+    Examples:
+        >>> round(model_gflops("resnet50"), 2), round(model_gflops("resnet50_gsop1"), 2)
+        (4.09, 6.51)
     """
     from . import create_model, model_defaults
 

@@ -4,9 +4,10 @@ Each ``NAME.safetensors`` beside this file is a :mod:`gsoplib.checkpoint` file w
 records the model, the data, the recipe and the command's settings, the wall time, and the final
 test metrics. ``benchmarks/train_pretrained.sh`` regenerates them all.
 
->>> from gsoplib.pretrained import list_pretrained, load_pretrained
->>> ck = load_pretrained("fmnist_small_gsop1")
->>> ck.model, ck.classes, ck.metrics["test_top1"]
+Examples:
+    >>> from gsoplib.pretrained import list_pretrained, load_pretrained
+    >>> ck = load_pretrained("fmnist_small_gsop1")
+    >>> ck.model, ck.classes, ck.metrics["test_top1"]
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Floor 4: training. SGD recipes, the trainer (AMP, channels_last, compile, resume), DDP.
 
->>> from gsoplib.train import TrainConfig, train
->>> train(TrainConfig("small_gsop1", "fashion_mnist", out_dir="runs/gsop1", epochs=8))
+Examples:
+    >>> from gsoplib.train import TrainConfig, train
+    >>> train(TrainConfig("small_gsop1", "fashion_mnist", out_dir="runs/gsop1", epochs=8))
 """
 
 from .linear_probe import LinearProbeResult, linear_probe

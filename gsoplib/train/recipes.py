@@ -171,10 +171,11 @@ def warmup_steps(warmup_epochs: float, steps_per_epoch: int, epochs: int,
     """Linear warm-up length in optimiser steps: ``warmup_epochs`` of them, rounded up, and at
     least ``min_steps``, the floor capped at a quarter of the run's steps; 0 without warm-up.
 
-    >>> warmup_steps(0.5, 3, 8, min_steps=20)   # 72 images, batch 24: 24 steps in all
-    6
-    >>> warmup_steps(0.5, 469, 8, min_steps=20)  # Fashion-MNIST, batch 128
-    235
+    Examples:
+        >>> warmup_steps(0.5, 3, 8, min_steps=20)   # 72 images, batch 24: 24 steps in all
+        6
+        >>> warmup_steps(0.5, 469, 8, min_steps=20)  # Fashion-MNIST, batch 128
+        235
     """
     if warmup_epochs <= 0:
         return 0

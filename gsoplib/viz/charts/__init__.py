@@ -27,8 +27,9 @@ Attributions: :func:`attribution_chart` (maps over the original photo). Photos:
 :func:`vega_lite` (``chart.vega_lite()``) is the dict the explorer passes to
 ``st.vega_lite_chart``; ``chart.to_dict()`` the same as plain JSON.
 
->>> covariance_chart(insp, "layer3.1.gsop")          # in a notebook: the chart
->>> covariance_chart(insp, "layer3.1.gsop").data("cells")
+Examples:
+    >>> covariance_chart(insp, "layer3.1.gsop")          # in a notebook: the chart
+    >>> covariance_chart(insp, "layer3.1.gsop").data("cells")
 """
 
 from .blocks import (

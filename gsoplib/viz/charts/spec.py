@@ -92,10 +92,11 @@ class Chart:
     """One interactive chart: ``spec``, a Vega-Lite dict whose ``{"data": {"name": key}}``
     refer to ``datasets[key]``, DataFrames of the probe's numbers.
 
-    >>> chart.data("cells")           # a dataset, as the chart draws it
-    >>> chart.vega_lite()             # the spec with the frames under "datasets" (Streamlit)
-    >>> chart.to_dict()               # plain JSON: the frames as lists of records
-    >>> chart                         # in a notebook: the chart itself
+    Examples:
+        >>> chart.data("cells")           # a dataset, as the chart draws it
+        >>> chart.vega_lite()             # the spec with the frames under "datasets" (Streamlit)
+        >>> chart.to_dict()               # plain JSON: the frames as lists of records
+        >>> chart                         # in a notebook: the chart itself
     """
 
     def __init__(self, spec: dict, datasets: Mapping[str, pd.DataFrame] | None = None):
