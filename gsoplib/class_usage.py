@@ -6,11 +6,17 @@ classes share components or each class has its own; :func:`gsoplib.viz.gate_usag
 same weights image by image.
 
 Examples:
-    >>> insp = probe(model, images, class_names=classes)
-    >>> names, usage = class_component_usage(insp, "head")     # usage: (classes, N)
-    >>> fig = class_usage_figure(insp, "head")
-    >>> gate_report(insp, "head", labels).verdict        # is the gate alive? one sentence
-    >>> names, w, counts = class_channel_weights(insp, "layer3.2.attn", labels)  # (classes, C)
+    >>> import torch
+    >>> from gsoplib.pretrained import load_pretrained
+    >>> from gsoplib.probe import probe
+    >>> ck = load_pretrained("fmnist_small_gmsop")
+    >>> images, labels = torch.rand(8, 1, 28, 28), [ck.classes[i % 2] for i in range(8)]
+    >>> insp = probe(ck.model, images, class_names=ck.classes)
+    >>> names, usage, counts = class_component_usage(insp, "head", labels)
+    >>> names, usage.shape                                     # usage: (classes, N)
+    (['T-shirt/top', 'Trouser'], (2, 8))
+    >>> print(gate_report(insp, "head", labels).verdict)      # 8 images: too few to judge
+    Too few images to judge the gate: 8 of the 20 its statistics need ...
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ Two sources, four networks::
     gsop-net       the GSoP-Net repository's main.py: resnet50_gsop1, resnet50_gsop2
     fast-mpn-cov   fast-MPN-COV's MPNCOVResNet weights: resnet50_isqrt, resnet101_isqrt
 
-Examples:
-    >>> convert("gsopnet1.pth.tar", "gsop-net", "resnet50_gsop1", "gsop1.safetensors")
-    >>> load_checkpoint("gsop1.safetensors").model    # the authors' network, in gsoplib
+With the authors' file on disk (so not a doctest):
+
+    convert("gsopnet1.pth.tar", "gsop-net", "resnet50_gsop1", "gsop1.safetensors")
+    load_checkpoint("gsop1.safetensors").model    # the authors' network, in gsoplib
 
 A file is read with ``torch.load(weights_only=True)`` only: tensors and plain data, so nothing in
 it runs. Its ``state_dict`` (main.py's dict) or the file itself (a plain state dict) is renamed by

@@ -10,9 +10,16 @@ large JPEGs are decoded at a reduced scale (``Image.draft``: the decoder's DCT s
 1/8) because the model input is small.
 
 Examples:
-    >>> decoded = read_image("shoe.jpg")                        # DecodedImage, mode L/LA/RGB/RGBA
+    >>> import io
+    >>> from PIL import Image
+    >>> data = io.BytesIO()
+    >>> Image.new("RGB", (64, 48), "white").save(data, "PNG")   # an upload's bytes
+    >>> decoded = decode_image(data.getvalue(), "shoe.png")     # read_image(path) for a file
+    >>> decoded.image.mode, decoded.image.size                  # mode L/LA/RGB/RGBA
+    ('RGB', (64, 48))
     >>> picture = to_model_image(decoded.image, 1, (28, 28))    # what the model sees
-    >>> x = to_tensor(picture, mean=(0.286,), std=(0.353,))     # (1, 28, 28), normalised
+    >>> to_tensor(picture, mean=(0.286,), std=(0.353,)).shape  # normalised
+    torch.Size([1, 28, 28])
 """
 
 from __future__ import annotations

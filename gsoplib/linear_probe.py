@@ -7,10 +7,20 @@ on the pooled features learns. A pooling that wins here reads what the map alrea
 does not say how a network trained end to end with that pooling would do.
 
 Examples:
-    >>> maps = last_feature_map(model, images)                      # (S, C, H, W)
-    >>> x = pool_features(maps, "covariance")                       # (S, C (C + 1) / 2)
-    >>> keep = few_label_subset(labels, per_class=20, seed=0)
-    >>> fit_linear_probe(x[keep], labels[keep], x_test, labels_test)   # test accuracy in [0, 1]
+    >>> import torch
+    >>> from gsoplib.pretrained import load_pretrained
+    >>> model = load_pretrained("fmnist_small_vanilla").model
+    >>> images, labels = torch.rand(40, 1, 28, 28), torch.arange(40) % 2
+    >>> maps = last_feature_map(model, images)
+    >>> maps.shape                                                  # (S, C, H, W)
+    torch.Size([40, 64, 7, 7])
+    >>> x = pool_features(maps, "covariance")
+    >>> x.shape                                                     # (S, C (C + 1) / 2)
+    torch.Size([40, 2080])
+    >>> keep = few_label_subset(labels, per_class=10, seed=0)
+    >>> accuracy = fit_linear_probe(x[keep], labels[keep], x, labels, max_iter=20)
+    >>> 0 <= accuracy <= 1                                          # test accuracy
+    True
 """
 
 from __future__ import annotations

@@ -12,9 +12,13 @@ one :class:`BlockRecord` per module in the order the network ran them. A gate's 
 into the mixture head that owns it, so a GM-SOP head is one ``gated_mixture`` record.
 
 Examples:
-    >>> insp = probe(model, images, class_names=classes)
-    >>> print(insp.summary())
-    >>> insp.blocks["layer3.1.gsop"].tensors["tap_channel_weights"].shape   # (B, C, 1, 1)
+    >>> import torch
+    >>> from gsoplib.pretrained import load_pretrained
+    >>> ck = load_pretrained("fmnist_small_gsop1")
+    >>> insp = probe(ck.model, torch.rand(2, 1, 28, 28), class_names=ck.classes)
+    >>> insp.blocks["layer3.2.attn"].tensors["tap_channel_weights"].shape   # (B, C, 1, 1)
+    torch.Size([2, 64, 1, 1])
+    >>> summary = insp.summary()                 # one line per block, printable
 """
 
 from __future__ import annotations
@@ -605,8 +609,11 @@ def probe_image(checkpoint, image, *, taps: Sequence[str] | str | None = None, t
     normalised with the checkpoint's mean and std, and classes are named from its metadata.
 
     Examples:
-        >>> insp = probe_image(load_pretrained("fmnist_small_gsop1"), "shoe.png")
-        >>> figs = gsoplib.viz.figures(insp)
+        >>> from PIL import Image
+        >>> from gsoplib.pretrained import load_pretrained
+        >>> insp = probe_image(load_pretrained("fmnist_small_gsop1"), Image.new("L", (60, 40)))
+        >>> insp.inputs.shape                  # or a file: probe_image(ck, "shoe.png")
+        torch.Size([1, 1, 28, 28])
     """
     from .data import normalize
 

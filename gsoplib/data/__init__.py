@@ -2,9 +2,11 @@
 
 Examples:
     >>> from gsoplib.data import load_dataset, make_loader
-    >>> train = load_dataset("fashion_mnist", train=True)          # offline first, see sources
-    >>> loader = make_loader(train, 256, train=True, device="cuda")  # resident on the GPU
-    >>> for x, y in loader: ...                                       # normalised, augmented
+    >>> train = load_dataset("second_order", train=True, num_train=64)   # generated, offline
+    >>> loader = make_loader(train, 32, train=True, device="cpu")  # device="cuda": on the GPU
+    >>> x, y = next(iter(loader))                                  # normalised, augmented
+    >>> x.shape, y.shape
+    (torch.Size([32, 3, 32, 32]), torch.Size([32]))
 """
 
 from .augment import crop_flip, normalize

@@ -633,9 +633,14 @@ class GateRecorder:
     """Collects what every gate in ``model`` chose while active, through its taps.
 
     Examples:
+        >>> import torch
+        >>> from gsoplib.pretrained import load_pretrained
+        >>> model = load_pretrained("fmnist_small_gmsop").model
         >>> with GateRecorder(model) as rec:
-        ...     model(x)
-        >>> rec.diagnostics(labels=y)
+        ...     logits = model(torch.rand(4, 1, 28, 28))
+        >>> d = rec.diagnostics()
+        >>> d.samples, d.num_experts, d.k
+        (4, 8, 4)
 
     Hooks the ``tap_gate_indices``, ``tap_gate_weights`` and (where it has one)
     ``tap_gate_clean_logits`` taps of the first gate in module order (a model with none records

@@ -28,8 +28,12 @@ Attributions: :func:`attribution_chart` (maps over the original photo). Photos:
 ``st.vega_lite_chart``; ``chart.to_dict()`` the same as plain JSON.
 
 Examples:
-    >>> covariance_chart(insp, "layer3.1.gsop")          # in a notebook: the chart
-    >>> covariance_chart(insp, "layer3.1.gsop").data("cells")
+    >>> import torch
+    >>> from gsoplib.pretrained import load_pretrained
+    >>> from gsoplib.probe import probe
+    >>> insp = probe(load_pretrained("fmnist_small_gsop1").model, torch.rand(1, 1, 28, 28))
+    >>> chart = covariance_chart(insp, "layer3.2.attn")  # in a notebook: the chart
+    >>> frame = chart.data("spectrum")                   # a DataFrame it draws
 """
 
 from .blocks import (

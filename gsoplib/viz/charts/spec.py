@@ -93,10 +93,15 @@ class Chart:
     refer to ``datasets[key]``, DataFrames of the probe's numbers.
 
     Examples:
-        >>> chart.data("cells")           # a dataset, as the chart draws it
-        >>> chart.vega_lite()             # the spec with the frames under "datasets" (Streamlit)
-        >>> chart.to_dict()               # plain JSON: the frames as lists of records
-        >>> chart                         # in a notebook: the chart itself
+        >>> import pandas as pd
+        >>> chart = Chart({"mark": "point", "data": {"name": "cells"}},
+        ...               {"cells": pd.DataFrame({"x": [1, 2]})})
+        >>> chart.data("cells")["x"].tolist()        # a dataset, as the chart draws it
+        [1, 2]
+        >>> list(chart.vega_lite()["datasets"])    # the spec with the frames under "datasets"
+        ['cells']
+        >>> chart.to_dict()["datasets"]["cells"]    # plain JSON: the frames as lists of records
+        [{'x': 1}, {'x': 2}]
     """
 
     def __init__(self, spec: dict, datasets: Mapping[str, pd.DataFrame] | None = None):
