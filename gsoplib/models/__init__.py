@@ -3,73 +3,12 @@ configuration of :mod:`gsoplib.models.zoo`; ``list_models()`` names them."""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping
-
 from .backbones import BackboneNet, backbone_model, is_backbone_name
+from .factory import create_model, list_models, model_defaults, model_kwargs
 from .flops import count_multiply_adds, model_gflops
 from .params import count_parameters
 from .resnet import HEADS, RESIDUAL_BLOCKS, ResNet, parse_mask
-from .zoo import CONFIGS, resolve
-
-
-def list_models(pattern: str | None = None) -> list[str]:
-    """Every named configuration, or those containing ``pattern``."""
-    return [name for name in CONFIGS if pattern is None or pattern in name]
-
-
-def model_defaults(name: str) -> dict:
-    """What ``name`` expects by default: num_classes, in_chans, input_size; and its paper row."""
-    if is_backbone_name(name):
-        return {"num_classes": 1000, "in_chans": 3, "input_size": 224,
-                "paper": f"pretrained backbone {name} with second-order parts"}
-    cfg = _config(name)
-    return {**cfg["defaults"], "paper": cfg["paper"]}
-
-
-def _config(name: str) -> dict:
-    cfg = resolve(name)
-    if cfg is None:
-        close = difflib.get_close_matches(name, list(CONFIGS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown model {name!r}.{hint} Known models: {', '.join(CONFIGS)}"
-        )
-    return cfg
-
-
-def model_kwargs(name: str, **overrides) -> dict:
-    """The :class:`ResNet` keyword arguments ``create_model(name, **overrides)`` uses.
-
-    ``head_kwargs`` and ``block_kwargs`` given as dicts update the configuration's, so
-    ``head_kwargs={"iters": 5}`` changes one hyper-parameter and keeps the rest.
-    """
-    cfg = _config(name)
-    kwargs = {k: v for k, v in cfg["kwargs"].items()}
-    kwargs.setdefault("num_classes", cfg["defaults"]["num_classes"])
-    kwargs.setdefault("in_chans", cfg["defaults"]["in_chans"])
-    for key in ("head_kwargs", "block_kwargs"):
-        if isinstance(overrides.get(key), Mapping) and isinstance(kwargs.get(key), Mapping):
-            overrides[key] = {**kwargs[key], **overrides[key]}
-    kwargs.update({k: v for k, v in overrides.items() if v is not None})
-    return kwargs
-
-
-def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None,
-                 **overrides) -> ResNet:
-    """The network ``name`` (see :func:`list_models`); keyword arguments override its config.
-    A name ``torchvision:NAME`` or ``timm:NAME`` is a pretrained backbone with second-order parts
-    (:func:`gsoplib.models.backbones.backbone_model`, with ``weights``, ``blocks``, ``head``...).
-
-    Examples:
-        >>> create_model("small_gsop1", num_classes=10, in_chans=1)(torch.randn(2, 1, 28, 28)).shape
-        torch.Size([2, 10])
-    """
-    if is_backbone_name(name):
-        kwargs = {"num_classes": num_classes, "in_chans": in_chans, **overrides}
-        return backbone_model(name, **{k: v for k, v in kwargs.items() if v is not None})
-    return ResNet(**model_kwargs(name, num_classes=num_classes, in_chans=in_chans, **overrides))
-
+from .zoo import CONFIGS
 
 __all__ = [
     "BackboneNet",
@@ -81,6 +20,7 @@ __all__ = [
     "count_multiply_adds",
     "count_parameters",
     "create_model",
+    "is_backbone_name",
     "list_models",
     "model_defaults",
     "model_gflops",

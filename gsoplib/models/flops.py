@@ -21,6 +21,8 @@ from torch._subclasses.fake_tensor import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
+from .factory import create_model, model_defaults
+
 
 def count_multiply_adds(model: nn.Module, input_size: int | tuple[int, int] = 224,
                         in_chans: int = 3) -> int:
@@ -56,8 +58,6 @@ def model_gflops(name: str, input_size: int | tuple[int, int] | None = None, **k
         >>> round(model_gflops("resnet50"), 2), round(model_gflops("resnet50_gsop1"), 2)
         (4.09, 6.51)
     """
-    from . import create_model, model_defaults
-
     defaults = model_defaults(name)
     with FakeTensorMode():
         model = create_model(name, **kwargs)
