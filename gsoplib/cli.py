@@ -460,14 +460,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from gsoplib.models import count_parameters, create_model
+    from gsoplib.registry import unknown
     from gsoplib.train.distributed import resolve_device
 
     _set_threads(args)
     device = resolve_device(args.device)
     names = args.models or _model_names()
-    unknown = [n for n in names if n not in _model_names()]
-    if unknown:
-        raise UserError(f"unknown model {unknown[0]!r}; valid models: {', '.join(_model_names())}")
+    missing = [n for n in names if n not in _model_names()]
+    if missing:
+        raise UserError(str(unknown("model", missing[0], _model_names())))
     size = args.image_size
     x = torch.randn(args.batch_size, args.in_chans, size, size, device=device)
     y = torch.randint(0, args.num_classes, (args.batch_size,), device=device)

@@ -110,7 +110,7 @@ def test_runtime_user_errors_are_one_line(capsys, tmp_path):
     )  # fmt: skip
     assert code == 2 and err.count("\n") == 1 and "takes no option colour" in err
     code, _, err = run(capsys, "bench", "--models", "nonesuch")
-    assert code == 2 and "valid models" in err
+    assert code == 2 and "unknown model 'nonesuch'. Known models: " in err
 
 
 def test_the_module_entry_point_runs():

@@ -204,7 +204,8 @@ def test_a_failed_download_is_reported_with_the_places_tried(isolated, monkeypat
 
 
 def test_unknown_dataset_and_option_list_the_valid_ones():
-    with pytest.raises(ValueError, match="valid names: cifar10, cifar100, fashion_mnist"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'\. .*Known datasets: cifar10, "
+                                         r"cifar100, fashion_mnist"):
         load_dataset("mnist")
     with pytest.raises(ValueError, match="takes no option colour; valid: num_train"):
         load_dataset("second_order", colour=1)

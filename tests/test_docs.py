@@ -21,6 +21,7 @@ PUBLIC = {
     "gsoplib.models.backbones": "models", "gsoplib.models.named_weights": "models",
     "gsoplib.models.kwarg_bounds": "models", "gsoplib.data": "data", "gsoplib.train": "train",
     "gsoplib.pretrained": "checkpoint", "gsoplib.state_dict": "checkpoint",
+    "gsoplib.registry": "checkpoint", "gsoplib.bundled": "checkpoint",
     "gsoplib.probe": "probe", "gsoplib.viz": "viz", "gsoplib.viz.charts": "viz",
     "gsoplib.attribution": "misc", "gsoplib.ablation": "misc", "gsoplib.class_usage": "misc",
     "gsoplib.linear_probe": "misc", "gsoplib.root_check": "misc", "gsoplib.toy_mixture": "misc",

@@ -181,7 +181,7 @@ def test_unknown_model_names_the_known_ones():
 
 
 def test_bad_constructor_arguments_are_one_sentence():
-    with pytest.raises(ValueError, match="unknown head 'svd'; known heads: gap, isqrt"):
+    with pytest.raises(ValueError, match=r"unknown head 'svd'\. Known heads: gap, isqrt"):
         create_model("small_vanilla", head="svd")
     with pytest.raises(ValueError, match="asks for the iSQRT-COV head but head='gap'"):
         create_model("small_vanilla", blocks="-,-,√", head="gap")

@@ -69,7 +69,8 @@ def test_bundled_gsop_net1_records_93_percent_on_fashion_mnist():
 
 
 def test_unknown_name_lists_the_bundled_ones():
-    with pytest.raises(ValueError, match="bundled: .*fmnist_small_gsop1"):
+    with pytest.raises(ValueError, match=r"unknown pretrained checkpoint 'fmnist_resnet50'\. "
+                                         r".*Known pretrained checkpoints: .*small_gsop1\.fmnist"):
         pretrained_path("fmnist_resnet50")
 
 

@@ -17,10 +17,11 @@ from functools import partial
 
 from torch import nn
 
+from ..registry import Registry
 from .firstorder import CBAM, SE
 from .gsop import GSoPChannel, GSoPFusion, GSoPPosition, RowwiseEmbedding
 
-BLOCKS = {
+BLOCKS = Registry("block", {
     "gsop": GSoPChannel,
     "gsop_pos": GSoPPosition,
     "gsop_fuse_avg": partial(GSoPFusion, fusion="avg"),
@@ -28,19 +29,18 @@ BLOCKS = {
     "gsop_fuse_cat": partial(GSoPFusion, fusion="cat"),
     "se": SE,
     "cbam": CBAM,
-}
+})
 
 
-def list_blocks() -> list[str]:
-    """The names :func:`create_block` accepts."""
-    return list(BLOCKS)
+def list_blocks(pattern: str | None = None) -> list[str]:
+    """The names :func:`create_block` accepts, those matching ``pattern`` (``"gsop*"``) if
+    given (:func:`gsoplib.registry.matching`)."""
+    return BLOCKS.names(pattern)
 
 
 def create_block(name: str, channels: int, **kwargs) -> nn.Module:
     """A block by name for a ``channels``-channel tensor; ``kwargs`` go to its constructor."""
-    if name not in BLOCKS:
-        raise ValueError(f"unknown block {name!r}; known blocks: {', '.join(BLOCKS)}")
-    return BLOCKS[name](channels, **kwargs)
+    return BLOCKS.get(name)(channels, **kwargs)
 
 
 __all__ = [

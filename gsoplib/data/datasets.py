@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..registry import Registry, unknown
 from . import second_order, sources
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -264,13 +265,13 @@ def _second_order(
     return Split(info, train, images, labels)
 
 
-_READERS = {
+_READERS = Registry("dataset", {
     "fashion_mnist": _fashion_mnist,
     "cifar10": lambda train, root, download: _cifar(train, root, download, False),
     "cifar100": lambda train, root, download: _cifar(train, root, download, True),
     "imagefolder": _image_folder,
     "second_order": _second_order,
-}
+})
 
 
 def dataset_options(name: str) -> list[str]:
@@ -279,9 +280,9 @@ def dataset_options(name: str) -> list[str]:
     return [p for p in params if p not in ("train", "root", "download")]
 
 
-def list_datasets() -> list[str]:
-    """The dataset names :func:`load_dataset` accepts."""
-    return sorted(_READERS)
+def list_datasets(pattern: str | None = None) -> list[str]:
+    """The dataset names :func:`load_dataset` accepts, those matching ``pattern`` if given."""
+    return sorted(_READERS.names(pattern))
 
 
 def load_dataset(
@@ -300,9 +301,9 @@ def load_dataset(
     """
     key = name.replace("-", "_").lower()
     if key not in _READERS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(list_datasets())}")
-    unknown = sorted(set(options) - set(dataset_options(key)))
-    if unknown:
+        raise unknown("dataset", name, list_datasets())
+    extra = sorted(set(options) - set(dataset_options(key)))
+    if extra:
         valid = ", ".join(dataset_options(key)) or "none"
-        raise ValueError(f"dataset {key!r} takes no option {', '.join(unknown)}; valid: {valid}")
+        raise ValueError(f"dataset {key!r} takes no option {', '.join(extra)}; valid: {valid}")
     return _READERS[key](train, root, download, **options)

@@ -3,17 +3,29 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 
+from ..bundled import bundled_files
+from ..registry import matching, unknown
 from .backbones import backbone_model, is_backbone_name
 from .resnet import ResNet
 from .zoo import CONFIGS, resolve
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Every named configuration, or those containing ``pattern``."""
-    return [name for name in CONFIGS if pattern is None or pattern in name]
+def list_models(pattern: str | None = None, pretrained: bool = False) -> list[str]:
+    """Every named configuration, or those matching ``pattern`` (``"*gsop*"``; a pattern without
+    a wildcard matches names that contain it; :func:`gsoplib.registry.matching`).
+    ``pretrained=True``: the bundled checkpoints instead, named ``arch.tag`` as timm names
+    pretrained weights (``small_gsop1.fmnist``; load them with
+    :func:`gsoplib.pretrained.load_pretrained`).
+
+    Examples:
+        >>> list_models("small_gsop?")
+        ['small_gsop1', 'small_gsop2']
+        >>> list_models("*gsop1*", pretrained=True)
+        ['small_gsop1.fmnist', 'small_gsop1.second_order']
+    """
+    return matching(bundled_files() if pretrained else CONFIGS, pattern)
 
 
 def model_defaults(name: str) -> dict:
@@ -28,11 +40,7 @@ def model_defaults(name: str) -> dict:
 def _config(name: str) -> dict:
     cfg = resolve(name)
     if cfg is None:
-        close = difflib.get_close_matches(name, list(CONFIGS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown model {name!r}.{hint} Known models: {', '.join(CONFIGS)}"
-        )
+        raise unknown("model", name, CONFIGS)
     return cfg
 
 

@@ -27,23 +27,11 @@ import torch
 from torch import nn
 
 from ..blocks import create_block, list_blocks
-from ..heads import (
-    AverageMixtureHead,
-    ComponentHead,
-    GatedMixtureHead,
-    GlobalAvgPoolHead,
-    ISqrtCovHead,
-)
+from ..heads import HEADS
+from ..registry import Registry
 
 MASK_LETTERS = {"-": None, "C": "gsop", "P": "gsop_pos", "S": "se", "A": "cbam"}
 ISQRT_TICKS = ("√", "v", "V")
-HEADS = {
-    "gap": GlobalAvgPoolHead,
-    "isqrt": ISqrtCovHead,
-    "gated_mixture": GatedMixtureHead,
-    "average_mixture": AverageMixtureHead,
-    "component": ComponentHead,
-}
 STEMS = ("imagenet", "cifar", "small")
 
 
@@ -130,11 +118,11 @@ class PreActBottleneck(nn.Module):
         return self.attn(out) + skip
 
 
-RESIDUAL_BLOCKS = {
+RESIDUAL_BLOCKS = Registry("residual block", {
     "basic": BasicBlock,
     "bottleneck": Bottleneck,
     "preact_bottleneck": PreActBottleneck,
-}
+})
 
 
 def parse_mask(mask: str | Sequence[str | None], stages: int) -> tuple[list[str | None], bool]:
@@ -234,9 +222,7 @@ class ResNet(nn.Module):
         head_kwargs: Mapping | None = None,
     ) -> None:
         super().__init__()
-        if block not in RESIDUAL_BLOCKS:
-            known = ", ".join(RESIDUAL_BLOCKS)
-            raise ValueError(f"unknown residual block {block!r}; known: {known}")
+        RESIDUAL_BLOCKS.get(block)  # an unknown name: one sentence with the close ones
         if len(widths) != len(layers):
             raise ValueError(f"{len(layers)} stages in layers but {len(widths)} widths")
         if in_chans < 1:
@@ -246,8 +232,7 @@ class ResNet(nn.Module):
         head = head or ("isqrt" if tick else "gap")
         if tick and head != "isqrt":
             raise ValueError(f"the block mask asks for the iSQRT-COV head but head={head!r}")
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; known heads: {', '.join(HEADS)}")
+        HEADS.get(head)  # an unknown name: one sentence with the close ones
         strides = list(strides) if strides is not None else [1] + [2] * (stages - 1)
         if last_stride is not None:
             strides[-1] = last_stride

@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-RECIPES: dict[str, dict] = {
+from ..registry import Registry, matching
+
+RECIPES: Registry = Registry("recipe", {
     "gsop-imagenet": {
         "source": "GSoP-Net Sec. 4 (ImageNet): lr 0.1 divided by 10 every 30 epochs to 100",
         "epochs": 100,
@@ -119,7 +121,7 @@ RECIPES: dict[str, dict] = {
         "grad_clip": 5.0,
         "new_lr_factor": 1.0,
     },
-}
+})
 
 RECIPES["finetune"] = {
     "source": "fast-MPN-COV finetune.sh (fine-grained recognition on an ImageNet-pretrained "
@@ -146,17 +148,16 @@ RECIPES["finetune"] = {
 SCHEDULES = ("step", "cosine", "constant")
 
 
-def list_recipes() -> list[str]:
-    return sorted(RECIPES)
+def list_recipes(pattern: str | None = None) -> list[str]:
+    """The recipe names, those matching ``pattern`` (``"gsop-*"``) if given."""
+    return sorted(matching(RECIPES, pattern))
 
 
 def recipe(name: str) -> dict:
     """A copy of recipe ``name``'s fields (without its ``source`` note)."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; valid recipes: {', '.join(list_recipes())}")
     return {
         k: (list(v) if isinstance(v, list) else v)
-        for k, v in RECIPES[name].items()
+        for k, v in RECIPES.get(name).items()
         if k != "source"
     }
 
