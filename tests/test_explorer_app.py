@@ -749,7 +749,10 @@ HOSTILE = {
     "3 names for 10 classes": (_data(classes=["a", "b", "c"]), "3 class names"),
     "zero std": (_data(std=[0.0]), "data.std"),
     "huge input": (_data(input_size=[100_000, 100_000]), "data.input_size"),
-    "30 million blocks": (_kwargs(layers=[10**7] * 3), "more tensors than"),
+    "30 million blocks": (_kwargs(layers=[10**7] * 3), "model.kwargs.layers"),
+    "600 blocks, a file of 60": (_kwargs(layers=[200] * 3), "more tensors than"),
+    "iterations for a head without any": (_kwargs(head_kwargs={"iters": 10**9}),
+                                          "model.kwargs.head_kwargs.iters"),
     "an input too small for its views": (_data(input_size=[1, 1]), "fails on the 1x1 input"),
 }
 
