@@ -3,6 +3,8 @@
     python benchmarks/gate.py                          # why the release's gate collapses
     python benchmarks/gate.py --table saturation --dataset second_order --seeds 3
                                                        # why the live gate saturates
+    python benchmarks/gate.py --table component --dataset second_order --seeds 3
+                                                       # what beyond the gate holds GM-SOP back
     python benchmarks/gate.py --only release live      # some variants
     python benchmarks/gate.py --quick                  # a smoke run
 
@@ -14,7 +16,10 @@ benchmarks/results/gate-{cpu,cuda}.json. ``--table saturation`` asks why the liv
 chooses by image, puts all of an image's weight on one of its K components: the logit scale
 (ST-MoE's router z-loss, a cosine router with a fixed or learned scale), the softmax over all N,
 and, once the gate mixes, the balance loss, the load loss and the noise; writes
-benchmarks/results/gate-saturation-{cpu,cuda}.json. The eval-time gate is diagnosed on the test
+benchmarks/results/gate-saturation-{cpu,cuda}.json. ``--table component`` keeps the mixing gate
+and asks what around it holds GM-SOP back on the second-order set: each CM's share of the data,
+the CM's width, the Newton-Schulz iterations, the BN and dropout before the FC; writes
+benchmarks/results/gate-component-{cpu,cuda}.json. The eval-time gate is diagnosed on the test
 split (:func:`gsoplib.heads.gate.diagnose_gate`): usage per expert, the most common set, the
 mutual information between class and expert, the effective number of components per image, the
 largest weight, the logit span, the verdict.
@@ -84,7 +89,27 @@ SATURATION: dict[str, tuple[str, dict]] = {
     "mixing_alpha1": ("mixing, balance weight alpha = 1", {**_MIXING, "alpha": 1.0}),
     "mixing_load": ("mixing + Shazeer's load loss (1e-2)", {**_MIXING, "load_weight": 1e-2}),
 }
-TABLES = {"collapse": ("gate", VARIANTS), "saturation": ("gate-saturation", SATURATION)}
+# With the mixing gate GM-SOP still trails a plain ResNet on the second-order set, and so do one
+# parametric SR-SOP and Ave-SOP-8 with no gate at all (``compare.py --claim gmsop_table2_sop``):
+# what is around the gate, changed one thing at a time from small_gmsop as gsoplib 0.3 had it.
+_DEFAULT = {"gate": "mixing", "alpha": 1.0, "dropout": 0.2}
+COMPONENT: dict[str, tuple[str, dict]] = {
+    "dropout_0.2": ("small_gmsop as gsoplib 0.3 had it: mixing gate, alpha = 1, 8 CMs of "
+                    "64 -> 32 channels, 3 Newton-Schulz iterations, BN gamma 1, dropout 0.2 "
+                    "(the paper's)", {**_DEFAULT, "dropout": 0.2}),
+    "all_data": ("K = N = 8: every CM sees every image (each CM's share of the data x 2)",
+                 {**_DEFAULT, "k": 8}),
+    "wide": ("CMs of 64 -> 64 channels (2080-d instead of 528-d)",
+             {**_DEFAULT, "sop_channels": (64, 64)}),
+    "iters5": ("5 Newton-Schulz iterations (the GSoP-Net text; the iSQRT-COV head's best N)",
+               {**_DEFAULT, "iters": 5}),
+    "bn_gamma4": ("the BN before the FC starts at gamma = 4 (the iSQRT-COV head's features x 4)",
+                  {**_DEFAULT, "norm_init": 4.0}),
+    "no_dropout": ("no dropout before the FC (the zoo's default since)",
+                   {**_DEFAULT, "dropout": 0.0}),
+}
+TABLES = {"collapse": ("gate", VARIANTS), "saturation": ("gate-saturation", SATURATION),
+          "component": ("gate-component", COMPONENT)}
 
 
 def run(args, name: str, head_kwargs: dict, out: Path, seed: int) -> dict:
@@ -195,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         ("change", "change", ""),
         ("test_top1", "test top-1 %", ".2f"),
         ("test_top1_std", "+- (std)", ".2f"),
-        ("effective_components", "effective components (of K = 4)", ".2f"),
+        ("effective_components", "effective components (of K)", ".2f"),
         ("largest_weight", "largest weight", ".3f"),
         ("logit_span", "logit span", ".3g"),
         ("least_image_share", "least-used expert, % of images", ".1f"),
