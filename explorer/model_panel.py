@@ -23,6 +23,7 @@ from gsoplib.explorer import pipeline
 from gsoplib.explorer.image_panel import InputSpec
 
 from gsoplib import pretrained
+from gsoplib.bundled import file_stem
 from gsoplib.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
 MAX_CHECKPOINT_MB = 200
@@ -117,12 +118,13 @@ def choose(prefix: str, title: str, default: str | None = None) -> LoadedModel |
     if not bundled:
         st.caption(f"No checkpoint is bundled with this gsoplib ({pretrained.FOLDER} holds no "
                    ".safetensors file): give a checkpoint's path or upload one.")
-    start_path = default if default and default not in bundled else None
+    stem = file_stem(default) if default else None  # arch.tag or the file's stem
+    start_path = default if default and stem not in bundled else None
     source = st.radio("Checkpoint", sources, index=sources.index("File path") if start_path else 0,
                       horizontal=True, key=f"{prefix}source")
     try:
         if source == "Bundled":
-            first = bundled.index(default) if default in bundled else 0
+            first = bundled.index(stem) if stem in bundled else 0
             name = st.selectbox("Bundled checkpoint", bundled, index=first, key=f"{prefix}bundled")
             return load_bundled(name)
         if source == "File path":

@@ -90,15 +90,12 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 def _resolve_checkpoint(name: str) -> Path:
     """A checkpoint path, or the file of a bundled checkpoint of that name."""
-    path = Path(name)
-    if path.exists():
-        return path
-    from gsoplib.pretrained import list_pretrained, pretrained_path
+    from gsoplib.pretrained import resolve_checkpoint
 
-    if name in list_pretrained():
-        return pretrained_path(name)
-    bundled = ", ".join(list_pretrained()) or "none"
-    raise UserError(f"--checkpoint {name!r} is neither a file nor a bundled checkpoint ({bundled})")
+    try:
+        return resolve_checkpoint(name)
+    except ValueError as error:
+        raise UserError(f"--checkpoint {error}") from None
 
 
 # -- train ---------------------------------------------------------------------------------------

@@ -24,12 +24,17 @@ class UnknownNameError(ValueError):
     """A name no registry entry has; the message names the close ones and every known one."""
 
 
+def did_you_mean(name: Any, known: Iterable[str]) -> str:
+    """" Did you mean a, b?" with up to three close names, or "" when none is close."""
+    close = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(close)}?" if close else ""
+
+
 def unknown(kind: str, name: Any, known: Iterable[str], plural: str | None = None
             ) -> UnknownNameError:
     """The one sentence every registry says: unknown KIND 'name'. Did you mean ...? Known ..."""
     known = list(known)
-    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, known)
     return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known {plural or kind + 's'}: "
                             f"{', '.join(known) or 'none'}.")
 
@@ -75,4 +80,4 @@ class Registry(dict):
         return add
 
 
-__all__ = ["Registry", "UnknownNameError", "matching", "unknown"]
+__all__ = ["Registry", "UnknownNameError", "did_you_mean", "matching", "unknown"]

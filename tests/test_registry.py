@@ -78,3 +78,16 @@ def test_a_registry_is_a_dict_with_a_strict_get():
         reg.get("rde")
     reg.register("blue")(2)
     assert reg.names("b*") == ["blue"]
+
+
+def test_a_checkpoint_is_a_file_or_a_bundled_name_in_one_lookup(tmp_path):
+    from gsoplib.pretrained import resolve_checkpoint
+
+    assert resolve_checkpoint("small_gsop1.fmnist") == pretrained_path("fmnist_small_gsop1")
+    assert resolve_checkpoint("fmnist_small_gsop1") == pretrained_path("fmnist_small_gsop1")
+    own = tmp_path / "mine.safetensors"
+    own.write_bytes(b"")
+    assert resolve_checkpoint(own) == own
+    with pytest.raises(UnknownNameError, match=r"'small_gsop1\.fmnst' is neither a file nor a "
+                                               r"bundled checkpoint\. Did you mean small_gsop1"):
+        resolve_checkpoint("small_gsop1.fmnst")

@@ -19,13 +19,14 @@ Examples:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from gsoplib.bundled import FOLDER, bundled_files, file_stem
 from gsoplib.checkpoint import Checkpoint, load_checkpoint, read_metadata
-from gsoplib.registry import matching, unknown
+from gsoplib.registry import UnknownNameError, did_you_mean, matching, unknown
 
 
 def list_pretrained() -> list[str]:
@@ -48,6 +49,21 @@ def pretrained_path(name: str) -> Path:
     return FOLDER / f"{stem}.safetensors"
 
 
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """A checkpoint file on disk, or a bundled checkpoint by name (``arch.tag`` or the file's
+    stem): the one lookup ``gsop eval | inspect | explore --checkpoint`` and the explorer share.
+    Neither is one sentence with the close bundled names."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if file_stem(str(name_or_path)) in list_pretrained():
+        return pretrained_path(str(name_or_path))
+    names = pretrained_names()
+    raise UnknownNameError(
+        f"{str(name_or_path)!r} is neither a file nor a bundled checkpoint."
+        f"{did_you_mean(name_or_path, names)} Bundled: {', '.join(names) or 'none'}.")
+
+
 def pretrained_info(name: str) -> dict:
     """Metadata of bundled checkpoint ``name`` without loading its weights."""
     return read_metadata(pretrained_path(name))
@@ -59,4 +75,4 @@ def load_pretrained(name: str, device: torch.device | str = "cpu") -> Checkpoint
 
 
 __all__ = ["list_pretrained", "load_pretrained", "pretrained_info", "pretrained_names",
-           "pretrained_path"]
+           "pretrained_path", "resolve_checkpoint"]
