@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from gsoplib import cli
+from gsoplib.cli import explore
 from gsoplib.data import list_datasets
 from gsoplib.models import list_models
 from gsoplib.train import list_recipes
@@ -122,7 +123,8 @@ def test_the_module_entry_point_runs():
 
 def test_explore_launches_streamlit_on_the_app(capsys, monkeypatch):
     calls = []
-    monkeypatch.setattr(cli, "_run_forwarding_signals", lambda command: calls.append(command) or 0)
+    monkeypatch.setattr(explore, "_run_forwarding_signals",
+                        lambda command: calls.append(command) or 0)
     code, _, _ = run(capsys, "explore", "--headless", "--port", "8600")
     app = cli.explorer_app()
     assert code == 0 and app.is_file() and app.parent.name == "explorer"
@@ -138,14 +140,15 @@ def test_explore_launches_streamlit_on_the_app(capsys, monkeypatch):
 
 def test_explore_without_streamlit_or_without_the_app_says_what_to_install(capsys, monkeypatch):
     calls = []
-    monkeypatch.setattr(cli, "_run_forwarding_signals", lambda command: calls.append(command) or 0)
-    real = cli.importlib.util.find_spec
-    monkeypatch.setattr(cli.importlib.util, "find_spec",
+    monkeypatch.setattr(explore, "_run_forwarding_signals",
+                        lambda command: calls.append(command) or 0)
+    real = explore.importlib.util.find_spec
+    monkeypatch.setattr(explore.importlib.util, "find_spec",
                         lambda name, *a: None if name == "streamlit" else real(name, *a))
     code, _, err = run(capsys, "explore")
     assert code == 2 and err.count("\n") == 1 and not calls
     assert "needs Streamlit" in err and "pip install 'gsoplib[app]'" in err
-    monkeypatch.setattr(cli.importlib.util, "find_spec",
+    monkeypatch.setattr(explore.importlib.util, "find_spec",
                         lambda name, *a: None if name == "gsoplib.explorer" else real(name, *a))
     code, _, err = run(capsys, "explore")
     assert code == 2 and "has no explorer app" in err and not calls
@@ -155,7 +158,8 @@ def test_explore_passes_the_checkpoint_to_the_app_and_refuses_unknown_ones(
     capsys, monkeypatch, tmp_path
 ):
     calls = []
-    monkeypatch.setattr(cli, "_run_forwarding_signals", lambda command: calls.append(command) or 0)
+    monkeypatch.setattr(explore, "_run_forwarding_signals",
+                        lambda command: calls.append(command) or 0)
     ckpt = tmp_path / "model.safetensors"
     ckpt.write_bytes(b"")
     assert run(capsys, "explore", "--checkpoint", str(ckpt))[0] == 0
@@ -200,7 +204,7 @@ def test_signals_are_passed_to_the_child_and_its_exit_status_returned(
     sender = threading.Thread(target=signal_us_once_the_child_is_ready)
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     sender.start()
-    code = cli._run_forwarding_signals([sys.executable, "-c", CHILD, str(ready), behaviour])
+    code = explore._run_forwarding_signals([sys.executable, "-c", CHILD, str(ready), behaviour])
     sender.join()
     assert code == expected
     assert {s: signal.getsignal(s) for s in before} == before  # our handlers are gone again

@@ -25,7 +25,7 @@ PUBLIC = {
     "gsoplib.probe": "probe", "gsoplib.viz": "viz", "gsoplib.viz.charts": "viz",
     "gsoplib.attribution": "misc", "gsoplib.ablation": "misc", "gsoplib.class_usage": "misc",
     "gsoplib.linear_probe": "misc", "gsoplib.root_check": "misc", "gsoplib.toy_mixture": "misc",
-    "gsoplib.convert": "misc", "gsoplib.images": "misc",
+    "gsoplib.convert": "misc", "gsoplib.images": "misc", "gsoplib.cli": "misc",
 }
 
 

@@ -13,7 +13,7 @@ import gsoplib
 
 MODULES = sorted(
     m.name for m in pkgutil.walk_packages(gsoplib.__path__, "gsoplib.")
-    if not m.name.startswith("gsoplib.explorer")
+    if not m.name.startswith("gsoplib.explorer") and not m.name.endswith(".__main__")
 )
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
