@@ -21,7 +21,7 @@ from gsoplib.heads.mixture import (
 from gsoplib.models import create_model
 from gsoplib.ops import covariance, position_covariance, sqrtm_newton_schulz
 from gsoplib.ops.compiled import compiled_sqrtm, graphed_sqrtm
-from gsoplib.train.trainer import ComponentUsage
+from gsoplib.train.evaluation import ComponentUsage
 
 F64 = {"rtol": 1e-10, "atol": 1e-12}
 

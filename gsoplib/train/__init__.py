@@ -11,20 +11,12 @@ Examples:
     True
 """
 
+from .config import CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME, STATE_NAME, TrainConfig
+from .evaluation import ComponentUsage, evaluate
 from .linear_probe import LinearProbeResult, linear_probe
 from .log import plot_history, read_jsonl, write_jsonl
 from .recipes import RECIPES, list_recipes, lr_factor, recipe
-from .trainer import (
-    CHECKPOINT_NAME,
-    METRICS_NAME,
-    PLOT_NAME,
-    STATE_NAME,
-    ComponentUsage,
-    TrainConfig,
-    Trainer,
-    evaluate,
-    train,
-)
+from .trainer import Trainer, train
 
 __all__ = [
     "CHECKPOINT_NAME",

@@ -17,14 +17,11 @@ very numbers of the run that was never interrupted; a kill loses at most the epo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,250 +37,20 @@ from gsoplib.models.kwarg_bounds import check_model_kwargs
 from gsoplib.taps import taps
 
 from . import distributed
-from .log import plot_history, write_jsonl
-from .recipes import RECIPES, SCHEDULES, lr_factor, recipe, scaled_lr, warmup_steps
-
-RECIPE_FIELDS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "nesterov",
-    "schedule",
-    "milestones",
-    "gamma",
-    "warmup_epochs",
-    "label_smoothing",
-    "augment",
-    "reference_batch",
-    "warmup_min_steps",
-    "grad_clip",
-    "new_lr_factor",
+from .config import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    PLOT_INTERVAL_S,
+    PLOT_NAME,
+    POSTFIX_STEPS,
+    RESUMABLE_CHANGES,
+    STATE_NAME,
+    STEPS_NAME,
+    TrainConfig,
 )
-# Fields a resumed run may change: where and how fast it runs, not what it computes.
-RESUMABLE_CHANGES = ("out_dir", "device", "workers", "progress", "data_root", "compile", "epochs",
-                     "log_every")
-
-CHECKPOINT_NAME = "model.safetensors"
-STATE_NAME = "resume.pt"
-METRICS_NAME = "metrics.jsonl"
-STEPS_NAME = "steps.jsonl"
-PLOT_NAME = "metrics.png"
-PLOT_INTERVAL_S = 30.0
-POSTFIX_STEPS = 20
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on. Recipe fields left as None come from ``recipe``.
-
-    ``batch_size`` is the global batch: with N processes each takes batch_size / N. Without an
-    ``lr`` of its own the run uses the recipe's, scaled linearly from the recipe's
-    ``reference_batch`` to ``batch_size`` (:func:`~gsoplib.train.recipes.scaled_lr`);
-    :attr:`lr_note` says which. ``grad_clip`` 0 switches the recipe's clipping off.
-    ``weights``: the pretrained weights the model starts from, by name (``IMAGENET1K_V2``) or a
-    file (a pretrained backbone, ``model="torchvision:resnet50"``; see
-    :mod:`gsoplib.models.backbones`); the checkpoint's ``train.weights_data`` records a named
-    one's categories, resize, crop, mean and std.
-    ``amp`` and ``channels_last`` default to on for CUDA and off for the CPU.
-    ``log_every``: every this many steps the run appends a row (step, fractional epoch, lr, the
-    interval's mean training loss and top-1) to ``steps.jsonl``, so curves show the warm-up.
-    """
-
-    model: str
-    dataset: str
-    out_dir: str = "runs/latest"
-    recipe: str = "fast"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    nesterov: bool | None = None
-    schedule: str | None = None
-    milestones: list[float] | None = None
-    gamma: float | None = None
-    warmup_epochs: float | None = None
-    label_smoothing: float | None = None
-    augment: bool | None = None
-    model_kwargs: dict = field(default_factory=dict)
-    weights: str | None = None
-    data_root: str | None = None
-    data_options: dict = field(default_factory=dict)
-    train_subset: int | None = None
-    test_subset: int | None = None
-    reference_batch: int | None = None
-    warmup_min_steps: int | None = None
-    grad_clip: float | None = None
-    new_lr_factor: float | None = None
-    aux_weight: float = 1.0
-    amp: bool | None = None
-    channels_last: bool | None = None
-    compile: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"
-    workers: int = 2
-    resident: bool | None = None
-    progress: bool = True
-    log_every: int = 10
-
-    def __post_init__(self) -> None:
-        defaults = recipe(self.recipe)
-        own_lr = self.lr is not None
-        for name in RECIPE_FIELDS:
-            if getattr(self, name) is None and name != "lr":
-                setattr(self, name, defaults[name])
-        if own_lr:
-            self.lr_note = "as given"
-        elif self.batch_size == self.reference_batch:
-            self.lr = defaults["lr"]
-            self.lr_note = f"the {self.recipe} recipe's, for batch {self.reference_batch}"
-        else:
-            self.lr = scaled_lr(defaults["lr"], self.batch_size, self.reference_batch)
-            self.lr_note = (f"the {self.recipe} recipe's {defaults['lr']:g} for batch "
-                            f"{self.reference_batch}, scaled to batch {self.batch_size}")
-        self.milestones = list(self.milestones)
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"unknown schedule {self.schedule!r}; valid schedules: {', '.join(SCHEDULES)}"
-            )
-        for name in ("epochs", "batch_size", "reference_batch", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def machine() -> dict:
-    """What the run ran on, for the checkpoint's metadata."""
-    info = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info["cpu"] = cpu
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def _topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
-    k = min(k, logits.shape[1])
-    return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
-
-
-class ComponentUsage:
-    """Counts how often each component of a gated mixture head is chosen, via its taps.
-
-    Hooks every tap named ``tap_gate_indices`` ((B, K) chosen component indices) while active;
-    a model without one counts nothing. Removes its hooks on exit.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.counts: torch.Tensor | None = None
-        self.handles = []
-
-    def _hook(self, num_components: int | None):
-        def hook(module, args, output):
-            indices = args[0].detach().reshape(-1)
-            size = num_components or int(indices.max()) + 1
-            # scatter_add, not bincount: bincount reads its input's maximum back to the host on
-            # CUDA, a sync in every training step.
-            counts = torch.zeros(size, dtype=torch.long, device=indices.device).scatter_add_(
-                0, indices, torch.ones_like(indices)
-            )
-            if self.counts is None:
-                self.counts = counts
-            else:
-                grow = max(len(self.counts), len(counts))
-                self.counts = F.pad(self.counts, (0, grow - len(self.counts))) + F.pad(
-                    counts, (0, grow - len(counts))
-                )
-
-        return hook
-
-    def __enter__(self) -> ComponentUsage:
-        modules = dict(self.model.named_modules())
-        for path, tap in taps(self.model).items():
-            if tap.name != "tap_gate_indices":
-                continue
-            parent = modules.get(path.rpartition(".")[0], self.model)
-            n = getattr(parent, "num_components", None) or getattr(parent, "num_experts", None)
-            self.handles.append(tap.register_forward_hook(self._hook(n)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
-
-    def fractions(self, ctx: distributed.Context) -> list[float] | None:
-        """Share of all (sample, chosen slot) pairs routed to each component, over all ranks.
-
-        None for a model without a gate. Every rank must call it (it all-reduces).
-        """
-        if self.counts is None:
-            return None
-        counts = distributed.all_reduce_sum(self.counts.double(), ctx)
-        return (counts / counts.sum().clamp_min(1)).tolist()
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader,
-    ctx: distributed.Context | None = None,
-    amp: bool = False,
-    channels_last: bool = False,
-    progress: bool = False,
-) -> dict:
-    """Cross-entropy (no smoothing), top-1 and top-5 accuracy over ``loader``, over all ranks.
-
-    For a model with a gate, ``"gate"`` holds its :class:`~gsoplib.heads.gate.GateDiagnostics`
-    over this process's share of the data, with the true classes.
-    """
-    device = loader.device
-    ctx = ctx or distributed.Context(0, 1, 0, device)
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
-    labels = []
-    try:
-        with GateRecorder(model) as recorder:
-            for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress):
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits = model(x)
-                logits = logits.float()
-                sums += torch.stack(
-                    [
-                        F.cross_entropy(logits, y, reduction="sum"),
-                        _topk_correct(logits, y, 1),
-                        _topk_correct(logits, y, 5),
-                        torch.tensor(len(y), device=device),
-                    ]
-                ).double()
-                if recorder.active:
-                    labels.append(y)
-    finally:
-        model.train(was_training)
-    loss, top1, top5, n = distributed.all_reduce_sum(sums, ctx).tolist()
-    n = max(n, 1)
-    out = {"loss": loss / n, "top1": top1 / n, "top5": top5 / n, "samples": int(n)}
-    if labels:
-        out["gate"] = recorder.diagnostics(torch.cat(labels).cpu())
-    return out
+from .evaluation import ComponentUsage, _topk_correct, evaluate, machine
+from .log import plot_history, write_jsonl
+from .recipes import RECIPES, lr_factor, warmup_steps
 
 
 class Trainer:
