@@ -12,10 +12,9 @@ A CM is a parametric projection followed by a parameter-free pool:
                                            square root, upper triangle: 128 -> 8256-d
     parametric GAP (Sec. 3.1, item 2)      1x1 conv + ReLU (C -> 512), global average: 512-d
 
-Only the K chosen CMs run for a sample (:func:`dispatch_mixture`): the samples are grouped by CM,
-each CM runs once on its sub-batch, and the results are gathered back per sample. Running all N
-and masking (:func:`dense_masked_mixture`) gives the same output and gradients at N/K times the
-component cost; it is kept as the reference for tests and benchmarks.
+The CMs live in :mod:`gsoplib.heads.components`, the ways of running the K chosen of them in
+:mod:`gsoplib.heads.dispatch`; this module holds the heads, and keeps every name of those two
+(and of the gate) importable from here.
 
 Heads follow the library's contract: ``head(x)`` -> logits (B, num_classes) and
 ``head(x, return_aux=True)`` -> (logits, aux) where aux is the balance loss (zero for heads
@@ -24,15 +23,33 @@ without a gate); the training loop adds aux to the task loss.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from ..ops import covariance, sqrtm_newton_schulz, triu_dim, triu_vec
 from ..taps import Tap
 from ._contract import with_aux
+from .components import (  # noqa: F401  (importable from here, as before)
+    COMPONENTS,
+    GATE_BRANCHES,
+    SRSOP,
+    ComponentModel,
+    GateBranch,
+    GlobalAvgPool,
+    make_component,
+    parametric_gap,
+    parametric_srsop,
+    projection,
+    sr_sop,
+)
+from .dispatch import (  # noqa: F401  (importable from here, as before)
+    EXECUTIONS,
+    all_components,
+    dense_masked_mixture,
+    dispatch_mixture,
+    grouped_mixture,
+)
 from .gate import (  # noqa: F401  (the gate's names stay importable from here)
     GATE_FORMS,
     GATE_INITS,
@@ -45,316 +62,6 @@ from .gate import (  # noqa: F401  (the gate's names stay importable from here)
     router_z_loss,
     top_k_softmax,
 )
-
-COMPONENTS = ("sop", "gap")
-GATE_BRANCHES = ("component", "gap")
-EXECUTIONS = ("dispatch", "dense", "grouped")
-
-
-# --------------------------------------------------------------------------------------------
-# Component models: Sec. 2.2 (parametric SR-SOP) and Sec. 3.1 (parametric GAP)
-# --------------------------------------------------------------------------------------------
-
-
-def _conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    return conv
-
-
-def projection(
-    in_channels: int, channels: Sequence[int], batch_norm: bool = False
-) -> nn.Sequential:
-    """1x1 conv (+ BN) + ReLU steps: (B, in_channels, H, W) -> (B, channels[-1], H, W).
-
-    For SR-SOP each step is one P_j of the J-step estimation Sigma(Q_j) = (P_j X)^T (P_j X)
-    (GM-SOP Eq. 6-8). CMs have no BN (the release; a CM sees only the samples routed to it, so
-    batch statistics would depend on the routing); the gating branch has BN (the release).
-    """
-    layers: list[nn.Module] = []
-    for width in channels:
-        layers.append(_conv1x1(in_channels, width))
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(width))
-        layers.append(nn.ReLU(inplace=True))
-        in_channels = width
-    return nn.Sequential(*layers)
-
-
-def sr_sop(z: torch.Tensor, iters: int = 3) -> torch.Tensor:
-    """Matrix square-root normalised covariance pooling (GM-SOP Eq. 5 and 9; iSQRT-COV).
-
-    z: (B, c, H, W) -> (B, c(c+1)/2): covariance, Newton-Schulz root, upper triangle. float32.
-    """
-    return triu_vec(sqrtm_newton_schulz(covariance(z), iters=iters))
-
-
-class SRSOP(nn.Module):
-    """SR-SOP as a module with taps: (B, c, H, W) -> (B, c(c+1)/2), float32.
-
-    ``iters`` Newton-Schulz iterations: 3 as in the release and the GSoP-Net code (the paper's
-    Sec. 3.1 text says five). Taps: tap_cov (B, c, c), tap_cov_sqrt (B, c, c).
-    """
-
-    def __init__(self, iters: int = 3) -> None:
-        super().__init__()
-        self.iters = iters
-        self.tap_cov = Tap("tap_cov", "covariance of the projected features, (B, c, c)")
-        self.tap_cov_sqrt = Tap("tap_cov_sqrt", "its Newton-Schulz square root, (B, c, c)")
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        cov = self.tap_cov(covariance(z))
-        return triu_vec(self.tap_cov_sqrt(sqrtm_newton_schulz(cov, iters=self.iters)))
-
-    def extra_repr(self) -> str:
-        return f"iters={self.iters}"
-
-
-class GlobalAvgPool(nn.Module):
-    """(B, c, H, W) -> (B, c): the mean over positions."""
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return z.mean(dim=(2, 3))
-
-
-class ComponentModel(nn.Module):
-    """One CM: a parametric ``project`` then a parameter-free ``pool``; (B, C, H, W) -> (B, dim)."""
-
-    def __init__(self, project: nn.Module, pool: nn.Module, dim: int) -> None:
-        super().__init__()
-        self.project, self.pool, self.dim = project, pool, dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.project(x))
-
-
-def _component_parts(
-    component: str,
-    in_channels: int,
-    sop_channels: Sequence[int],
-    gap_dim: int,
-    iters: int,
-    batch_norm: bool = False,
-) -> tuple[nn.Module, nn.Module, int]:
-    _check_choice(component, COMPONENTS, "component")
-    if component == "sop":
-        width = sop_channels[-1] if sop_channels else in_channels
-        return projection(in_channels, sop_channels, batch_norm), SRSOP(iters), triu_dim(width)
-    return projection(in_channels, [gap_dim], batch_norm), GlobalAvgPool(), gap_dim
-
-
-def make_component(
-    component: str,
-    in_channels: int,
-    sop_channels: Sequence[int] = (256, 128),
-    gap_dim: int = 512,
-    iters: int = 3,
-) -> ComponentModel:
-    """A CM by kind: 'sop' (:func:`parametric_srsop`) or 'gap' (:func:`parametric_gap`)."""
-    return ComponentModel(*_component_parts(component, in_channels, sop_channels, gap_dim, iters))
-
-
-def parametric_srsop(
-    in_channels: int, channels: Sequence[int] = (256, 128), iters: int = 3
-) -> ComponentModel:
-    """Parametric SR-SOP CM (GM-SOP Sec. 2.2): 1x1 convs C -> 256 -> 128 with ReLU, then SR-SOP.
-
-    (B, C, H, W) -> (B, 8256). ``channels=()`` gives the plain, parameter-free SR-SOP of the
-    input's C channels (the paper's "SR-SOP" baseline): (B, C(C+1)/2).
-    """
-    return make_component("sop", in_channels, channels, iters=iters)
-
-
-def parametric_gap(in_channels: int, dim: int = 512) -> ComponentModel:
-    """Parametric GAP CM (GM-SOP Sec. 3.1, ResNet-18-Xd): 1x1 conv C -> dim + ReLU, then GAP.
-
-    (B, C, H, W) -> (B, dim).
-    """
-    return make_component("gap", in_channels, gap_dim=dim)
-
-
-class GateBranch(nn.Module):
-    """The gating network's prediction layers f (GM-SOP Sec. 2.3): (B, C, H, W) -> (B, dim).
-
-    'component': the same architecture as a CM, with BN after each 1x1 conv (the release), so
-    f is 8256-d for SR-SOP and 512-d for GAP; it costs about one more CM per sample.
-    'gap': the input's global average, C-d; nearly free.
-    No taps: it is the gate's input, not a CM.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        in_channels: int,
-        component: str = "sop",
-        sop_channels: Sequence[int] = (256, 128),
-        gap_dim: int = 512,
-        iters: int = 3,
-    ) -> None:
-        super().__init__()
-        _check_choice(kind, GATE_BRANCHES, "gate branch")
-        _check_choice(component, COMPONENTS, "component")
-        self.kind, self.component, self.iters = kind, component, iters
-        if kind == "gap":
-            self.project, self.dim = nn.Identity(), in_channels
-        else:
-            self.project, _, self.dim = _component_parts(
-                component, in_channels, sop_channels, gap_dim, iters, batch_norm=True
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.project(x)
-        if self.kind == "component" and self.component == "sop":
-            return sr_sop(z, self.iters)
-        return z.mean(dim=(2, 3))
-
-    def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, dim={self.dim}"
-
-
-# --------------------------------------------------------------------------------------------
-# Combining the chosen components
-# --------------------------------------------------------------------------------------------
-
-
-def dispatch_mixture(
-    x: torch.Tensor,
-    components: Sequence[nn.Module],
-    indices: torch.Tensor,
-    top_weights: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of the K chosen CMs per sample, running each CM only on the samples routed to it.
-
-    The B*K (sample, CM) pairs are sorted by CM, CM n runs once on its contiguous sub-batch (not
-    at all when no sample chose it), and the outputs are put back in sample-major order. The
-    weighted sum over each sample's K outputs is a batched matmul rather than an index_add, so it
-    is deterministic on GPUs. No loop over samples; one host sync for the sub-batch sizes.
-
-    Args:
-        x: (B, C, H, W). components: N modules (B', C, H, W) -> (B', D).
-        indices, top_weights: (B, K) from the gate.
-
-    Returns:
-        (representation (B, D), per-pair outputs (B, K, D) in the order of ``indices``).
-    """
-    batch, k = indices.shape
-    flat = indices.reshape(-1)
-    order = flat.argsort(stable=True)
-    counts = torch.bincount(flat, minlength=len(components)).tolist()
-    # One gather per CM: a single (B*K, C, H, W) gather is a buffer too large for the CPU
-    # allocator to reuse, and costs more in page faults than the copy itself.
-    samples = (order // k).split(counts)
-    outputs = torch.cat(
-        [cm(x.index_select(0, rows)) for cm, rows in zip(components, samples) if rows.numel()]
-    )
-    reps = outputs.index_select(0, order.argsort()).view(batch, k, -1)
-    return torch.bmm(top_weights.to(reps.dtype).unsqueeze(1), reps).squeeze(1), reps
-
-
-def _stacked_projection(components: Sequence[ComponentModel]) -> list[torch.Tensor]:
-    """The 1x1 conv weights of N CMs stacked per step: [(N, out_j, in_j)] for j = 1..J."""
-    steps = [
-        [m for m in cm.project if isinstance(m, nn.Conv2d)] for cm in components
-    ]
-    for convs in steps:
-        for conv in convs:
-            if conv.kernel_size != (1, 1) or conv.bias is not None or conv.stride != (1, 1):
-                raise ValueError("grouped execution needs CMs of bias-free 1x1 convs + ReLU")
-        if len(convs) != len(steps[0]) or len(convs) * 2 != len(components[0].project):
-            raise ValueError("grouped execution needs CMs of 1x1 conv + ReLU steps without BN")
-    return [
-        torch.stack([convs[j].weight.flatten(1) for convs in steps]) for j in range(len(steps[0]))
-    ]
-
-
-def grouped_mixture(
-    x: torch.Tensor,
-    components: Sequence[ComponentModel],
-    indices: torch.Tensor,
-    top_weights: torch.Tensor,
-    capacity_factor: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`dispatch_mixture` with all N CMs run at once as batched GEMMs over padded groups.
-
-    The (sample, CM) pairs are placed in an (N, capacity) grid, row n holding the samples routed
-    to CM n in batch order; the CMs' 1x1 convs become one batched GEMM per step over the stacked
-    weights (N, out, in), and covariance, Newton-Schulz and the pooling run once over all
-    N * capacity rows. A handful of kernels instead of a few per CM, and N * capacity / (B * K)
-    times the dispatched work, close to 1 when the balance loss keeps the routing even.
-
-    capacity_factor None: capacity is the largest sub-batch, read with one host sync; the result
-        equals :func:`dispatch_mixture` (to float rounding). A float: capacity is
-        min(B, ceil(capacity_factor * B * K / N)), known without reading the device, so a
-        training step has no host sync; pairs past a CM's capacity (the latest samples of the
-        batch routed to it) are dropped, contributing zero, as in capacity-limited MoE layers.
-        capacity_factor >= N / K never drops.
-
-    CMs must be :class:`ComponentModel` of bias-free 1x1 convs + ReLU steps (the SR-SOP and GAP
-    CMs of this module). Their ``pool`` modules are not called, so SR-SOP's per-CM taps
-    (tap_cov, tap_cov_sqrt) record nothing on this path. Returns what :func:`dispatch_mixture`
-    returns; dropped pairs have zero rows in the per-pair outputs.
-    """
-    batch, k = indices.shape
-    n_cm = len(components)
-    weights = _stacked_projection(components)
-    flat = indices.reshape(-1)
-    order = flat.argsort(stable=True)
-    # scatter_add, not bincount: CUDA's bincount reads the input's maximum back to the host.
-    counts = torch.zeros(n_cm, dtype=torch.long, device=flat.device)
-    counts.scatter_add_(0, flat, torch.ones_like(flat))
-    if capacity_factor is None:
-        capacity = int(counts.max())
-    else:
-        capacity = min(batch, max(1, math.ceil(capacity_factor * batch * k / n_cm)))
-    sorted_cm = flat.index_select(0, order)
-    rank = torch.arange(flat.numel(), device=flat.device) - (counts.cumsum(0) - counts)[sorted_cm]
-    kept = rank < capacity
-    # Dropped pairs point at one spare slot past the grid: its row is never read back as a kept
-    # pair's output, and it reads a row of zeros.
-    slot_sorted = torch.where(kept, sorted_cm * capacity + rank, n_cm * capacity)
-    sample_of_slot = torch.zeros(n_cm * capacity + 1, dtype=torch.long, device=flat.device)
-    sample_of_slot.scatter_(0, slot_sorted, order // k)
-    slot_of_pair = torch.empty_like(slot_sorted).scatter_(0, order, slot_sorted)
-
-    # (N * capacity, M, C) channels-last rows: each 1x1 conv is a (N, capacity * M, C) bmm.
-    m = x.shape[-2] * x.shape[-1]
-    z = x.flatten(2).transpose(1, 2).index_select(0, sample_of_slot[:-1])
-    z = z.reshape(n_cm, capacity * m, -1)
-    for w in weights:
-        z = torch.relu(torch.bmm(z, w.to(z.dtype).transpose(1, 2)))
-    z = z.reshape(n_cm * capacity, m, -1)
-    pool = components[0].pool
-    if isinstance(pool, SRSOP):
-        out = sr_sop(z.transpose(1, 2), pool.iters)
-    elif isinstance(pool, GlobalAvgPool):
-        out = z.mean(dim=1)
-    else:
-        raise ValueError(f"grouped execution does not know the pool {type(pool).__name__}")
-    out = torch.cat([out, out.new_zeros(1, out.shape[1])])
-    reps = out.index_select(0, slot_of_pair).view(batch, k, -1)
-    return torch.bmm(top_weights.to(reps.dtype).unsqueeze(1), reps).squeeze(1), reps
-
-
-def all_components(x: torch.Tensor, components: Sequence[nn.Module]) -> torch.Tensor:
-    """Every CM on every sample: (B, C, H, W) -> (B, N, D)."""
-    return torch.stack([cm(x) for cm in components], dim=1)
-
-
-def dense_masked_mixture(
-    x: torch.Tensor, components: Sequence[nn.Module], weights: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference: run all N CMs on every sample and weight by the (B, N) gate, zeros included.
-
-    Same output and gradients as :func:`dispatch_mixture` at N/K times the component cost; this
-    is what GM-SOP avoids (Sec. 2.1). Returns (representation (B, D), all outputs (B, N, D)).
-    """
-    reps = all_components(x, components)
-    return torch.bmm(weights.to(reps.dtype).unsqueeze(1), reps).squeeze(1), reps
-
-
-# --------------------------------------------------------------------------------------------
-# Heads
-# --------------------------------------------------------------------------------------------
 
 
 def classifier(dim: int, num_classes: int, dropout: float = 0.2,
