@@ -33,9 +33,9 @@ from typing import Any
 
 from ..blocks import BLOCKS
 from ..blocks.gsop import EMBED_IMPLS, FUSIONS, UPSAMPLES
-from ..heads.gate import GATE_FORMS, GATE_INITS, INPUT_NORMS, NOISE_MODES, ROUTERS, WEIGHTINGS
 from ..heads.components import COMPONENTS, GATE_BRANCHES
 from ..heads.dispatch import EXECUTIONS
+from ..heads.gate import GATE_FORMS, GATE_INITS, INPUT_NORMS, NOISE_MODES, ROUTERS, WEIGHTINGS
 from .resnet import HEADS, MASK_LETTERS, RESIDUAL_BLOCKS, STEMS, parse_mask
 
 MAX_ITERS = 20
