@@ -39,4 +39,4 @@ def test_the_examples_are_found():
     """The public modules that show their use in examples: a finder that silently found none
     would make the test above vacuous."""
     assert {"gsoplib.probe", "gsoplib.train", "gsoplib.pretrained", "gsoplib.models.factory",
-            "gsoplib.images", "gsoplib.heads.gate_diagnostics"} <= set(WITH_EXAMPLES)
+            "gsoplib.images", "gsoplib.heads.gate_analysis"} <= set(WITH_EXAMPLES)

@@ -6,7 +6,7 @@ batch's importance (:func:`balance_loss`, Eq. 4) and optionally Shazeer et al.'s
 (:func:`load_loss`) keep every expert trained (:mod:`gsoplib.heads.gate_losses`).
 :func:`gate_diagnostics` says whether a gate actually chooses by image: usage per expert, the
 chosen sets, the mutual information between class and choice, how far the weights are from a
-tie, and a verdict sentence (:mod:`gsoplib.heads.gate_diagnostics`). This module holds the gate
+tie, and a verdict sentence (:mod:`gsoplib.heads.gate_analysis`). This module holds the gate
 and keeps every name of those two importable from here.
 
 Three forms of the gate are selectable (``GatedMixtureHead(gate="...")``), each measured on
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..taps import Tap
-from .gate_diagnostics import (  # noqa: F401  (importable from here, as before)
+from .gate_analysis import (  # noqa: F401  (importable from here, as before)
     CLASS_BLIND,
     CONSTANT_SHARE,
     MIN_CHOICES_PER_EXPERT,
