@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from gsoplib.ops import saved_tensor_bytes as _saved_tensor_bytes
+from gsoplib.timing import median_time, round_robin_medians  # noqa: F401  (the benchmarks' timer)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -57,55 +57,6 @@ def machine_label(info: dict) -> str:
     if info["device"].startswith("cuda"):
         return f"{info['gpu']}, torch {info['torch']}, CUDA {info['cuda']}"
     return f"{info['cpu']} ({info['cpu_count']} cores), torch {info['torch']}"
-
-
-def median_time(
-    fn: Callable[[], object], device: torch.device, warmup: int = 2, repeats: int = 5
-) -> float:
-    """Median wall time of ``fn()`` in seconds; CUDA events on a GPU, perf_counter on a CPU."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(device)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            begin = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - begin)
-    return statistics.median(times)
-
-
-def round_robin_medians(
-    steps: dict[str, Callable[[], None]], device: torch.device, warmup: int, repeats: int
-) -> dict[str, float]:
-    """Median seconds per step; each round times one step of every variant in turn."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            if device.type == "cuda":
-                start = torch.cuda.Event(enable_timing=True)
-                end = torch.cuda.Event(enable_timing=True)
-                torch.cuda.synchronize(device)
-                start.record()
-                step()
-                end.record()
-                torch.cuda.synchronize(device)
-                times[name].append(start.elapsed_time(end) / 1e3)
-            else:
-                begin = time.perf_counter()
-                step()
-                times[name].append(time.perf_counter() - begin)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def saved_tensor_bytes(fn: Callable[[], object]) -> int:

@@ -4,7 +4,7 @@ Floors: a module imports from its own floor or below, never from above, and no c
 (function-level ones included) comes back to where it started; tests/test_floors.py reads this
 list and checks both.
 
-    1  ops, taps, state_dict, fileformat, registry, bundled
+    1  ops, taps, state_dict, fileformat, registry, bundled, timing
     2  blocks, heads
     3  models, data, checkpoint, pretrained, convert, images
     4  train, probe, viz, attribution, ablation, class_usage, linear_probe, root_check, toy_mixture

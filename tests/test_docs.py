@@ -23,6 +23,7 @@ PUBLIC = {
     "gsoplib.checkpoint": "checkpoint", "gsoplib.pretrained": "checkpoint",
     "gsoplib.state_dict": "checkpoint",
     "gsoplib.registry": "checkpoint", "gsoplib.bundled": "checkpoint",
+    "gsoplib.timing": "misc",
     "gsoplib.probe": "probe", "gsoplib.viz": "viz", "gsoplib.viz.charts": "viz",
     "gsoplib.attribution": "misc", "gsoplib.ablation": "misc", "gsoplib.class_usage": "misc",
     "gsoplib.linear_probe": "misc", "gsoplib.root_check": "misc", "gsoplib.toy_mixture": "misc",

@@ -8,11 +8,12 @@ from .common import UserError, _model_names, _set_threads
 
 
 def throughput(model, x, y, amp: bool, steps: int) -> tuple[float, float]:
-    """Images/s of a training step (forward, backward, SGD) and of inference, after a warm-up."""
-    import time
-
+    """Images/s of a training step (forward, backward, SGD) and of inference: the batch over the
+    median step of ``steps`` after a warm-up (:func:`gsoplib.timing.median_time`)."""
     import torch
     import torch.nn.functional as F
+
+    from gsoplib.timing import median_time
 
     device = x.device
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -31,15 +32,7 @@ def throughput(model, x, y, amp: bool, steps: int) -> tuple[float, float]:
             model(x)
 
     def rate(fn) -> float:
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        begin = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return steps * len(x) / (time.perf_counter() - begin)
+        return len(x) / median_time(fn, device, warmup=1, repeats=steps)
 
     model.train()
     train_rate = rate(step)
