@@ -43,7 +43,6 @@ from .config import (
     PLOT_INTERVAL_S,
     PLOT_NAME,
     POSTFIX_STEPS,
-    RESUMABLE_CHANGES,
     STATE_NAME,
     STEPS_NAME,
     TrainConfig,
@@ -51,6 +50,7 @@ from .config import (
 from .evaluation import ComponentUsage, _topk_correct, evaluate, machine
 from .log import plot_history, write_jsonl
 from .recipes import RECIPES, lr_factor, warmup_steps
+from .resume import read_resume_state, resume_state
 
 
 class Trainer:
@@ -185,31 +185,14 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
 
     def _state(self, epoch: int) -> dict:
-        return {
-            "config": self.config.to_dict(),
-            "epoch": epoch,
-            "model": checkpoint.clean_state_dict(self.model.state_dict()),
-            "optimizer": self.optimizer.state_dict(),
-            "history": self.history,
-            "steps": self.steps,
-            "wall_time_s": self.wall_time,
-        }
+        return resume_state(self.config, epoch, self.model, self.optimizer, self.history,
+                            self.steps, self.wall_time)
 
     def resume(self) -> bool:
         """Load ``resume.pt`` from the output folder; False when there is none."""
-        path = self.out_dir / STATE_NAME
-        if not path.exists():
+        state = read_resume_state(self.out_dir / STATE_NAME, self.config)
+        if state is None:
             return False
-        state = checkpoint.load_state(path)
-        saved, current = state["config"], self.config.to_dict()
-        changed = sorted(
-            k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k]
-        )
-        if changed:
-            raise ValueError(
-                f"{path} was saved by a run with different {', '.join(changed)}; "
-                "resume with the same settings or choose another output folder"
-            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = list(state["history"])
