@@ -56,6 +56,18 @@ def _plant(torch_home: Path, name: str, state: dict) -> Path:
     return path
 
 
+def _plant_with_its_own_hash(torch_home: Path, monkeypatch) -> dict:
+    """A planted file named by its own SHA-256 prefix, and the weights entry's URL pointed at
+    that name (the real file's hash cannot be matched offline); returns the planted state."""
+    state = _planted_state()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    prefix = hashlib.sha256(buffer.getvalue()).hexdigest()[:8]
+    _plant(torch_home, f"resnet18-{prefix}.pth", state)
+    monkeypatch.setattr(ENTRY.value, "url", f"https://example.invalid/resnet18-{prefix}.pth")
+    return state
+
+
 def test_names_and_paths_are_told_apart(tmp_path):
     assert is_weights_name("IMAGENET1K_V2") and is_weights_name("a1_in1k")
     assert not is_weights_name("resnet50.pth") and not is_weights_name(str(tmp_path))
@@ -63,12 +75,7 @@ def test_names_and_paths_are_told_apart(tmp_path):
 
 
 def test_a_cached_torchvision_file_loads_by_name_with_its_data(torch_home, monkeypatch):
-    state = _planted_state()
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    prefix = hashlib.sha256(buffer.getvalue()).hexdigest()[:8]
-    _plant(torch_home, f"resnet18-{prefix}.pth", state)
-    monkeypatch.setattr(ENTRY.value, "url", f"https://example.invalid/resnet18-{prefix}.pth")
+    state = _plant_with_its_own_hash(torch_home, monkeypatch)
 
     net = backbone_model("torchvision:resnet18", "IMAGENET1K_V1", blocks="C,C,C,C",
                          num_classes=1000)
@@ -168,12 +175,7 @@ def test_timm_weights_offline_and_uncached_are_one_sentence(hub_cache):
 
 
 def test_a_run_started_from_named_weights_records_them(torch_home, monkeypatch, tmp_path):
-    state = _planted_state()
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    prefix = hashlib.sha256(buffer.getvalue()).hexdigest()[:8]
-    _plant(torch_home, f"resnet18-{prefix}.pth", state)
-    monkeypatch.setattr(ENTRY.value, "url", f"https://example.invalid/resnet18-{prefix}.pth")
+    _plant_with_its_own_hash(torch_home, monkeypatch)
     from gsoplib.train import TrainConfig, Trainer
 
     trainer = Trainer(TrainConfig(
