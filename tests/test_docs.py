@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {
     "gsoplib.ops": "ops", "gsoplib.blocks": "blocks", "gsoplib.heads": "heads",
     "gsoplib.heads.gate": "heads", "gsoplib.models": "models",
+    "gsoplib.models.build": "models",
     "gsoplib.models.backbones": "models", "gsoplib.models.named_weights": "models",
     "gsoplib.models.kwarg_bounds": "models", "gsoplib.data": "data", "gsoplib.train": "train",
     "gsoplib.checkpoint": "checkpoint", "gsoplib.pretrained": "checkpoint",

@@ -74,6 +74,36 @@ def test_unknown_name_lists_the_bundled_ones():
         pretrained_path("fmnist_resnet50")
 
 
+@pytest.mark.parametrize("name", ["small_gsop2.fmnist", "second_order_small_gsop1"])
+def test_create_model_pretrained_is_the_bundled_network_with_its_weights(name):
+    from gsoplib.models import create_model
+
+    net = create_model(name, pretrained=True)
+    assert net.training  # a new model, as timm returns one: the caller decides on eval()
+    ck = load_pretrained(name)
+    fresh = create_model(ck.model_name, num_classes=len(ck.classes), in_chans=ck.in_chans)
+    x = torch.rand(3, ck.in_chans, *ck.input_size)
+    want = ck.model(x)
+    assert torch.equal(net.eval()(x), want)
+    assert not torch.allclose(fresh.eval()(x), want)  # the weights came from the file
+
+
+def test_create_model_pretrained_refuses_what_the_weights_cannot_fit():
+    from gsoplib.models import create_model
+
+    with pytest.raises(ValueError, match=r"'small_gsop1' has bundled weights small_gsop1\.fmnist, "
+                                         r"small_gsop1\.second_order; name one"):
+        create_model("small_gsop1", pretrained=True)
+    with pytest.raises(ValueError, match=r"unknown pretrained model 'small_gsop9\.fmnist'\. "
+                                         r"Did you mean small_gsop2\.fmnist"):
+        create_model("small_gsop9.fmnist", pretrained=True)
+    with pytest.raises(ValueError, match="trained with 10 classes, not 5"):
+        create_model("small_gsop1.fmnist", num_classes=5, pretrained=True)
+    with pytest.raises(ValueError, match="takes no head"):
+        create_model("small_gsop1.fmnist", pretrained=True, head="gap")
+    assert create_model("small_gsop1.fmnist", num_classes=10, in_chans=1, pretrained=True)
+
+
 def _reevaluate(name: str) -> tuple[float, float]:
     ck = load_pretrained(name)
     data = ck.meta["data"]

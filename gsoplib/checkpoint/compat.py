@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from gsoplib.models import model_kwargs, parse_mask
+from gsoplib.models.build import model_kwargs
+from gsoplib.models.resnet import parse_mask
 
 #: Head defaults that changed in gsoplib 0.3, as earlier versions had them: a file written
 #: before 0.3 (which pinned none of its head's defaults) is rebuilt with these. The GM-SOP gate's

@@ -21,7 +21,8 @@ from torch.nn.modules.module import (
 )
 
 from gsoplib.fileformat import SHORT, SafetensorsHeader
-from gsoplib.models import create_model, is_backbone_name, model_kwargs
+from gsoplib.models.backbones import is_backbone_name
+from gsoplib.models.build import build_model, model_kwargs
 from gsoplib.models.kwarg_bounds import KwargError, check_model_kwargs
 
 from .compat import _written_defaults
@@ -184,8 +185,8 @@ def load_checkpoint(
         path: a file written by :func:`save_checkpoint`.
         device: where the model goes.
         model_factory: ``factory(name, **kwargs) -> nn.Module``; default
-            :func:`gsoplib.models.create_model`. It is called twice: on the meta device to check
-            the model, then to build it.
+            :func:`gsoplib.models.build.build_model`. It is called twice: on the meta device to
+            check the model, then to build it.
     Returns:
         a :class:`Checkpoint` with the model in eval mode.
     Raises:
@@ -197,7 +198,7 @@ def load_checkpoint(
     header, meta = _read(path)
     name, kwargs = meta["model"]["name"], meta["model"].get("kwargs", {})
     if model_factory is None:
-        model_factory = create_model
+        model_factory = build_model
         kwargs = _written_defaults(name, kwargs, header.tensors, meta)
         _check_bounds(path, name, kwargs)
     skeleton = _build(path, model_factory, name, kwargs, len(header.tensors))
