@@ -296,10 +296,16 @@ def test_component_usage_counts_the_gate_choices_without_reading_the_maximum():
     )
     with ComponentUsage(model) as usage:
         model(torch.randn(6, 1, 28, 28))
+        first = captured.pop("indices")
+        model(torch.randn(5, 1, 28, 28))
+        usage.keep_last(1)  # the diagnostics forget the first batch; the counts do not
     handle.remove()
-    want = torch.bincount(captured["indices"].reshape(-1), minlength=gate.num_experts)
+    both = torch.cat([first, captured["indices"]]).reshape(-1)
+    want = torch.bincount(both, minlength=gate.num_experts)
     assert usage.counts.tolist() == want.tolist()
     assert len(usage.counts) == gate.num_experts  # sized from the gate, not from the data
+    assert usage.fractions() == pytest.approx((want / want.sum()).tolist())
+    assert usage.diagnostics().samples == 5
 
 
 @requires_cuda

@@ -291,7 +291,9 @@ class GateRecorder:
     Hooks the ``tap_gate_indices``, ``tap_gate_weights`` and (where it has one)
     ``tap_gate_clean_logits`` taps of the first gate in module order (a model with none records
     nothing); removes its hooks on exit. Tensors are kept on the device until read;
-    :meth:`keep_last` bounds what is kept.
+    :meth:`keep_last` bounds what is kept. :attr:`counts` ((N,) on the device, or None) counts
+    every component's choices since the recorder was built, whatever :meth:`keep_last` forgot:
+    the trainer's per-epoch component usage.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -301,22 +303,48 @@ class GateRecorder:
         self.logits: list[torch.Tensor] = []
         self.handles: list = []
         self.gate_path: str | None = None
+        self.counts: torch.Tensor | None = None
 
     def __enter__(self) -> GateRecorder:
-        found = {}
+        modules, found = dict(self.model.named_modules()), {}
         names = ("tap_gate_indices", "tap_gate_weights", "tap_gate_clean_logits")
         for path, tap in taps(self.model).items():
             if tap.name in names:
                 found.setdefault(path.rpartition(".")[0], {})[tap.name] = tap
         for parent, group in found.items():
-            if "tap_gate_indices" in group and "tap_gate_weights" in group:
+            if "tap_gate_indices" not in group:
+                continue
+            if "tap_gate_weights" in group:  # the diagnostics need both; the counts, indices
                 self.gate_path = parent
                 stores = {"tap_gate_indices": self.indices, "tap_gate_weights": self.weights,
                           "tap_gate_clean_logits": self.logits}
                 self.handles += [tap.register_forward_hook(self._keep(stores[name]))
                                  for name, tap in group.items()]
-                break
+            gate = modules.get(parent, self.model)
+            experts = getattr(gate, "num_experts", None) or getattr(gate, "num_components", None)
+            self.handles.append(group["tap_gate_indices"].register_forward_hook(
+                self._count(experts)))
+            break
         return self
+
+    def _count(self, num_experts: int | None):
+        def hook(module, args, output):
+            indices = args[0].detach().reshape(-1)
+            size = num_experts or int(indices.max()) + 1
+            # scatter_add, not bincount: bincount reads its input's maximum back to the host on
+            # CUDA, a sync in every training step.
+            counts = torch.zeros(size, dtype=torch.long, device=indices.device).scatter_add_(
+                0, indices, torch.ones_like(indices))
+            self.counts = counts if self.counts is None else self.counts + counts
+
+        return hook
+
+    def fractions(self) -> list[float] | None:
+        """Share of all (sample, chosen slot) pairs routed to each component so far (the
+        components' usage), or None before the gate has run."""
+        if self.counts is None:
+            return None
+        return (self.counts.double() / self.counts.sum().clamp_min(1)).tolist()
 
     def keep_last(self, batches: int) -> None:
         """Forget all but the last ``batches`` forward passes."""

@@ -1,5 +1,6 @@
-"""Evaluation on a split: top-1 and top-5, the loss, and for a gated mixture the components
-each image chose (:class:`ComponentUsage`); the machine facts a run records."""
+"""What a run measures besides its training loss: top-1, top-5 and the loss on a split
+(:func:`evaluate`), a gated mixture's component usage over all ranks (:class:`ComponentUsage`)
+and the machine it ran on (:func:`machine`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gsoplib.heads.gate import GateRecorder
-from gsoplib.taps import taps
 
 from . import distributed
 
@@ -40,59 +40,18 @@ def _topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor
     return (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
 
 
-class ComponentUsage:
-    """Counts how often each component of a gated mixture head is chosen, via its taps.
+class ComponentUsage(GateRecorder):
+    """The gate recorder (:class:`gsoplib.heads.gate.GateRecorder`) with its component counts
+    summed over every rank: how often each component of a gated mixture head was chosen.
 
-    Hooks every tap named ``tap_gate_indices`` ((B, K) chosen component indices) while active;
-    a model without one counts nothing. Removes its hooks on exit.
+    A model without a gate counts nothing. Kept under its 0.3 name for code that imports it.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.counts: torch.Tensor | None = None
-        self.handles = []
-
-    def _hook(self, num_components: int | None):
-        def hook(module, args, output):
-            indices = args[0].detach().reshape(-1)
-            size = num_components or int(indices.max()) + 1
-            # scatter_add, not bincount: bincount reads its input's maximum back to the host on
-            # CUDA, a sync in every training step.
-            counts = torch.zeros(size, dtype=torch.long, device=indices.device).scatter_add_(
-                0, indices, torch.ones_like(indices)
-            )
-            if self.counts is None:
-                self.counts = counts
-            else:
-                grow = max(len(self.counts), len(counts))
-                self.counts = F.pad(self.counts, (0, grow - len(self.counts))) + F.pad(
-                    counts, (0, grow - len(counts))
-                )
-
-        return hook
-
-    def __enter__(self) -> ComponentUsage:
-        modules = dict(self.model.named_modules())
-        for path, tap in taps(self.model).items():
-            if tap.name != "tap_gate_indices":
-                continue
-            parent = modules.get(path.rpartition(".")[0], self.model)
-            n = getattr(parent, "num_components", None) or getattr(parent, "num_experts", None)
-            self.handles.append(tap.register_forward_hook(self._hook(n)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
-
-    def fractions(self, ctx: distributed.Context) -> list[float] | None:
-        """Share of all (sample, chosen slot) pairs routed to each component, over all ranks.
-
-        None for a model without a gate. Every rank must call it (it all-reduces).
-        """
-        if self.counts is None:
-            return None
+    def fractions(self, ctx: distributed.Context | None = None) -> list[float] | None:
+        """Share of all (sample, chosen slot) pairs routed to each component, over all ranks
+        (every rank must call it: it all-reduces). None for a model without a gate."""
+        if self.counts is None or ctx is None:
+            return super().fractions()
         counts = distributed.all_reduce_sum(self.counts.double(), ctx)
         return (counts / counts.sum().clamp_min(1)).tolist()
 

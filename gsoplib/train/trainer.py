@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 
 from gsoplib import checkpoint
 from gsoplib.data import DataInfo, load_dataset, make_loader
-from gsoplib.heads.gate import GateRecorder
 from gsoplib.models import create_model, is_backbone_name, model_kwargs
 from gsoplib.models.kwarg_bounds import check_model_kwargs
 from gsoplib.taps import taps
@@ -128,7 +127,6 @@ class Trainer:
         self.model = self.factory(config.model, **self.model_kwargs, **start).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.usage = ComponentUsage(self.model)
         gated = any(t.name == "tap_gate_indices" for t in taps(self.model).values())
         self.net = distributed.wrap(self.model, self.ctx, find_unused_parameters=gated)
         if config.compile:
@@ -280,12 +278,12 @@ class Trainer:
         steps = len(loader)
         show = c.progress and self.ctx.is_main
         bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{c.epochs}", disable=not show)
-        self.usage.counts = None
-        # The gate's diagnostics over the last POSTFIX_STEPS steps, for the progress bar.
-        recorder, recent = GateRecorder(self.model), []
+        # The gate's choices: counted over the epoch, and its diagnostics over the last
+        # POSTFIX_STEPS steps for the progress bar.
+        recorder, recent = ComponentUsage(self.model), []
         start = time.perf_counter()
         lr = self._lr(epoch)
-        with self.usage, recorder:
+        with recorder:
             for i, (x, y) in enumerate(bar):
                 lr = self._lr(epoch + i / steps)
                 for group in self.optimizer.param_groups:
@@ -338,7 +336,7 @@ class Trainer:
             "images_per_s": n / seconds,
             "train_time_s": seconds,
         }
-        usage = self.usage.fractions(self.ctx)
+        usage = recorder.fractions(self.ctx)
         if usage is not None:
             row["component_usage"] = usage
         return row
