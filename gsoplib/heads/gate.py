@@ -1,4 +1,4 @@
-"""The GM-SOP gate (Wang et al. NeurIPS 2018, Sec. 2.1, Eq. 2-4), its losses and its diagnostics.
+"""The GM-SOP gate (Wang et al. NeurIPS 2018, Sec. 2.1, Eq. 2-4): noisy top-K routing, three forms.
 
 A sparsity-constrained gate scores N experts (component models) from a gating feature f, keeps
 the top K per sample and softmaxes over the kept (:class:`NoisyTopKGate`). A balance loss on the
@@ -6,8 +6,9 @@ batch's importance (:func:`balance_loss`, Eq. 4) and optionally Shazeer et al.'s
 (:func:`load_loss`) keep every expert trained (:mod:`gsoplib.heads.gate_losses`).
 :func:`gate_diagnostics` says whether a gate actually chooses by image: usage per expert, the
 chosen sets, the mutual information between class and choice, how far the weights are from a
-tie, and a verdict sentence (:mod:`gsoplib.heads.gate_analysis`). This module holds the gate
-and keeps every name of those two importable from here.
+tie, and a verdict sentence (:mod:`gsoplib.heads.gate_analysis`, which reads only the gate's
+taps and so stays on this floor). This module holds the gate alone and keeps every name of those
+two importable from here, as before the split.
 
 Three forms of the gate are selectable (``GatedMixtureHead(gate="...")``), each measured on
 ``small_gmsop`` by ``benchmarks/gate.py`` (docs/gmsop.md):
