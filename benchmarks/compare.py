@@ -173,6 +173,7 @@ TABLES: dict[str, tuple[Variant, ...]] = {
         Variant("features x 10", "small_gsop2", {"head_kwargs": {"feature_scale": 10.0}}),
     ),
 }
+
 #: Keys of a table variant's kwargs that are training settings, not model arguments.
 TRAIN_KEYS = ("warmup_epochs", "grad_clip")
 
@@ -182,7 +183,7 @@ BACKBONES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
     ("1 stage x 8", (1,), (8,)),
     ("2 stages x 8-16", (1, 1), (8, 16)),
     ("3 stages x 8-32", (1, 1, 1), (8, 16, 32)),
-    ("3 stages x 16-64, 3 blocks each", (3, 3, 3), (16, 32, 64)),
+    ("3 stages x 16-64", (1, 1, 1), (16, 32, 64)),
 )
 #: Poolings of the sweep, each read off the same backbone's last map of C channels.
 POOLINGS = ("GAP", "GSoP blocks + GAP", "iSQRT-COV head", "GM-SOP head")
@@ -206,6 +207,19 @@ def sweep_kwargs(layers: tuple[int, ...], widths: tuple[int, ...], pooling: str)
             "component": "sop", "num_components": 8, "k": 4,
             "sop_channels": (c, max(4, c // 2))})
     return out
+
+
+def _iters_variant(iters: int) -> Variant:
+    """The sweep's iSQRT-COV head on its 3-stage 8-32 backbone, with ``iters`` Newton-Schulz
+    iterations (iSQRT-COV's N; 20 is as close to the exact root as the bounds allow)."""
+    kwargs = sweep_kwargs((1, 1, 1), (8, 16, 32), "iSQRT-COV head")
+    kwargs["head_kwargs"] = {**kwargs["head_kwargs"], "iters": iters}
+    return Variant(f"N = {iters}", "small_vanilla", kwargs)
+
+
+#: iSQRT-COV's N (Table 5 of iSQRT-COV compares N; GSoP-Net2 uses N = 3 or 5): how many
+#: Newton-Schulz iterations a small network needs, on the second-order set.
+TABLES["isqrt_iters"] = tuple(_iters_variant(n) for n in (1, 2, 3, 5, 10, 20))
 
 
 def run_one(args, dataset: str, model: str, seed: int, out: Path, model_kwargs=None,
