@@ -7,19 +7,23 @@ Each function takes the widget's knobs as keyword arguments with defaults, compu
     :func:`eigenvalue_maps`         y_N(lambda) against sqrt(lambda), N = 1..10, log axes
     :func:`newton_instability`      plain Newton against Denman-Beavers and Newton-Schulz
     :func:`backward_memory`         saved bytes and matmuls of the two backwards
+    :func:`accuracy_against_iterations`  measured test accuracy against N from a benchmark JSON
 The numbers a figure shows come from a ``*_summary`` function beside it, so a test (or a reader)
 can check them without reading pixels.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..heads.isqrt import ISqrtCovHead
 from ..ops.backward_memory import newton_schulz_backward_cost
 from ..ops.iterations import (
     denman_beavers_sqrtm,
@@ -220,11 +224,97 @@ def backward_memory(batch: int = 160, n: int = 256, iters: int = 3, figsize=(9.0
     return fig
 
 
+class IterationsAccuracy(NamedTuple):
+    """One N of a benchmark table: test top-1 (%) mean and sample std over its seeds."""
+
+    iters: int
+    mean: float
+    std: float
+    runs: tuple[float, ...]
+    variant: str
+
+
+def _without_iters(kwargs: Mapping) -> dict:
+    head = {k: v for k, v in kwargs.get("head_kwargs", {}).items() if k != "iters"}
+    return {**kwargs, "head_kwargs": head}
+
+
+def accuracy_by_iterations(results: Mapping, table: str) -> list[IterationsAccuracy]:
+    """The rows of ``table`` in a ``benchmarks/compare.py --table`` JSON that differ only in
+    iSQRT-COV's N (Newton-Schulz iterations, iSQRT-COV Eq. 3), sorted by N.
+
+    results: the loaded JSON (its ``summary`` list). The family is that of the table's first
+    row naming ``iters`` in its ``head_kwargs``: same model, same other arguments; a row of
+    that family without ``iters`` runs :class:`~gsoplib.heads.isqrt.ISqrtCovHead`'s default.
+    """
+    rows = [s for s in results["summary"] if s["table"] == table]
+    named = [s for s in rows if "iters" in s["model_kwargs"].get("head_kwargs", {})]
+    if not named:
+        raise ValueError(f"table {table!r} has no row that sets iters (rows: {len(rows)})")
+    family = (named[0]["model"], _without_iters(named[0]["model_kwargs"]))
+    default = inspect.signature(ISqrtCovHead).parameters["iters"].default
+    out = [
+        IterationsAccuracy(s["model_kwargs"].get("head_kwargs", {}).get("iters", default),
+                           s["test_top1"], s["test_top1_std"], tuple(s["runs"]), s["variant"])
+        for s in rows if (s["model"], _without_iters(s["model_kwargs"])) == family
+    ]
+    return sorted(out)
+
+
+def within_one_std_of_best(rows: Sequence[IterationsAccuracy]) -> tuple[int, list[int]]:
+    """(N of the best mean, the Ns whose mean is within one standard deviation of it).
+
+    "Within" means best.mean - row.mean <= max(best.std, row.std): a difference no larger than
+    the seed-to-seed spread of either arm, which a few seeds cannot tell from noise.
+    """
+    best = max(rows, key=lambda r: r.mean)
+    close = [r.iters for r in rows if best.mean - r.mean <= max(best.std, r.std)]
+    return best.iters, close
+
+
+def accuracy_against_iterations(
+    results: Mapping, tables: Sequence[str] = ("isqrt_iters", "isqrt_head"), figsize=(9.0, 3.4)
+) -> Figure:
+    """Test top-1 (%) against N, one panel per table of a ``benchmarks/compare.py --table`` JSON
+    (:func:`accuracy_by_iterations`): mean and sample std over seeds (error bars), every seed a
+    dot just right of its N, N on a log scale. Each title names the best N and those within one
+    std of it (:func:`within_one_std_of_best`); the x label names the seeds and the epochs (from
+    the JSON's per-run ``rows``)."""
+    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.16, top=0.86, wspace=0.22)
+    axes = np.atleast_1d(fig.subplots(1, len(tables), sharey=True))
+    for ax, table in zip(axes, tables):
+        rows = accuracy_by_iterations(results, table)
+        its = [r.iters for r in rows]
+        ax.errorbar(its, [r.mean for r in rows], yerr=[r.std for r in rows], marker="o",
+                    ls="none", capsize=3, color="tab:blue", label="mean ± std")
+        for r in rows:
+            ax.plot([r.iters * 1.08] * len(r.runs), r.runs, ".", color="0.4", ms=5)
+        ax.plot([], [], ".", color="0.4", label="one seed (right of its N)")
+        ax.set_xscale("log")
+        ax.set_xticks(its, [str(n) for n in its])
+        ax.minorticks_off()
+        seeds = sorted({len(r.runs) for r in rows})
+        epochs = sorted({run["epochs"] for run in results.get("rows", [])
+                         if run.get("group") == table and "epochs" in run})
+        ax.set_xlabel(f"Newton-Schulz iterations N ({'/'.join(map(str, seeds))} seeds, "
+                      f"{'/'.join(map(str, epochs)) or '?'} epochs)")
+        best, close = within_one_std_of_best(rows)
+        _title(ax, f"{table}: best mean at N = {best}; within 1 std: N = "
+                   f"{', '.join(map(str, close))}", fontsize=8)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("test top-1 (%)")
+    return fig
+
+
 __all__ = [
+    "IterationsAccuracy",
+    "accuracy_against_iterations",
+    "accuracy_by_iterations",
     "backward_memory",
     "cobweb",
     "eigenvalue_maps",
     "newton_instability",
     "ns_explorer",
     "ns_explorer_summary",
+    "within_one_std_of_best",
 ]
