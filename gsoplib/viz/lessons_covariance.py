@@ -1,0 +1,220 @@
+"""Notebook 01's widget: what a linear probe reads from the mean and from the covariance, and the
+covariance's rank, as the correlation rho, the number of positions M and of channels C change.
+
+    second_order_positions(n, positions, channels, rho)  the second-order set's classes (its
+                                   correlation matrices R_k) with M independent positions
+    largest_rho(channels, num_classes)  the rho above which some R_k is no longer positive definite
+    probe_and_rank(rho, positions, channels)    first- vs second-order linear probe accuracy and
+                                   the rank of every test sample's covariance
+    probe_and_rank_view(rho, positions, channels)  the widget's callback: both, drawn
+
+The numbers a figure shows come from :func:`probe_and_rank`, so a test (or a reader) can check
+them without reading pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ..data.second_order import correlation_matrices
+from ..ops import covariance, triu_vec
+from ..root_check import numerical_rank
+from ..train.linear_probe import linear_probe
+from ._axes import _figure, _integer_ticks, _title
+from .images import CHOSEN, OTHER
+
+ZERO_RTOL = 1e-10
+"""An eigenvalue of a float64 covariance at most this times the largest counts as zero: the
+eigenvalues that centring makes exactly zero come out near 1e-16 times the largest, those of a
+full-rank sample covariance of Gaussian data far above 1e-10."""
+
+
+def default_num_classes(channels: int) -> int:
+    """8 classes (the notebook's set), or all 2^(C(C-1)/2) sign patterns when C = 2 has fewer."""
+    return min(8, 2 ** (channels * (channels - 1) // 2))
+
+
+def largest_rho(channels: int, num_classes: int) -> float:
+    """The supremum of the rho for which every R_k = I + rho S_k of the set is positive definite.
+
+    S_k is the k-th sign pattern (zero diagonal, +-1 off it), so the smallest eigenvalue of R_k
+    is 1 + rho lambda_min(S_k), positive for rho < 1 / max_k(-lambda_min(S_k)). For C = 3 and
+    8 classes this is 0.5 (the all-negative pattern has lambda_min = -2).
+    """
+    tiny = 1e-3
+    signs = (correlation_matrices(channels, num_classes, tiny)
+             - torch.eye(channels, dtype=torch.float64)) / tiny
+    return float(1.0 / (-torch.linalg.eigvalsh(signs)[:, 0]).max())
+
+
+def second_order_positions(
+    num_samples: int,
+    positions: int,
+    channels: int = 3,
+    rho: float = 0.25,
+    *,
+    num_classes: int | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples of the second-order set's classes as (N, C, M) float64 features.
+
+    The classes are those of :mod:`gsoplib.data.second_order` (class k: mean 0, correlation
+    matrix R_k with +-rho off the diagonal in the k-th sign pattern), but the M positions are
+    independent draws x_m = L_k z_m (L_k L_k^T = R_k, z_m ~ N(0, I)) instead of a smooth image,
+    and nothing is quantised: M is exactly the number of samples the covariance averages over.
+    Then E[Sigma] = (1 - 1/M) R_k for the biased estimate (iSQRT-COV Eq. 1, GSoP-Net Sec. 3.1).
+
+    Returns:
+        features (N, C, M) float64 and balanced labels (N,) int64, reproducible from ``seed``.
+    """
+    num_classes = num_classes or default_num_classes(channels)
+    chol = torch.linalg.cholesky(correlation_matrices(channels, num_classes, rho))
+    g = torch.Generator().manual_seed(seed)
+    labels = (torch.arange(num_samples) % num_classes)[torch.randperm(num_samples, generator=g)]
+    z = torch.randn(num_samples, channels, positions, generator=g, dtype=torch.float64)
+    return chol[labels] @ z, labels
+
+
+@dataclass
+class ProbeAndRank:
+    """What :func:`probe_and_rank` measured at one (rho, M, C).
+
+    gap_accuracy, covariance_accuracy: test accuracy of the linear probe on the C channel means
+    and on triu(Sigma) (C (C + 1) / 2 numbers); chance = 1 / num_classes. ranks: (N_test,)
+    numerical rank of each test sample's Sigma (float64, eigenvalues above ZERO_RTOL times the
+    largest); rank_bound = min(C, M - 1). eigenvalues: (N_test, C) each sample's eigenvalues
+    divided by its largest, descending.
+    """
+
+    rho: float
+    positions: int
+    channels: int
+    num_classes: int
+    gap_accuracy: float
+    covariance_accuracy: float
+    ranks: torch.Tensor
+    rank_bound: int
+    eigenvalues: torch.Tensor
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / self.num_classes
+
+
+def probe_and_rank(
+    rho: float = 0.25,
+    positions: int = 64,
+    channels: int = 3,
+    *,
+    num_train: int = 1000,
+    num_test: int = 1000,
+    seed: int = 0,
+) -> ProbeAndRank:
+    """Draw train and test sets (:func:`second_order_positions`), pool each sample by its mean
+    (GAP, (N, C)) and by triu(Sigma) ((N, C (C + 1) / 2), Sigma = (1/M) X_c X_c^T, GSoP-Net
+    Sec. 3.1), fit :func:`gsoplib.train.linear_probe` on each, and take the numerical rank of every
+    test sample's Sigma. Sigma = (1/M) X P X^T with the centring projector P of rank M - 1, so
+    rank(Sigma) <= min(C, M - 1): below C whenever M <= C (the "small sample size" GSoP-Net
+    Sec. 4.1 avoids by keeping 14 x 14 positions at the last stage).
+
+    Raises ValueError if rho is not below :func:`largest_rho` for these channels.
+    """
+    num_classes = default_num_classes(channels)
+    x, labels = second_order_positions(num_train + num_test, positions, channels, rho,
+                                       num_classes=num_classes, seed=seed)
+    sigma = covariance(x)
+    pooled = {"gap": x.mean(dim=-1).float(), "covariance": triu_vec(sigma).float()}
+    train, test = slice(0, num_train), slice(num_train, None)
+    accuracy = {
+        name: linear_probe(f[train], labels[train], f[test], labels[test],
+                           num_classes=num_classes).test_accuracy
+        for name, f in pooled.items()
+    }
+    eigenvalues = torch.linalg.eigvalsh(sigma[test]).flip(-1)
+    return ProbeAndRank(
+        rho=rho, positions=positions, channels=channels, num_classes=num_classes,
+        gap_accuracy=accuracy["gap"], covariance_accuracy=accuracy["covariance"],
+        ranks=numerical_rank(sigma[test], rtol=ZERO_RTOL),
+        rank_bound=min(channels, positions - 1),
+        eigenvalues=eigenvalues / eigenvalues[:, :1],
+    )
+
+
+def _message(text: str, figsize) -> Figure:
+    fig = _figure(figsize)
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10)
+    return fig
+
+
+def probe_and_rank_view(
+    rho: float = 0.25,
+    positions: int = 64,
+    channels: int = 3,
+    *,
+    num_train: int = 1000,
+    num_test: int = 1000,
+    seed: int = 0,
+    figsize=(10.0, 3.4),
+) -> Figure:
+    """The widget's callback: :func:`probe_and_rank` at (rho, M, C), drawn.
+
+    Left: test accuracy of the two linear probes (mean: C features; triu(Sigma): C (C + 1) / 2)
+    against chance. Right: each test sample's eigenvalues of Sigma over its largest, descending
+    (the median over samples, the 10-90% range shaded), zeros (at most ZERO_RTOL) drawn at the
+    bottom, and the bound min(C, M - 1) on the rank. A rho that makes some R_k indefinite, or
+    M < 2, gives a figure with one sentence instead of an error, so a slider moved too far reads
+    as a message.
+    """
+    if positions < 2:
+        return _message(f"M = {positions}: a covariance needs at least 2 positions.", figsize)
+    limit = largest_rho(channels, default_num_classes(channels))
+    if not 0 <= rho < limit:
+        return _message(
+            f"rho = {rho:g} is outside [0, {limit:.3f}) for C = {channels}: some class's matrix "
+            f"I + rho S_k would not be positive definite, so it is no correlation matrix.",
+            figsize)
+    r = probe_and_rank(rho, positions, channels, num_train=num_train, num_test=num_test,
+                       seed=seed)
+    fig = _figure(figsize, left=0.2, right=0.98, bottom=0.16, top=0.8, wspace=0.35)
+    ax, ae = fig.subplots(1, 2)
+    names = [f"mean (GAP)\n{channels} features",
+             f"triu(Sigma)\n{channels * (channels + 1) // 2} features"]
+    ax.barh(names, [r.gap_accuracy, r.covariance_accuracy], color=[OTHER, CHOSEN])
+    ax.axvline(r.chance, color="k", ls="--", lw=1, label=f"chance 1/{r.num_classes}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"test accuracy ({num_test} samples)")
+    ax.legend(fontsize=7, loc="lower right")
+    _title(ax, f"linear probe: triu(Sigma) {r.covariance_accuracy:.2f}, mean {r.gap_accuracy:.2f}")
+
+    floor = ZERO_RTOL * 1e-6
+    shown = r.eigenvalues.clamp_min(floor).numpy()
+    index = np.arange(1, channels + 1)
+    low, mid, high = np.quantile(shown, [0.1, 0.5, 0.9], axis=0)
+    zero = mid <= ZERO_RTOL
+    ae.fill_between(index, low, high, color=CHOSEN, alpha=0.2, label="10-90% of samples")
+    ae.semilogy(index[~zero], mid[~zero], "o-", color=CHOSEN, ms=4, label="median")
+    if zero.any():
+        ae.semilogy(index[zero], mid[zero], "o", color=OTHER, ms=4,
+                    label="zero eigenvalues (drawn at the bottom)")
+    ae.axvline(r.rank_bound + 0.5, color="k", ls="--", lw=1,
+               label=f"min(C, M - 1) = {r.rank_bound}")
+    ae.axhline(ZERO_RTOL, color="0.5", ls=":", lw=0.8,
+               label=f"zero: at most {ZERO_RTOL:g} x largest")
+    ae.set_ylim(floor / 10, 5)
+    _integer_ticks(ae, channels, start=1)
+    ae.set_xlabel("eigenvalue index i (largest first)")
+    ae.set_ylabel("lambda_i / lambda_1 of Sigma")
+    ae.legend(fontsize=7, loc="center left")
+    low_rank, high_rank = int(r.ranks.min()), int(r.ranks.max())
+    ranks = f"{low_rank}" if low_rank == high_rank else f"{low_rank} to {high_rank}"
+    where = "every test sample" if low_rank == high_rank else "the test samples"
+    _title(ae, f"rank of Sigma: {ranks} in {where} (bound {r.rank_bound})")
+    fig.suptitle(f"rho = {rho:g}, M = {positions} positions, C = {channels} channels, "
+                 f"{r.num_classes} classes", fontsize=10)
+    return fig

@@ -1,0 +1,91 @@
+"""Notebook 01's widget (gsoplib.viz.lessons_covariance) against the math it illustrates: the
+covariance's rank is min(C, M - 1), the mean's probe stays at chance, the covariance's probe
+needs a correlation and enough positions; and the notebook's widget cell recomputes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from gsoplib.data.second_order import correlation_matrices
+from gsoplib.ops import covariance
+from gsoplib.viz import lessons_covariance as lessons
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_covariance_pooling.ipynb"
+CALLBACK = "lessons_covariance.probe_and_rank_view"
+
+
+@pytest.mark.parametrize(("positions", "channels"), [(5, 8), (2, 3), (9, 8), (64, 3), (17, 16)])
+def test_rank_is_min_of_channels_and_positions_minus_one(positions, channels):
+    r = lessons.probe_and_rank(0.1, positions, channels, num_train=40, num_test=40)
+    assert r.rank_bound == min(channels, positions - 1)
+    assert r.ranks.tolist() == [r.rank_bound] * 40
+    # past the rank the eigenvalues are zero up to rounding, before it far from it
+    assert (r.eigenvalues[:, r.rank_bound:].abs() < 1e-12).all()
+    assert (r.eigenvalues[:, r.rank_bound - 1] > 1e-9).all()
+
+
+def test_the_samples_have_the_classes_correlation_shrunk_by_one_over_m():
+    rho, positions = 0.3, 4
+    x, labels = lessons.second_order_positions(80000, positions, 3, rho, seed=1)
+    r_k = correlation_matrices(3, 8, rho)
+    for k in (0, 5):
+        mean_sigma = covariance(x[labels == k]).mean(0)
+        torch.testing.assert_close(mean_sigma, (1 - 1 / positions) * r_k[k], atol=0.03, rtol=0)
+        # the means carry no class: E[mu] = 0, Cov(mu) = R_k / M
+        mean_mu = x[labels == k].mean(dim=-1).mean(0)
+        torch.testing.assert_close(mean_mu, torch.zeros_like(mean_mu), atol=0.02, rtol=0)
+
+
+def test_the_mean_is_blind_and_the_covariance_needs_a_correlation_and_positions():
+    signal = lessons.probe_and_rank(0.3, 64, 3)
+    assert signal.covariance_accuracy > 0.85 and signal.gap_accuracy < signal.chance + 0.06
+    no_correlation = lessons.probe_and_rank(0.0, 64, 3)       # every R_k = I: one distribution
+    assert no_correlation.covariance_accuracy < no_correlation.chance + 0.06
+    few_positions = lessons.probe_and_rank(0.3, 4, 3)         # Sigma from 4 samples: noisy
+    assert few_positions.covariance_accuracy < signal.covariance_accuracy - 0.3
+
+
+def test_largest_rho_is_where_a_class_stops_being_positive_definite():
+    assert lessons.largest_rho(3, 8) == pytest.approx(0.5)
+    assert lessons.largest_rho(2, 2) == pytest.approx(1.0)
+    limit = lessons.largest_rho(8, 8)
+    correlation_matrices(8, 8, limit * 0.999)
+    with pytest.raises(ValueError, match="singular or indefinite"):
+        correlation_matrices(8, 8, limit * 1.001)
+
+
+def test_the_view_titles_say_what_was_computed():
+    full = lessons.probe_and_rank_view(0.25, 64, 3, num_train=200, num_test=200)
+    low = lessons.probe_and_rank_view(0.1, 5, 8, num_train=200, num_test=200)
+    assert full.axes[1].get_title() == "rank of Sigma: 3 in every test sample (bound 3)"
+    assert low.axes[1].get_title() == "rank of Sigma: 4 in every test sample (bound 4)"
+    assert full.axes[0].get_title().startswith("linear probe: triu(Sigma) 0.")
+    too_large = lessons.probe_and_rank_view(0.4, 64, 8)
+    assert "outside [0, 0.256)" in too_large.axes[0].texts[0].get_text()
+
+
+def test_notebook_widget_cell_recomputes_when_a_slider_moves(monkeypatch):
+    """The widget cell follows the house pattern and, run as JupyterLab would, recomputes."""
+    monkeypatch.chdir(NOTEBOOK.parent)
+    code = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    widget = [i for i, s in enumerate(code) if f"interactive(\n    {CALLBACK}," in s]
+    assert len(widget) == 1, "one widget cell"
+    i = widget[0]
+    assert "# NBVAL_IGNORE_OUTPUT" in code[i] and "assert isinstance(" in code[i]
+    assert code[i - 1].strip().startswith(f"{CALLBACK}("), "a static figure just before it"
+    namespace: dict = {"display": lambda *objects: None}
+    exec("\n".join(line for line in code[0].splitlines() if not line.startswith("%")), namespace)
+    exec(code[i], namespace)
+    view = namespace["covariance_widget"]
+    assert isinstance(view.result, Figure)
+    assert view.result.axes[1].get_title() == "rank of Sigma: 3 in every test sample (bound 3)"
+    controls = {w.description: w for w in view.children if hasattr(w, "description")}
+    controls["rho"].value = 0.1
+    controls["channels"].value = 8
+    controls["positions"].value = 5
+    assert view.result.axes[1].get_title() == "rank of Sigma: 4 in every test sample (bound 4)"
