@@ -1,0 +1,140 @@
+"""The derivations of notebook 06 (inspecting) and its exercises, against gsoplib.
+
+Three coupled Newton-Schulz iterations written out against ``sqrtm_newton_schulz`` and the
+eigh distance against ``compare_root`` (section 5); a GSoP channel block without ``mid_act`` is
+a sigmoid of one linear functional of its covariance (exercise 1); Grad-CAM on the layer a
+GAP + FC head reads is the class activation map (exercise 2); a gate's I(class; component) is
+at most log2(N/K) and reaches it (exercise 3).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gsoplib.attribution import grad_cam
+from gsoplib.blocks.gsop import GSoPChannel
+from gsoplib.data import load_dataset, normalize
+from gsoplib.heads.gate import gate_diagnostics
+from gsoplib.ops import covariance, sqrtm_newton_schulz
+from gsoplib.pretrained import load_pretrained
+from gsoplib.root_check import compare_root
+
+
+def _ns_from_scratch(cov: torch.Tensor, iters: int) -> torch.Tensor:
+    trace = cov.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
+    eye = torch.eye(cov.shape[1], dtype=cov.dtype).expand_as(cov)
+    y, z = cov / trace, eye
+    for _ in range(iters):
+        t = 0.5 * (3 * eye - z @ y)
+        y, z = y @ t, t @ z
+    return y * trace.sqrt()
+
+
+def test_newton_schulz_and_the_root_distance_from_scratch():
+    # 20 positions of 32 channels: rank 19, as the notebook's head (49 positions, 64 channels)
+    cov = covariance(torch.randn(3, 32, 4, 5, dtype=torch.float64))
+    for iters in (1, 3, 5):
+        torch.testing.assert_close(_ns_from_scratch(cov, iters), sqrtm_newton_schulz(cov, iters))
+    lam, u = torch.linalg.eigh(cov)
+    exact = u @ torch.diag_embed(lam.clamp(min=0).sqrt()) @ u.transpose(1, 2)
+    root = _ns_from_scratch(cov, 3)
+    distance = torch.linalg.matrix_norm(root - exact) / torch.linalg.matrix_norm(exact)
+    check = compare_root(cov, root)
+    torch.testing.assert_close(distance, check.relative_error)
+    assert check.rank.tolist() == [19] * 3
+    # more iterations come closer: the distance is the iteration's, not a constant
+    assert (compare_root(cov, _ns_from_scratch(cov, 10)).relative_error < distance / 3).all()
+
+
+def _effective_functional(block: GSoPChannel) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C, d, d) and (C,): the block's eval-mode weights are sigmoid(<W_c, Sigma> + b_c)."""
+    bn, row_conv, expand = block.embed.bn, block.embed.conv, block.expand
+    d, e = block.rd_channels, block.embed.expansion
+    s = bn.weight / (bn.running_var + bn.eps).sqrt()
+    shift = bn.bias - s * bn.running_mean
+    k, k_bias = row_conv.weight.view(d, e, d), row_conv.bias.view(d, e)
+    v = expand.weight.view(-1, d, e)
+    w = torch.einsum("cie,iej->cij", v, k) * s[None, :, None]
+    b = torch.einsum("cie,iej,i->c", v, k, shift) + torch.einsum("cie,ie->c", v, k_bias)
+    return w, b + expand.bias
+
+
+def _taps(block: GSoPChannel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    seen = {}
+    hooks = [getattr(block, name).register_forward_hook(
+        lambda m, args, out, name=name: seen.__setitem__(name, out)) for name in
+        ("tap_cov", "tap_channel_weights")]
+    with torch.no_grad():
+        block(x)
+    for h in hooks:
+        h.remove()
+    return seen["tap_cov"], seen["tap_channel_weights"].flatten(1)
+
+
+@pytest.mark.parametrize("mid_act", [False, True])
+def test_gsop_channel_weights_are_a_sigmoid_of_a_linear_functional(mid_act):
+    torch.manual_seed(0)
+    block = GSoPChannel(12, 6, mid_act=mid_act).double()
+    for bn in (block.reduce[1], block.embed.bn):      # trained-looking running statistics
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.2, 0.2)
+    block.eval()
+    cov, weights = _taps(block, torch.randn(5, 12, 6, 6, dtype=torch.float64))
+    with torch.no_grad():
+        w, b = _effective_functional(block)
+        predicted = torch.sigmoid(torch.einsum("cij,bij->bc", w, cov) + b)
+        sym = (w + w.transpose(1, 2)) / 2
+        torch.testing.assert_close(torch.einsum("cij,bij->bc", sym, cov) + b,
+                                   torch.einsum("cij,bij->bc", w, cov) + b)
+    if mid_act:   # a ReLU between the row conv and the 1x1 conv breaks the linearity
+        assert (predicted - weights).abs().max() > 1e-3
+    else:
+        torch.testing.assert_close(predicted, weights)
+
+
+def test_grad_cam_on_the_layer_the_head_reads_is_the_class_activation_map():
+    model = load_pretrained("fmnist_small_gsop1").model.eval()
+    split = load_dataset("fashion_mnist", train=False)
+    x = normalize(split.images[:8], split.info.mean, split.info.std)
+    acts = []
+    handle = model.layer3.register_forward_hook(lambda m, args, out: acts.append(out.detach()))
+    with torch.no_grad():
+        logits = model(x)
+    handle.remove()
+    target, fc, a = logits.argmax(1), model.head.fc, acts[0]
+    cam = torch.einsum("bk,bkij->bij", fc.weight[target], a) / a[0, 0].numel()   # CAM / HW
+    torch.testing.assert_close(cam.sum((1, 2)), logits.gather(1, target[:, None])[:, 0]
+                               - fc.bias[target])
+    upsampled = F.interpolate(cam.relu()[:, None], size=x.shape[-2:], mode="bilinear")[:, 0]
+    torch.testing.assert_close(grad_cam(model, x, layer="layer3"), upsampled)
+    # on an earlier layer the gradient is not constant over the positions: not a CAM
+    assert (grad_cam(model, x, layer="layer2") - upsampled).abs().max() > 1e-3
+
+
+def test_class_component_information_is_at_most_log2_n_over_k():
+    n, k, samples = 8, 4, 400
+    labels = torch.arange(samples) % 10
+    fixed = torch.where((labels % 2 == 0)[:, None], torch.arange(k), torch.arange(k, n))
+    weights = torch.zeros(samples, n).scatter_(1, fixed, 1 / k)
+    reached = gate_diagnostics(fixed, weights, labels.tolist()).mutual_information
+    assert reached == pytest.approx(math.log2(n / k), abs=1e-9)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):   # any choice at all, even one that follows the class in part
+        follows = labels[:, None] % n == torch.arange(n)
+        scores = torch.rand(samples, n, generator=generator) + follows
+        chosen = scores.topk(k, dim=1).indices
+        mi = gate_diagnostics(chosen, torch.zeros(samples, n).scatter_(1, chosen, 1 / k),
+                              labels.tolist()).mutual_information
+        assert 0.05 < mi <= math.log2(n / k)
+    # K = 1 of N: the bound is log2 N, reached when each of N classes fixes its component
+    eight = torch.arange(samples) % n
+    one = eight[:, None]
+    reached = gate_diagnostics(one, torch.zeros(samples, n).scatter_(1, one, 1.0),
+                               eight.tolist()).mutual_information
+    assert reached == pytest.approx(math.log2(n), abs=1e-9)
