@@ -10,6 +10,11 @@ covariance's rank, as the correlation rho, the number of positions M and of chan
 
 The numbers a figure shows come from :func:`probe_and_rank`, so a test (or a reader) can check
 them without reading pixels.
+
+Examples:
+    >>> r = probe_and_rank(0.2, positions=5, channels=8, num_train=100, num_test=50)
+    >>> r.rank_bound, sorted(set(r.ranks.tolist()))          # min(C, M - 1), every test sample
+    (4, [4])
 """
 
 from __future__ import annotations
