@@ -181,6 +181,7 @@ def test_library_code_rule_catches_classes_and_long_functions():
 # Issue 15, notebooks 01-03: exercises that derive or implement, and widgets with a static figure.
 DERIVING = re.compile(r"^\*(Derive|Implement|Derive and implement)\.\*", re.MULTILINE)
 LESSON_WIDGETS = {
+    "01_covariance_pooling": ["lessons_covariance.probe_and_rank_view"],
     "02_matrix_square_root": ["newton.cobweb", "newton.ns_explorer", "newton.backward_memory"],
 }
 

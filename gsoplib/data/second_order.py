@@ -9,8 +9,9 @@ k-th sign pattern. So:
   class is invisible to first-order statistics. A first-order network can only find it by building
   products of channels through its nonlinearities before it pools (E[relu(x_i + x_j)] grows with
   corr(x_i, x_j)), and must learn to do so from the labels.
-- A covariance pool reads R_k directly: E[Sigma] = W R_k W^T after a linear 1x1 convolution W
-  (GSoP-Net Sec. 3.1), so second-order pooling is the natural statistic here.
+- A covariance pool reads R_k up to one factor: E[Sigma] = (1 - a) W R_k W^T after a linear 1x1
+  convolution W (GSoP-Net Sec. 3.1), a the share of the variance the image's own mean removes
+  (notebook 01 derives it), so second-order pooling is the natural statistic here.
 
 The per-image estimate of R_k is noisy (a smooth field has few independent pixels), so no model
 reaches 100%: ``rho`` and ``smoothing`` set the difficulty. A first-order model that does well
