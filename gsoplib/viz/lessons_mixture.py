@@ -8,17 +8,26 @@ and the function its widget calls.
                                  effective components against the logit span, and top-1
     fig3_figure(rows)            GM-SOP's Fig. 3 in small (``benchmarks/fig3.py``): top-1 and
                                  training speed over K, a line per N
+    train_branch_toy(data, ...)  the toy with a gating branch that learns (the release's
+                                 component-shaped one): does the balance loss teach it to shrink f?
+    branch_collapse_figure(runs) mean |f| and the kept weights' distance from 1/K over the steps
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..toy_mixture import BUSY_FRACTION, ToyData, ToyMixtureRun, train_toy_mixture
+from ..heads import GatedMixtureHead
+from ..heads.gate import GateDiagnostics, diagnose_gate
+from ..toy_mixture import BUSY_FRACTION, ToyData, ToyMixtureRun, train_toy_mixture, usage_cv
 from ._axes import _figure, _title
 from .images import CHOSEN, OTHER
 
@@ -188,10 +197,151 @@ def fig3_figure(rows: Sequence[dict], *, title: str = "", figsize=(11.0, 3.6)) -
     return fig
 
 
+@dataclass
+class BranchToyRun:
+    """What :func:`train_branch_toy` measured.
+
+    history: (step, mean |f|, mean |omega_k - 1/K|) every ``every`` steps, read from that
+    training step's own forward pass: f (B, D) is the gating branch's output (the gate's input
+    of GM-SOP Eq. 2), omega_k (B, K) the kept weights of Eq. 3. train_cv: the usage CV
+    (:func:`~gsoplib.toy_mixture.usage_cv`, population std / mean) of the last ``window``
+    steps' training choices, what the balance loss (Eq. 4) sees. test: the gate's diagnostics on
+    the test features in eval; test_top1: the head's accuracy on them (a fraction).
+    """
+
+    gate: str
+    alpha: float
+    num_components: int
+    k: int
+    history: list[tuple[int, float, float]]
+    train_cv: float
+    test: GateDiagnostics
+    test_top1: float
+    seconds: float = field(default=0.0, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.gate}, alpha = {self.alpha:g}"
+
+    def summary(self) -> str:
+        """One line: mean |f| first and last, the kept weights' distance from 1/K at the end,
+        the training usage CV, and the eval choice."""
+        (_, f0, _), (_, f1, dev) = self.history[0], self.history[-1]
+        return (
+            f"{self.label:20s} mean |f| {f0:.3f} -> {f1:.4f}, mean |omega - 1/K| {dev:.4f}, "
+            f"training usage CV {self.train_cv:.3f}; eval: most common set "
+            f"{self.test.top_set_share:.0%} of images, top-1 {self.test_top1:.1%}"
+        )
+
+
+def train_branch_toy(
+    data: ToyData,
+    alpha: float,
+    gate: str = "release",
+    num_components: int = 8,
+    k: int = 4,
+    *,
+    steps: int = 600,
+    batch_size: int = 128,
+    lr: float = 1e-2,
+    window: int = 50,
+    every: int = 25,
+    seed: int = 0,
+) -> BranchToyRun:
+    """The toy mixture of :mod:`gsoplib.toy_mixture` with a gating branch that can learn.
+
+    The toy's own head reads f = the mean of the fixed features, which nothing can shrink. Here
+    the gate reads the release's branch (GM-SOP Sec. 2.3, :class:`~gsoplib.heads.GateBranch`
+    ``'component'``): a 1x1 conv + BN + ReLU + mean of width 32, as a GAP component, so the
+    balance loss alpha * CV(I)^2 (Eq. 4) can change f itself. GM-GAP-N-K of width-32 GAP
+    components, no dropout, cross-entropy + the balance loss, Adam at ``lr`` on ``steps``
+    batches of ``batch_size`` drawn with ``seed`` (the same for every run). Deterministic on one
+    thread for a given seed; about half a second per hundred steps on one CPU thread.
+
+    Args:
+        data: :func:`~gsoplib.toy_mixture.toy_data` (features (S, dim, 1, 1)).
+        alpha: the balance loss's weight. gate: the gate's form ('release', 'live', 'mixing').
+        num_components, k: N and K.
+
+    Returns:
+        :class:`BranchToyRun`.
+    """
+    if not 1 <= window <= steps:
+        raise ValueError(f"window must be between 1 and steps={steps}, got {window}")
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    head = GatedMixtureHead(
+        data.dim, component="gap", num_components=num_components, k=k,
+        num_classes=len(data.classes), gate=gate, gate_branch="component", gap_dim=32,
+        alpha=alpha, dropout=0.0,
+    )
+    seen: dict = {}
+    hooks = [head.gate_branch.register_forward_hook(lambda m, a, out: seen.update(f=out)),
+             head.gate.register_forward_hook(lambda m, a, out: seen.update(gate=out))]
+    optimiser = torch.optim.Adam(head.parameters(), lr=lr)
+    batches = torch.Generator().manual_seed(seed)
+    history, chosen = [], []
+    head.train()
+    for step in range(1, steps + 1):
+        rows = torch.randint(0, len(data.train_labels), (batch_size,), generator=batches)
+        logits, aux = head(data.train_features[rows], return_aux=True)
+        loss = F.cross_entropy(logits, data.train_labels[rows]) + aux
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        chosen = (chosen + [seen["gate"].indices.detach()])[-window:]
+        if step % every == 0 or step == 1:
+            deviation = (seen["gate"].top_weights.detach() - 1 / k).abs().mean()
+            history.append((step, float(seen["f"].detach().abs().mean()), float(deviation)))
+    for hook in hooks:
+        hook.remove()
+    counts = torch.cat(chosen).flatten().bincount(minlength=num_components).double()
+    test = diagnose_gate(head, data.test_features, data.test_labels)
+    with torch.no_grad():
+        head.eval()
+        top1 = float((head(data.test_features).argmax(1) == data.test_labels).double().mean())
+    return BranchToyRun(gate, alpha, num_components, k, history, usage_cv(counts / counts.sum()),
+                        test, top1, time.perf_counter() - start)
+
+
+def branch_collapse_figure(
+    runs: Sequence[BranchToyRun], *, title: str = "", figsize=(11.0, 3.6)
+) -> Figure:
+    """:func:`train_branch_toy` runs over the training steps, a line each. Left (log scale): the
+    mean |f| of the gating branch's output (the gate's input, GM-SOP Eq. 2). Right: the mean
+    distance of the kept weights omega_k (Eq. 3) from the tie 1/K (0: every kept weight 1/K)."""
+    if not runs:
+        raise ValueError("branch_collapse_figure needs at least one run")
+    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.15, top=0.80 if title else 0.88,
+                  wspace=0.3)
+    axes = fig.subplots(1, 2)
+    for run in runs:
+        steps, f_mean, deviation = zip(*run.history)
+        axes[0].plot(steps, f_mean, label=run.label)
+        axes[1].plot(steps, deviation, label=run.label)
+    for ax, ylabel, text in (
+        (axes[0], "mean |f| (gating feature, per entry)", "the gate's input, log scale"),
+        (axes[1], "mean |omega_k - 1/K| of the kept weights",
+         "how far the kept weights are from a tie"),
+    ):
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+        _title(ax, text)
+    axes[0].set_yscale("log")
+    axes[1].set_ylim(bottom=0)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
 __all__ = [
+    "BranchToyRun",
+    "branch_collapse_figure",
     "fig2_figure",
     "fig3_figure",
     "saturation_figure",
     "toy_mixture_view",
     "toy_usage_figure",
+    "train_branch_toy",
 ]
