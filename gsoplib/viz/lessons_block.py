@@ -1,0 +1,331 @@
+"""Notebook 03's lessons on the channel-wise GSoP block (GSoP-Net Sec. 3.1, Table 2, Table 4a):
+what a block costs at each stage of ResNet-26 and each covariance size, and how a trained
+block's channel weights differ from an untrained one's.
+
+    block_parameters(channels, c)            Table 2's parameter count, as a formula
+    block_multiply_adds(channels, c, M)      Table 2's FLOPs (multiply-adds), as a formula
+    placement_cost(c, mask)                  ResNet-26 with channel blocks of size c at the
+                                             stages of ``mask``: each stage's block counted, the
+                                             network's totals, each placed covariance's rank
+    placement_figure(cost)                   parameters and multiply-adds per stage, spectra
+    placement_view(c, mask)                  notebook 03's widget callback: both of the above
+    weight_spread(weights, labels)           range, spread and class dependence of weights
+    trained_weights_figure(trained, untrained, labels, class_names)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from ..blocks import GSoPChannel
+from ..models import count_multiply_adds, count_parameters, create_model
+from ..probe import probe
+from ..root_check import numerical_rank
+from ._axes import _figure, _title
+from .images import CHOSEN, OTHER
+
+STAGES = ("S2", "S3", "S4", "S5")
+
+
+def block_parameters(channels: int, c: int) -> int:
+    """Parameters of ``GSoPChannel(channels, c)`` (C' = channels): reduce conv C'c + c, its BN
+    2c, row BN 2c, row conv 4c^2 + 4c, expand conv 4cC' + C', in all 5C'c + C' + 4c^2 + 9c
+    (GSoP-Net Table 2: 0.72 M for C' = 1024, c = 128).
+
+    Examples:
+        >>> block_parameters(1024, 128)
+        723072
+    """
+    return 5 * channels * c + channels + 4 * c * c + 9 * c
+
+
+def block_multiply_adds(channels: int, c: int, positions: int) -> int:
+    """Multiply-adds of one channel block on a (1, C', H, W) map with M = HW positions: reduce
+    conv C'cM, covariance c^2 M (the (c, M) x (M, c) product), row conv 4c^2, expand conv 4cC'.
+    Element-wise work (BN, ReLU, sigmoid, the centring, x * w) is not counted, as in the papers.
+    GSoP-Net Table 2 gives 28.1 MFLOPs for C' = 1024, c = 128, M = 14 x 14.
+
+    Examples:
+        >>> block_multiply_adds(1024, 128, 14 * 14)
+        29491200
+    """
+    return channels * c * positions + c * c * positions + 4 * c * c + 4 * c * channels
+
+
+@dataclass
+class StageCost:
+    """One stage's channel block in ResNet-26 (placed or not).
+
+    channels: C' of the stage's output; positions: M = H * W of its map; params and
+    multiply_adds: counted on ``GSoPChannel(C', c)`` at that size (what a block there costs);
+    placed: whether the mask puts a block there. For a placed block, rank: the numerical rank of
+    its c x c covariance on the probe image, and eigenvalues: (c,) that covariance's
+    eigenvalues over the largest, descending; rank_bound = min(c, M - 1): a covariance of M
+    centred samples has rank at most M - 1.
+    """
+
+    stage: str
+    path: str
+    channels: int
+    positions: int
+    params: int
+    multiply_adds: int
+    placed: bool
+    rank_bound: int
+    rank: int | None = None
+    eigenvalues: np.ndarray | None = None
+
+
+@dataclass
+class PlacementCost:
+    """ResNet-26 (GSoP-Net Table 3) with channel blocks of covariance size ``c`` at ``mask``.
+
+    params, multiply_adds: the network's, counted (multiply-adds on one image at
+    ``input_size``); vanilla_params, vanilla_multiply_adds: the same without blocks.
+    """
+
+    c: int
+    mask: str
+    input_size: int
+    stages: list[StageCost]
+    params: int
+    multiply_adds: int
+    vanilla_params: int
+    vanilla_multiply_adds: int
+
+    @property
+    def added_params(self) -> int:
+        return self.params - self.vanilla_params
+
+    @property
+    def added_multiply_adds(self) -> int:
+        return self.multiply_adds - self.vanilla_multiply_adds
+
+
+@lru_cache(maxsize=4)
+def _vanilla(input_size: int) -> tuple[int, int]:
+    with FakeTensorMode():
+        model = create_model("resnet26")
+    return count_parameters(model), count_multiply_adds(model, input_size)
+
+
+def _calibrate(model: nn.Module, batch: torch.Tensor) -> list[tuple[int, int]]:
+    """Set every BN's running statistics to ``batch``'s (a fresh BN's mean 0 and variance 1
+    would leave whole ReLU channels dead) and return each stage's (C', M)."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None                      # a cumulative average: this batch's statistics
+    shapes = []
+    with torch.no_grad():
+        h = model.train().stem(batch)
+        for name in model.stage_names:
+            h = getattr(model, name)(h)
+            shapes.append((h.shape[1], h.shape[2] * h.shape[3]))
+    model.eval()
+    return shapes
+
+
+def placement_cost(c: int = 128, mask: str = "C,C,C,C", *, input_size: int = 224,
+                   seed: int = 0, calibration: int = 4) -> PlacementCost:
+    """Build ResNet-26 with ``GSoPChannel(C', c)`` after the last bottleneck of each stage
+    marked 'C' in ``mask`` ([S2, S3, S4, S5], GSoP-Net Table 4c/4d notation, '-' for none),
+    count its parameters and multiply-adds and those of a block at every stage, and run it on
+    one seeded noise image to read each placed block's c x c covariance (B = 1).
+
+    The network is untrained: its BN statistics are set from ``calibration`` noise images, so
+    only what does not depend on training is read from it, the covariance's rank, bounded by
+    min(c, M - 1) (GSoP-Net Sec. 4.1 keeps conv5_x at 14 x 14 "to alleviate the problem of
+    small sample size"). The global random state is left as it was.
+    """
+    parts = [p.strip() for p in mask.split(",")]
+    if len(parts) != len(STAGES) or not set(parts) <= {"C", "-"}:
+        raise ValueError(f"mask must be four of 'C' or '-' separated by commas "
+                         f"([S2, S3, S4, S5]), got {mask!r}")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = create_model("resnet26", blocks=mask, block_kwargs={"rd_channels": c})
+        shapes = _calibrate(model, torch.randn(calibration, 3, input_size, input_size))
+        image = torch.randn(1, 3, input_size, input_size)
+    placed = [p == "C" for p in parts]
+    insp = probe(model, image, taps="tap_cov") if any(placed) else None
+    stages = []
+    for s, ((channels, positions), here) in enumerate(zip(shapes, placed)):
+        path = f"layer{s + 1}.{len(getattr(model, f'layer{s + 1}')) - 1}.attn"
+        with FakeTensorMode():
+            block = GSoPChannel(channels, c)
+        side = int(round(positions ** 0.5))
+        cost = StageCost(STAGES[s], path, channels, positions, count_parameters(block),
+                         count_multiply_adds(block, side, channels), here,
+                         min(c, positions - 1))
+        if here:
+            cov = insp[path]["tap_cov"]
+            evals = torch.linalg.eigvalsh(cov[0].double()).flip(0)
+            cost.rank = int(numerical_rank(cov)[0])
+            cost.eigenvalues = (evals / evals[0]).clamp_min(0).numpy()
+        stages.append(cost)
+    vanilla_params, vanilla_macs = _vanilla(input_size)
+    return PlacementCost(c, mask, input_size, stages, count_parameters(model),
+                         count_multiply_adds(model, input_size), vanilla_params, vanilla_macs)
+
+
+def placement_figure(cost: PlacementCost, *, figsize=(12.0, 3.6)) -> Figure:
+    """Left: each stage's block parameters (M), orange where ``cost.mask`` places one, grey
+    where it does not (what a block there would cost). Middle: the same for multiply-adds on one
+    image. Right: each placed block's covariance eigenvalues over the largest (log scale) on
+    the noise image, with its rank; a dotted line at M - 1 where that is below c. The titles
+    give the totals added to ResNet-26 and the ranks."""
+    fig = _figure(figsize, left=0.06, right=0.98, bottom=0.22, top=0.8, wspace=0.32)
+    ax_p, ax_m, ax_s = fig.subplots(1, 3)
+    x = np.arange(len(cost.stages))
+    colours = [CHOSEN if s.placed else OTHER for s in cost.stages]
+    alphas = [1.0 if s.placed else 0.35 for s in cost.stages]
+    labels = [f"{s.stage}\nC' {s.channels}\nM {s.positions}" for s in cost.stages]
+    for ax, values, unit in ((ax_p, [s.params / 1e6 for s in cost.stages], "parameters (M)"),
+                             (ax_m, [s.multiply_adds / 1e6 for s in cost.stages],
+                              "multiply-adds (M)")):
+        for xi, v, colour, alpha in zip(x, values, colours, alphas):
+            ax.bar(xi, v, color=colour, alpha=alpha)
+            ax.text(xi, v, f"{v:.2f}" if v < 10 else f"{v:.0f}", ha="center", va="bottom",
+                    fontsize=7)
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_ylabel(f"one block's {unit}", fontsize=9)
+        ax.set_ylim(0, max(values) * 1.3)
+    ax_p.legend(handles=[Patch(color=CHOSEN, label="placed"),
+                         Patch(color=OTHER, alpha=0.35, label="not placed (if it were)")],
+                fontsize=7, loc="upper left", frameon=False)
+    _title(ax_p, f"+{cost.added_params / 1e6:.2f} M parameters "
+                 f"(+{100 * cost.added_params / cost.vanilla_params:.1f}% of ResNet-26)")
+    _title(ax_m, f"+{cost.added_multiply_adds / 1e9:.3f} G multiply-adds at {cost.input_size}"
+                 f" (+{100 * cost.added_multiply_adds / cost.vanilla_multiply_adds:.1f}%)")
+    placed = [s for s in cost.stages if s.placed]
+    for s in placed:
+        ax_s.semilogy(np.arange(1, cost.c + 1), np.clip(s.eigenvalues, 1e-12, None), lw=1.4,
+                      label=f"{s.stage} (M = {s.positions}): rank {s.rank} of {cost.c}")
+        if s.positions - 1 < cost.c:
+            ax_s.axvline(s.positions - 1, color="k", ls=":", lw=1)
+    ax_s.set_xlabel("eigenvalue index", fontsize=9)
+    ax_s.set_ylabel("eigenvalue / largest", fontsize=9)
+    ax_s.set_ylim(1e-12, 2)
+    if placed:
+        ax_s.legend(fontsize=7, loc="lower left")
+        ranks = ", ".join(f"{s.stage} {s.rank}" for s in placed)
+        _title(ax_s, f"covariance rank (c = {cost.c}): {ranks}")
+    else:
+        ax_s.text(0.5, 0.5, "no block placed", ha="center", va="center",
+                  transform=ax_s.transAxes)
+        _title(ax_s, "covariance spectrum")
+    fig.suptitle(f"ResNet-26 with channel blocks of size c = {cost.c} at [{cost.mask}] "
+                 "(untrained; spectra on one noise image)", fontsize=10)
+    return fig
+
+
+def placement_view(c: int = 128, mask: str = "C,C,C,C", input_size: int = 224) -> Figure:
+    """Notebook 03's widget callback: :func:`placement_cost` of ``c`` and ``mask``, drawn by
+    :func:`placement_figure`. Takes about a second on a CPU at 224."""
+    return placement_figure(placement_cost(c, mask, input_size=input_size))
+
+
+@dataclass
+class WeightSpread:
+    """Channel weights (N images, C channels) summarised. low, high: the smallest and largest
+    weight; std: their standard deviation over all images and channels; class_range: the median
+    over channels of (largest - smallest class mean of that channel's weight); class_share: the
+    median over channels of the share of the weight's variance across images that the class
+    explains (between-class variance / total variance)."""
+
+    low: float
+    high: float
+    std: float
+    class_range: float
+    class_share: float
+
+
+def _class_means(weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return torch.stack([weights[labels == k].mean(0) for k in labels.unique(sorted=True)])
+
+
+def weight_spread(weights: torch.Tensor, labels: torch.Tensor) -> WeightSpread:
+    """:class:`WeightSpread` of ``weights`` (N, C) or (N, C, 1, 1) with class ``labels`` (N,);
+    the channel weights of a GSoP block (Sec. 3.1: sigmoid outputs in (0, 1))."""
+    w = weights.flatten(1).double()
+    means = _class_means(w, labels)
+    counts = torch.stack([(labels == k).sum() for k in labels.unique(sorted=True)]).double()
+    between = (counts[:, None] * (means - w.mean(0)) ** 2).sum(0) / len(w)
+    share = between / w.var(0, unbiased=False).clamp_min(1e-30)
+    return WeightSpread(w.min().item(), w.max().item(), w.std().item(),
+                        (means.amax(0) - means.amin(0)).median().item(), share.median().item())
+
+
+def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
+                           labels: torch.Tensor, class_names: Sequence[str], *,
+                           figsize=(12.0, 3.8)) -> Figure:
+    """One block's channel weights (N, C) on the same N images, trained against untrained.
+
+    Left: histograms of all N x C weights of each. Middle: the trained block's class means,
+    classes x channels, channels sorted by their mean weight, on the sigmoid's full (0, 1)
+    scale. Right: per channel, how far apart its class means lie (largest - smallest), sorted,
+    for both blocks.
+    """
+    t, u = trained.flatten(1).double(), untrained.flatten(1).double()
+    st, su = weight_spread(t, labels), weight_spread(u, labels)
+    fig = _figure(figsize, left=0.06, right=0.97, bottom=0.15, top=0.85, wspace=0.45)
+    grid = fig.add_gridspec(1, 3, width_ratios=[1, 1.3, 1])
+    ax_h = fig.add_subplot(grid[0])
+    bins = np.linspace(0, 1, 51)
+    ax_h.hist(u.flatten().numpy(), bins=bins, color=OTHER, alpha=0.7, density=True,
+              label=f"untrained: {su.low:.2f}-{su.high:.2f}")
+    ax_h.hist(t.flatten().numpy(), bins=bins, color=CHOSEN, alpha=0.7, density=True,
+              label=f"trained: {st.low:.2f}-{st.high:.2f}")
+    ax_h.set_xlim(0, 1)
+    ax_h.set_xlabel("channel weight", fontsize=9)
+    ax_h.set_ylabel("density", fontsize=9)
+    ax_h.legend(fontsize=7)
+    _title(ax_h, f"trained weights spread {st.std / su.std:.0f}x wider (std {st.std:.3f} "
+                 f"against {su.std:.3f})")
+    ax_c = fig.add_subplot(grid[1])
+    means = _class_means(t, labels)
+    order = torch.argsort(t.mean(0), descending=True)
+    im = ax_c.imshow(means[:, order].numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                     interpolation="nearest")
+    names = [class_names[int(k)] for k in labels.unique(sorted=True)]
+    ax_c.set_yticks(np.arange(len(names)), names, fontsize=7)
+    ax_c.set_xlabel("channel, sorted by mean weight", fontsize=9)
+    fig.colorbar(im, ax=ax_c, label="class-mean weight", shrink=0.9, pad=0.02)
+    _title(ax_c, "trained block: class means of each channel's weight")
+    ax_r = fig.add_subplot(grid[2])
+    for w, spread, colour, name in ((t, st, CHOSEN, "trained"), (u, su, OTHER, "untrained")):
+        m = _class_means(w, labels)
+        ranges = (m.amax(0) - m.amin(0)).sort(descending=True).values.numpy()
+        ax_r.plot(np.arange(1, len(ranges) + 1), ranges, color=colour, lw=1.6,
+                  label=f"{name}: median {spread.class_range:.3f}")
+    ax_r.set_ylim(0, 1)
+    ax_r.set_xlabel("channel, sorted", fontsize=9)
+    ax_r.set_ylabel("largest - smallest class mean", fontsize=9)
+    ax_r.legend(fontsize=7)
+    _title(ax_r, "how much the class moves a channel's weight")
+    return fig
+
+
+__all__ = [
+    "STAGES",
+    "PlacementCost",
+    "StageCost",
+    "WeightSpread",
+    "block_multiply_adds",
+    "block_parameters",
+    "placement_cost",
+    "placement_figure",
+    "placement_view",
+    "trained_weights_figure",
+    "weight_spread",
+]

@@ -1,0 +1,92 @@
+"""Notebook 03's lessons (gsoplib.viz.lessons_block): Table 2's formulas against counts, the
+placement widget's callback at two settings of c and of the mask, and the trained-versus-untrained
+summary of channel weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from gsoplib.blocks import GSoPChannel
+from gsoplib.models import count_multiply_adds, count_parameters
+from gsoplib.viz import lessons_block
+
+
+@pytest.mark.parametrize(("channels", "c", "side"),
+                         [(256, 64, 56), (1024, 128, 14), (2048, 256, 14)])
+def test_formulas_are_what_the_block_counts(channels, c, side):
+    block = GSoPChannel(channels, c)
+    assert count_parameters(block) == lessons_block.block_parameters(channels, c)
+    assert count_multiply_adds(block, side, channels) == lessons_block.block_multiply_adds(
+        channels, c, side * side)
+
+
+def test_table2_sizes():
+    assert round(lessons_block.block_parameters(1024, 128) / 1e6, 2) == 0.72
+    # Table 2 says 28.1 MFLOPs; the plain count of every product is 29.49 M (the notebook says why)
+    assert lessons_block.block_multiply_adds(1024, 128, 196) == 29_491_200
+
+
+def test_placement_view_recomputes_with_c():
+    small, large = (lessons_block.placement_cost(c, "-,-,C,-") for c in (64, 256))
+    for cost in (small, large):
+        assert [s.placed for s in cost.stages] == [False, False, True, False]
+        assert cost.added_params == sum(s.params for s in cost.stages if s.placed)
+        assert cost.added_multiply_adds == sum(s.multiply_adds for s in cost.stages if s.placed)
+        assert cost.vanilla_params == small.vanilla_params
+    # the parameters grow as the formula says: 5C'c + 4c^2 + 9c at C' = 1024
+    grown = lessons_block.block_parameters(1024, 256) - lessons_block.block_parameters(1024, 64)
+    assert large.added_params - small.added_params == grown
+    # conv4_x has M = 196 positions: c = 64 keeps full rank, c = 256 is capped at M - 1
+    s4_small, s4_large = small.stages[2], large.stages[2]
+    assert (s4_small.positions, s4_small.rank, s4_small.rank_bound) == (196, 64, 64)
+    assert (s4_large.rank, s4_large.rank_bound) == (195, 195)
+    assert s4_large.eigenvalues[195:].max() < 1e-5 < s4_large.eigenvalues[194]
+    titles = {c: [ax.get_title() for ax in lessons_block.placement_figure(cost).axes]
+              for c, cost in ((64, small), (256, large))}
+    assert titles[64][2] == "covariance rank (c = 64): S4 64"
+    assert titles[256][2] == "covariance rank (c = 256): S4 195"
+    assert titles[64][0] != titles[256][0] and titles[64][0].startswith("+0.35 M parameters")
+
+
+def test_placement_view_recomputes_with_the_mask():
+    first = lessons_block.placement_cost(128, "C,-,-,-")
+    last = lessons_block.placement_cost(128, "-,-,-,C")
+    # S2's block works on 56 x 56 positions of 256 channels, S5's on 14 x 14 of 2048
+    assert first.added_multiply_adds > 2 * last.added_multiply_adds
+    assert last.added_params > 5 * first.added_params
+    assert first.stages[0].positions == 56 * 56 and last.stages[3].positions == 14 * 14
+    fig = lessons_block.placement_view(128, "C,-,-,C")
+    assert isinstance(fig, Figure) and "S2 128, S5 128" in fig.axes[2].get_title()
+
+
+def test_placement_leaves_the_random_state_and_rejects_bad_masks():
+    torch.manual_seed(3)
+    expected = torch.rand(1)
+    torch.manual_seed(3)
+    lessons_block.placement_cost(32, "-,C,-,-", input_size=64)
+    assert torch.equal(torch.rand(1), expected)
+    with pytest.raises(ValueError, match="mask must be four"):
+        lessons_block.placement_cost(32, "C,S,-,-")
+
+
+def test_weight_spread_separates_class_from_noise():
+    labels = torch.arange(4).repeat_interleave(50)
+    by_class = 0.2 + 0.2 * labels[:, None].float() + torch.zeros(200, 8)
+    spread = lessons_block.weight_spread(by_class, labels)
+    assert spread.class_share == pytest.approx(1.0) and spread.class_range == pytest.approx(0.6)
+    torch.manual_seed(0)
+    noise = 0.5 + 0.1 * torch.randn(200, 8)
+    spread = lessons_block.weight_spread(noise, labels)
+    assert spread.class_share < 0.1 and spread.std == pytest.approx(0.1, rel=0.2)
+    assert spread.low < 0.3 and spread.high > 0.7
+
+
+def test_trained_weights_figure_titles_say_the_spread():
+    labels = torch.arange(3).repeat_interleave(10)
+    trained = torch.rand(30, 16)
+    untrained = 0.5 + 0.01 * torch.randn(30, 16)
+    fig = lessons_block.trained_weights_figure(trained, untrained, labels, ["a", "b", "c"])
+    assert fig.axes[0].get_title().startswith("trained weights spread")
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["a", "b", "c"]
