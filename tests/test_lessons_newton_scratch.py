@@ -48,9 +48,11 @@ def test_within_one_std_and_the_title_that_states_it():
     assert newton.within_one_std_of_best(rows) == (5, [5])
     wider = [r._replace(std=4.5) if r.iters == 3 else r for r in rows]
     assert newton.within_one_std_of_best(wider) == (5, [3, 5])
-    fig = newton.accuracy_against_iterations(_results(), tables=("t",))
+    fig = newton.accuracy_against_iterations(_results(), tables=("t", "u"), labels={"t": "net"})
     assert isinstance(fig, Figure)
-    assert fig.axes[0].get_title() == "t: best mean at N = 5; within 1 std: N = 5"
+    assert fig.axes[0].get_title() == "net\nbest mean at N = 5; within 1 std: N = 5"
+    assert fig.axes[1].get_title() == "u\nbest mean at N = 5; within 1 std: N = 5"
+    assert "9 epochs" in fig.axes[1].get_xlabel()
     assert "3 seeds, 3 epochs" in fig.axes[0].get_xlabel()
 
 

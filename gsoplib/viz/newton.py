@@ -273,13 +273,16 @@ def within_one_std_of_best(rows: Sequence[IterationsAccuracy]) -> tuple[int, lis
 
 
 def accuracy_against_iterations(
-    results: Mapping, tables: Sequence[str] = ("isqrt_iters", "isqrt_head"), figsize=(9.0, 3.4)
+    results: Mapping,
+    tables: Sequence[str] = ("isqrt_iters", "isqrt_head"),
+    labels: Mapping[str, str] | None = None,
+    figsize=(9.0, 3.6),
 ) -> Figure:
     """Test top-1 (%) against N, one panel per table of a ``benchmarks/compare.py --table`` JSON
     (:func:`accuracy_by_iterations`): mean and sample std over seeds (error bars), every seed a
     dot just right of its N, N on a log scale. Each title names the best N and those within one
-    std of it (:func:`within_one_std_of_best`); the x label names the seeds and the epochs (from
-    the JSON's per-run ``rows``)."""
+    std of it (:func:`within_one_std_of_best`) under the table's name or its entry in ``labels``;
+    the x label names the seeds and the epochs (from the JSON's per-run ``rows``)."""
     fig = _figure(figsize, left=0.08, right=0.98, bottom=0.16, top=0.86, wspace=0.22)
     axes = np.atleast_1d(fig.subplots(1, len(tables), sharey=True))
     for ax, table in zip(axes, tables):
@@ -299,8 +302,8 @@ def accuracy_against_iterations(
         ax.set_xlabel(f"Newton-Schulz iterations N ({'/'.join(map(str, seeds))} seeds, "
                       f"{'/'.join(map(str, epochs)) or '?'} epochs)")
         best, close = within_one_std_of_best(rows)
-        _title(ax, f"{table}: best mean at N = {best}; within 1 std: N = "
-                   f"{', '.join(map(str, close))}", fontsize=8)
+        _title(ax, f"{(labels or {}).get(table, table)}\nbest mean at N = {best}; within 1 std: "
+                   f"N = {', '.join(map(str, close))}", fontsize=8)
         ax.legend(fontsize=7, loc="lower right")
     axes[0].set_ylabel("test top-1 (%)")
     return fig
