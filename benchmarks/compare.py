@@ -501,11 +501,13 @@ PAGES = (RESULTS_DIR.parent.parent / "README.md",
 
 
 def _replace_block(text: str, name: str, table: str) -> str:
-    start, end = f"<!-- compare.py --markdown: {name} -->\n", f"\n<!-- end {name} -->"
+    start, end = f"<!-- compare.py --markdown: {name} -->\n", f"<!-- end {name} -->"
     if start not in text:
         return text
     head, rest = text.split(start, 1)
-    return head + start + table + end + rest.split(end, 1)[1]
+    if end not in rest:
+        raise ValueError(f"{start.strip()} has no {end} after it")
+    return head + start + table + "\n" + end + rest.split(end, 1)[1]
 
 
 def main_markdown(args) -> int:

@@ -313,3 +313,23 @@ def test_probe_figure_draws_each_pooling_s_mean_per_backbone():
     assert [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == ":"] == [12.5]
     with pytest.raises(ValueError, match="no probe rows for 'd' at 20 labels a class"):
         probe_figure(rows, "d", 20)
+
+
+def test_sweep_view_shows_one_backbone_s_seeds_and_reads_the_lead_over_gap():
+    from gsoplib.viz.sweep import sweep_view
+
+    backbones = ["small", "large"]
+    rows = [{"dataset": "d", "backbone": b, "pooling": p, "seeds": 3,
+             "test_top1": mean, "test_top1_std": 0.5, "runs": [mean - 0.5, mean, mean + 0.5]}
+            for b, scores in (("small", {"GAP": 60.0, "iSQRT-COV head": 70.0}),
+                              ("large", {"GAP": 90.0, "iSQRT-COV head": 89.0}))
+            for p, mean in scores.items()]
+    small = sweep_view(rows, backbones, "d", "small")
+    assert small.axes[1].get_title() == "small: iSQRT-COV head +10.0 over GAP (largest std 0.5)"
+    assert sorted(small.axes[1].collections[0].get_offsets()[:, 1]) == [59.5, 60.0, 60.5]
+    large = sweep_view(rows, backbones, "d", "large")
+    assert large.axes[1].get_title() == "large: best: GAP (largest std 0.5)"
+    only = sweep_view(rows, backbones, "d", "large", poolings=["iSQRT-COV head"])
+    assert [t.get_text() for t in only.axes[1].get_xticklabels()] == ["iSQRT-COV head"]
+    with pytest.raises(ValueError, match="no sweep rows for 'd' on backbone 'huge'"):
+        sweep_view(rows, backbones, "d", "huge")

@@ -52,6 +52,55 @@ def sweep_figure(rows: Sequence[dict], backbones: Sequence[str], *,
     return fig
 
 
+def sweep_view(rows: Sequence[dict], backbones: Sequence[str], dataset: str, backbone: str,
+               poolings: Sequence[str] | None = None,
+               figsize: tuple[float, float] = (11.0, 4.0)) -> Figure:
+    """One dataset of the sweep and one backbone in detail: left, test top-1 against backbone
+    size for the chosen ``poolings`` (as :func:`sweep_figure`, the chosen backbone shaded);
+    right, every seed's top-1 on the chosen backbone, a column per pooling with its mean and
+    std, titled with the best pooling's lead over GAP and the largest std beside it (a lead
+    smaller than that is not read as one). ``rows``: the sweep's summary with ``runs``, each
+    seed's top-1 (``benchmarks/results/sweep-*.json``); notebook 05's widget calls this."""
+    chosen = [r for r in rows if r["dataset"] == dataset and r["backbone"] == backbone
+              and (poolings is None or r["pooling"] in poolings)]
+    if not chosen:
+        raise ValueError(f"no sweep rows for {dataset!r} on backbone {backbone!r}")
+    poolings = [r["pooling"] for r in chosen]
+    fig = _figure(figsize, left=0.07, right=0.98, bottom=0.3, top=0.86, wspace=0.28)
+    lines, seeds = fig.subplots(1, 2, width_ratios=[1.4, 1])
+    x = np.arange(len(backbones))
+    for pooling in poolings:
+        cells = {r["backbone"]: r for r in rows if r["dataset"] == dataset
+                 and r["pooling"] == pooling}
+        shown = [i for i, b in enumerate(backbones) if b in cells]
+        colour, marker = STYLES.get(pooling, (None, "o"))
+        lines.errorbar(x[shown], [cells[backbones[i]]["test_top1"] for i in shown],
+                       yerr=[cells[backbones[i]]["test_top1_std"] for i in shown], capsize=3,
+                       marker=marker, color=colour, label=pooling)
+    where = list(backbones).index(backbone)
+    lines.axvspan(where - 0.3, where + 0.3, color="gold", alpha=0.25, lw=0)
+    lines.set_xticks(x, list(backbones), rotation=20, ha="right", fontsize=7)
+    lines.set_xlabel("backbone, smallest first")
+    lines.set_ylabel("test top-1 % (mean +- std)")
+    lines.legend(fontsize=7, loc="lower right")
+    _title(lines, f"{dataset}: accuracy against backbone size")
+    for j, r in enumerate(chosen):
+        colour, marker = STYLES.get(r["pooling"], (None, "o"))
+        runs = r.get("runs") or [r["test_top1"]]
+        seeds.scatter(np.full(len(runs), j), runs, color=colour, marker=marker, alpha=0.6)
+        seeds.errorbar(j + 0.15, r["test_top1"], yerr=r["test_top1_std"], color="black",
+                       marker="_", markersize=14, capsize=3)
+    seeds.set_xticks(range(len(chosen)), poolings, rotation=20, ha="right", fontsize=7)
+    seeds.set_ylabel("test top-1 % (each seed; mean +- std)")
+    best = max(chosen, key=lambda r: r["test_top1"])
+    gap = next((r for r in chosen if r["pooling"] == "GAP"), None)
+    spread = max(r["test_top1_std"] for r in chosen)
+    lead = (f"{best['pooling']} {best['test_top1'] - gap['test_top1']:+.1f} over GAP"
+            if gap is not None and best is not gap else f"best: {best['pooling']}")
+    _title(seeds, f"{backbone}: {lead} (largest std {spread:.1f})")
+    return fig
+
+
 #: Colours of the linear probes' poolings (gsoplib.linear_probe.POOLINGS).
 PROBE_COLOURS = {"gap": "tab:grey", "covariance": "tab:blue", "root": "tab:orange"}
 
@@ -89,4 +138,4 @@ def probe_figure(rows: Sequence[dict], dataset: str, per_class: int, *,
     return fig
 
 
-__all__ = ["PROBE_COLOURS", "STYLES", "probe_figure", "sweep_figure"]
+__all__ = ["PROBE_COLOURS", "STYLES", "probe_figure", "sweep_figure", "sweep_view"]
