@@ -10,7 +10,8 @@ GM-SOP) or 5 (iSQRT-COV ImageNet recipes).
 
 Backward: plain autograd through the iteration is the reference (6N - 6 matmuls). The
 ``memory_efficient`` path saves only Sigma and recomputes the iteration during backward: it keeps
-one (B, n, n) tensor instead of about 4N, for one extra forward pass.
+one (B, n, n) tensor instead of 3N (4 for N = 1) plus three (B,) trace vectors
+(:mod:`gsoplib.ops.backward_memory` counts them), for one extra forward pass (+33% matmuls).
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ Each function takes the widget's knobs as keyword arguments with defaults, compu
     :func:`cobweb`                  the scalar map p <- p (3 - p)^2 / 4 from p_0 = lambda, y_k
     :func:`ns_explorer`             error per iteration and the eigenvalue map y_N for a spectrum
     :func:`eigenvalue_maps`         y_N(lambda) against sqrt(lambda), N = 1..10, log axes
+    :func:`convergence_by_spectrum` error per iteration, one line per spectrum, N = 3 and 5 marked
     :func:`newton_instability`      plain Newton against Denman-Beavers and Newton-Schulz
-    :func:`backward_memory`         saved bytes and matmuls of the two backwards
+    :func:`backward_memory`         saved bytes and matmuls of the two backwards (presets:
+                                    :data:`PAPER_SCALES`)
     :func:`accuracy_against_iterations`  measured test accuracy against N from a benchmark JSON
 The numbers a figure shows come from a ``*_summary`` function beside it, so a test (or a reader)
 can check them without reading pixels.
@@ -21,9 +23,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from ..heads.isqrt import ISqrtCovHead
+from ..ops import newton_schulz_errors
 from ..ops.backward_memory import newton_schulz_backward_cost
 from ..ops.iterations import (
     denman_beavers_sqrtm,
@@ -38,12 +42,26 @@ from ..ops.iterations import (
     relative_errors,
 )
 from ._axes import _figure, _title
+from .curves import newton_schulz_convergence
+
+#: Paper-scale settings for :func:`backward_memory`: (square roots per batch, n, N). GSoP-Net2's
+#: head and the iSQRT-COV recipe at GSoP-Net's ImageNet batch of 160 (GSoP-Net Sec. 4.1).
+#: GM-SOP-16-8 at its batch of 256 (GM-SOP Sec. 3.1, Implementation Details) takes nine
+#: 128 x 128 roots per image: the K = 8 chosen components and the gate, whose prediction layers
+#: "share the same architecture with CMs" (GM-SOP Sec. 2.3), an SR-SOP in the authors' release;
+#: N = 3 as in that release. :data:`gsoplib.ops.backward_memory.PAPER_SCALES` counts the eight
+#: components only.
+PAPER_SCALES: dict[str, tuple[int, int, int]] = {
+    "GSoP-Net2 head: batch 160, 256 x 256, N = 3": (160, 256, 3),
+    "iSQRT-COV recipe: batch 160, 256 x 256, N = 5": (160, 256, 5),
+    "GM-SOP-16-8: batch 256 x (8 components + gate), 128 x 128, N = 3": (256 * 9, 128, 3),
+}
 
 
 def cobweb(lam: float = 2.5, steps: int = 12, figsize=(9.0, 3.6)) -> Figure:
     """Cobweb of p_{k+1} = p_k (3 - p_k)^2 / 4 from p_0 = lam (left) and y_k against
-    +-sqrt(lam) (right); the title names the regime
-    (:func:`gsoplib.ops.iterations.ns_scalar_regime`).
+    +-sqrt(lam) (right); the left title names the regime
+    (:func:`gsoplib.ops.iterations.ns_scalar_regime`), the right one where y_steps ended.
     """
     ys, ps = ns_scalar_orbit(lam, steps)
     regime = ns_scalar_regime(lam)
@@ -51,31 +69,35 @@ def cobweb(lam: float = 2.5, steps: int = 12, figsize=(9.0, 3.6)) -> Figure:
     ax, ay = fig.subplots(1, 2)
     top = max(6.0, min(lam * 1.1, 12.0))
     grid = np.linspace(0, top, 400)
-    ax.plot(grid, ns_scalar_map(grid), color="tab:blue", label="f(p) = p(3-p)²/4")
-    ax.plot(grid, grid, color="0.5", lw=0.8, label="p")
-    for start, end, color in ((0, 3, "tab:green"), (3, 5, "tab:orange"), (5, top, "tab:red")):
-        ax.axvspan(start, end, color=color, alpha=0.08)
+    regions = ((0, 3, "tab:green", r"$\lambda \in (0, 3)$: $+\sqrt{\lambda}$"),
+               (3, 5, "tab:orange", r"$(3, 5)$: $\pm\sqrt{\lambda}$"),
+               (5, top, "tab:red", r"$> 5$: diverges"))
+    for start, end, color, label in regions:
+        ax.axvspan(start, end, color=color, alpha=0.1, label=label)
+    ax.plot(grid, ns_scalar_map(grid), color="tab:blue", label=r"$f(p) = p(3-p)^2/4$")
+    ax.plot(grid, grid, color="0.5", lw=0.8, label=r"diagonal $p_{k+1} = p_k$")
     finite = [p for p in ps if math.isfinite(p) and p < 1e3]
     xs, zs = [finite[0]], [0.0]
     for p, q in zip(finite, finite[1:]):
         xs += [p, q]
         zs += [q, q]
-    ax.plot(xs, zs, color="k", lw=1, marker="o", ms=2.5)
+    ax.plot(xs, zs, color="k", lw=1, marker="o", ms=2.5, label=r"orbit from $p_0 = \lambda$")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
-    ax.set_xlabel("p_k = z_k y_k")
-    ax.set_ylabel("p_{k+1}")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.set_xlabel(r"$p_k = z_k y_k$")
+    ax.set_ylabel(r"$p_{k+1}$")
+    ax.legend(fontsize=6.5, loc="upper left")
     _title(ax, f"lambda = {lam:g}: {regime}")
     k = np.arange(len(ys))
     shown = np.clip(np.array(ys, dtype=float), -1e3, 1e3)
-    ay.plot(k, shown, marker="o", ms=3, color="k", label="y_k")
-    ay.axhline(math.sqrt(lam), color="tab:green", ls="--", label="+sqrt(lambda)")
-    ay.axhline(-math.sqrt(lam), color="tab:orange", ls=":", label="-sqrt(lambda)")
+    ay.plot(k, shown, marker="o", ms=3, color="k", label=r"$y_k$")
+    ay.axhline(math.sqrt(lam), color="tab:green", ls="--", label=r"$+\sqrt{\lambda}$")
+    ay.axhline(-math.sqrt(lam), color="tab:orange", ls=":", label=r"$-\sqrt{\lambda}$")
     ay.set_ylim(-3 * math.sqrt(max(lam, 1e-3)) - 1, 3 * math.sqrt(max(lam, 1e-3)) + 1)
     ay.set_xlabel("step k")
+    ay.set_ylabel(r"$y_k$ (clipped at $\pm 10^3$)")
     ay.legend(fontsize=7)
-    _title(ay, f"y_k (y_{steps} = {ys[-1]:.4g})")
+    _title(ay, f"y_{steps} = {ys[-1]:.4g} against sqrt(lambda) = {math.sqrt(lam):.4g}")
     return fig
 
 
@@ -143,33 +165,77 @@ def ns_explorer(
     am.loglog(lam, newton_schulz_polynomial(lam, iters).abs().clamp(min=1e-300), "o", ms=3,
               color="tab:red", label="this spectrum")
     am.set_xlabel("eigenvalue the iteration sees")
+    am.set_ylabel(r"$|y_N(\lambda)|$ and $\sqrt{\lambda}$")
     am.legend(fontsize=7)
-    _title(am, f"n = {n}, condition {condition:g}, decay {decay:g}")
+    ratio = newton_schulz_polynomial(lam, iters).abs() / lam.sqrt()
+    _title(am, f"n = {n}, condition {condition:g}, decay {decay:g}: y_{iters} / sqrt is "
+               f"{float(ratio.min()):.2g} to {float(ratio.max()):.2g}")
     return fig
 
 
 def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(9.0, 3.6)) -> Figure:
     """y_N(lambda) for N = 1..max_iters against sqrt(lambda), lambda in [1e-6, 1] (left), and
-    the ratio y_N / sqrt(lambda) (right); a dotted line at lambda = 1/channels, the size of a
-    flat spectrum's eigenvalue after trace normalisation."""
+    the ratio y_N / sqrt(lambda) (right); every N its own colour of one sequential map, N = 3
+    (GSoP-Net2, GM-SOP's release) and N = 5 (iSQRT-COV's recipes) drawn thicker. A dotted line
+    at lambda = 1/channels: every eigenvalue of a flat channels x channels covariance after
+    trace normalisation (iSQRT-COV Eq. 2), the size of a typical one. The right title gives
+    y_3, y_5 and y_max_iters over sqrt at that lambda (1e-3 when channels is None)."""
     lam = torch.logspace(-6, 0, 300, dtype=torch.float64)
     fig = _figure(figsize, left=0.08, right=0.98, bottom=0.14, top=0.88, wspace=0.3)
     ax, ar = fig.subplots(1, 2)
-    ax.loglog(lam, lam.sqrt(), color="k", lw=2, label="sqrt")
+    ax.loglog(lam, lam.sqrt(), color="k", lw=2.5, label=r"$\sqrt{\lambda}$")
+    colors = _sequential(max_iters)
+    papers = {3: " (GSoP-Net2)", 5: " (iSQRT-COV)"}
     for n in range(1, max_iters + 1):
         y = newton_schulz_polynomial(lam, n)
-        color = "tab:red" if n == 3 else "tab:blue" if n == 5 else None
-        label = f"N = {n}" if color else None
-        style = {"lw": 1.5 if color else 0.8, "color": color, "label": label}
+        style = {"lw": 2.2 if n in papers else 1.0, "color": colors[n - 1],
+                 "label": f"N = {n}{papers.get(n, '')}"}
         ax.loglog(lam, y, **style)
         ar.semilogx(lam, y / lam.sqrt(), **style)
+    ar.axhline(1.0, color="k", lw=1.2, ls="--", label="exact root (ratio 1)")
+    at = 1 / channels if channels else 1e-3
     for a in (ax, ar):
         if channels:
-            a.axvline(1 / channels, color="0.4", ls=":", label=f"1/{channels}")
-        a.set_xlabel("lambda (trace-normalised eigenvalue)")
-        a.legend(fontsize=7)
-    _title(ax, f"y_N(lambda), N = 1..{max_iters}")
-    _title(ar, "y_N(lambda) / sqrt(lambda)")
+            a.axvline(at, color="0.4", ls=":",
+                      label=f"1/{channels}: a flat {channels}-channel spectrum")
+        a.set_xlabel(r"$\lambda$ (trace-normalised eigenvalue)")
+    ax.set_ylabel(r"$y_N(\lambda)$, eigenvalue after N iterations")
+    ar.set_ylabel(r"$y_N(\lambda) / \sqrt{\lambda}$")
+    ax.legend(fontsize=6, loc="lower right", ncol=2)
+    handles, labels = ar.get_legend_handles_labels()
+    ar.legend(handles[-2:], labels[-2:], fontsize=7, loc="lower right")
+    _title(ax, r"small $\lambda$: $y_N \approx (3/2)^N \lambda$, slope 1, not 1/2", fontsize=8)
+    shown = [n for n in (3, 5, max_iters) if n <= max_iters]
+    ratios = {n: float(newton_schulz_polynomial(torch.tensor([at], dtype=torch.float64), n)[0])
+              / math.sqrt(at) for n in dict.fromkeys(shown)}
+    _title(ar, rf"at $\lambda$ = {at:.3g}: " + ", ".join(
+        rf"$y_{{{n}}} = {r:.2f}\sqrt{{\lambda}}$" for n, r in ratios.items()), fontsize=8)
+    return fig
+
+
+def _sequential(count: int) -> list:
+    """``count`` colours of matplotlib's viridis, dark to light (N = 1 darkest)."""
+    return [colormaps["viridis"](x) for x in np.linspace(0.0, 0.88, count)]
+
+
+def convergence_by_spectrum(
+    matrices: torch.Tensor,
+    labels: Sequence[str],
+    used: Sequence[int] = (3, 5),
+    max_iters: int = 10,
+    figsize=(6.0, 3.6),
+) -> Figure:
+    """:func:`gsoplib.viz.newton_schulz_convergence` (relative error of the trace-normalised
+    Newton-Schulz root per iteration, iSQRT-COV Eq. 2-4, one line per (n, n) matrix of the
+    (B, n, n) ``matrices``) with a title that states the range of errors over the matrices at
+    the first count of ``used`` and at ``max_iters``."""
+    fig = newton_schulz_convergence(matrices, max_iters=max_iters, used=tuple(used), labels=labels)
+    fig.set_size_inches(*figsize)
+    errors = newton_schulz_errors(matrices.detach().cpu(), max_iters=max_iters)
+    first, last = errors[used[0] - 1], errors[-1]
+    _title(fig.axes[0], f"at N = {used[0]} every matrix is {float(first.min()):.0%}-"
+                        f"{float(first.max()):.0%} off the root; at N = {max_iters}, "
+                        f"{float(last.min()):.1%}-{float(last.max()):.1%}")
     return fig
 
 
@@ -177,19 +243,28 @@ def newton_instability(
     conditions: Sequence[float] = (1e2, 1e4), n: int = 32, iters: int = 30, figsize=(9.0, 3.4)
 ) -> Figure:
     """Relative error per iteration of plain Newton, Denman-Beavers and Newton-Schulz (trace
-    pre-normalised) on :func:`~gsoplib.ops.iterations.example_spectrum` spectra, one panel each."""
-    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.15, top=0.86, wspace=0.25)
+    pre-normalised) on :func:`~gsoplib.ops.iterations.example_spectrum` spectra, one panel each;
+    each title gives the iteration where plain Newton was closest and its error at the end,
+    and the larger end error of the two stable iterations."""
+    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.15, top=0.84, wspace=0.25)
     axes = np.atleast_1d(fig.subplots(1, len(conditions)))
     its = np.arange(1, iters + 1)
     for ax, cond in zip(axes, conditions):
         a, _ = example_spectrum(n, cond)
         ns = torch.stack([newton_schulz_prenormalised(a, k) for k in its])
+        errors = {}
         for name, iterates in (("plain Newton", plain_newton_sqrtm(a, iters)),
                                ("Denman-Beavers", denman_beavers_sqrtm(a, iters)),
                                ("Newton-Schulz", ns)):
-            ax.semilogy(its, relative_errors(iterates, a)[:, 0].numpy().clip(1e-17), label=name)
-        ax.set_xlabel("iteration")
-        _title(ax, f"condition {cond:g}, {n}x{n}")
+            errors[name] = relative_errors(iterates, a)[:, 0].numpy()
+            ax.semilogy(its, errors[name].clip(1e-17), label=name)
+        ax.set_xlabel("iteration k")
+        plain = errors["plain Newton"]
+        best = int(plain.argmin())
+        stable = max(errors["Denman-Beavers"][-1], errors["Newton-Schulz"][-1])
+        _title(ax, f"condition {cond:.0e}, {n}x{n}: plain Newton best at k = {its[best]},\n"
+                   f"{plain[-1]:.0e} at k = {iters}; the coupled two end <= {stable:.0e}",
+               fontsize=8)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("relative Frobenius error")
     return fig
@@ -272,27 +347,65 @@ def within_one_std_of_best(rows: Sequence[IterationsAccuracy]) -> tuple[int, lis
     return best.iters, close
 
 
+def reference_rows(
+    results: Mapping, table: str, variants: Sequence[str]
+) -> list[IterationsAccuracy]:
+    """Rows of ``table`` named by their ``variant`` label (a benchmark's other arms: a GAP
+    baseline, another head), in the order given, as :class:`IterationsAccuracy` with the N of
+    their head (:class:`~gsoplib.heads.isqrt.ISqrtCovHead`'s default when not set; 0 for a
+    model without ``head_kwargs``)."""
+    default = inspect.signature(ISqrtCovHead).parameters["iters"].default
+    by_label = {s["variant"]: s for s in results["summary"] if s["table"] == table}
+    missing = [v for v in variants if v not in by_label]
+    if missing:
+        raise ValueError(f"table {table!r} has no rows {missing}; it has {sorted(by_label)}")
+    out = []
+    for v in variants:
+        s = by_label[v]
+        head = s["model_kwargs"].get("head_kwargs")
+        iters = 0 if head is None else head.get("iters", default)
+        out.append(IterationsAccuracy(iters, s["test_top1"], s["test_top1_std"],
+                                      tuple(s["runs"]), s["variant"]))
+    return out
+
+
 def accuracy_against_iterations(
     results: Mapping,
     tables: Sequence[str] = ("isqrt_iters", "isqrt_head"),
     labels: Mapping[str, str] | None = None,
     figsize=(9.0, 3.6),
+    references: Mapping[str, Sequence[str]] | None = None,
 ) -> Figure:
     """Test top-1 (%) against N, one panel per table of a ``benchmarks/compare.py --table`` JSON
     (:func:`accuracy_by_iterations`): mean and sample std over seeds (error bars), every seed a
     dot just right of its N, N on a log scale. Each title names the best N and those within one
     std of it (:func:`within_one_std_of_best`) under the table's name or its entry in ``labels``;
-    the x label names the seeds and the epochs (from the JSON's per-run ``rows``)."""
+    the x label names the seeds and the epochs (from the JSON's per-run ``rows``).
+
+    references: per table, variant labels of other rows of it to draw beside the N curve
+    (:func:`reference_rows`): a row without a Newton-Schulz head (GAP) as a band of its mean
+    +- std across all N, a row with one as a diamond with its error bar just left of its N.
+    """
     fig = _figure(figsize, left=0.08, right=0.98, bottom=0.16, top=0.86, wspace=0.22)
     axes = np.atleast_1d(fig.subplots(1, len(tables), sharey=True))
+    shown: list[float] = []
     for ax, table in zip(axes, tables):
         rows = accuracy_by_iterations(results, table)
         its = [r.iters for r in rows]
         ax.errorbar(its, [r.mean for r in rows], yerr=[r.std for r in rows], marker="o",
-                    ls="none", capsize=3, color="tab:blue", label="mean ± std")
+                    ls="none", capsize=3, color="tab:blue", label="mean ± std over seeds")
         for r in rows:
             ax.plot([r.iters * 1.08] * len(r.runs), r.runs, ".", color="0.4", ms=5)
         ax.plot([], [], ".", color="0.4", label="one seed (right of its N)")
+        others = reference_rows(results, table, (references or {}).get(table, ()))
+        for r, color in zip(others, ("tab:green", "tab:purple", "tab:brown", "tab:olive")):
+            text = f"{r.variant}: {r.mean:.2f} ± {r.std:.2f}"
+            if r.iters == 0:
+                ax.axhspan(r.mean - r.std, r.mean + r.std, color=color, alpha=0.15)
+                ax.axhline(r.mean, color=color, ls="--", lw=1, label=text)
+            else:
+                ax.errorbar([r.iters / 1.08], [r.mean], yerr=[r.std], marker="D", ms=5,
+                            ls="none", capsize=3, color=color, label=f"{text} (N = {r.iters})")
         ax.set_xscale("log")
         ax.set_xticks(its, [str(n) for n in its])
         ax.minorticks_off()
@@ -304,20 +417,26 @@ def accuracy_against_iterations(
         best, close = within_one_std_of_best(rows)
         _title(ax, f"{(labels or {}).get(table, table)}\nbest mean at N = {best}; within 1 std: "
                    f"N = {', '.join(map(str, close))}", fontsize=8)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6.5 if others else 7, loc="lower right")
+        shown += [v for r in rows + others for v in (r.mean - r.std, r.mean + r.std, *r.runs)]
+    low, high = min(shown), max(shown)
+    axes[0].set_ylim(low - 0.45 * (high - low), high + 0.05 * (high - low))  # legends below
     axes[0].set_ylabel("test top-1 (%)")
     return fig
 
 
 __all__ = [
+    "PAPER_SCALES",
     "IterationsAccuracy",
     "accuracy_against_iterations",
     "accuracy_by_iterations",
     "backward_memory",
     "cobweb",
+    "convergence_by_spectrum",
     "eigenvalue_maps",
     "newton_instability",
     "ns_explorer",
     "ns_explorer_summary",
+    "reference_rows",
     "within_one_std_of_best",
 ]
