@@ -1,9 +1,11 @@
 """Notebook 01's widget (gsoplib.viz.lessons_covariance) against the math it illustrates: the
 covariance's rank is min(C, M - 1), the mean's probe stays at chance, the covariance's probe
-needs a correlation and enough positions; and the notebook's widget cell recomputes."""
+needs a correlation and enough positions; the share a of the variance an image's own mean
+removes; and the notebook's widget cell recomputes."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import nbformat
@@ -11,7 +13,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from gsoplib.data.second_order import correlation_matrices
+from gsoplib.data.second_order import _smooth_unit_variance, correlation_matrices, generate
 from gsoplib.ops import covariance
 from gsoplib.viz import lessons_covariance as lessons
 
@@ -50,6 +52,46 @@ def test_the_mean_is_blind_and_the_covariance_needs_a_correlation_and_positions(
     assert few_positions.covariance_accuracy < signal.covariance_accuracy - 0.3
 
 
+def test_centring_share_matches_the_closed_form_and_a_measurement():
+    # closed form for a separable, normalised Gaussian kernel k with circular padding:
+    # sum_d c(d) = (sum k)^4 / (sum k^2)^2 = 1 / (sum k^2)^2, so a = 1 / (M (sum k^2)^2)
+    for size, sigma in ((32, 1.5), (32, 0.7), (20, 2.0)):
+        radius = math.ceil(3 * sigma)
+        t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+        k = torch.exp(-0.5 * (t / sigma) ** 2)
+        k = k / k.sum()
+        closed = 1 / (size * size * k.square().sum().item() ** 2)
+        assert lessons.centring_share(size, sigma) == pytest.approx(closed, rel=1e-9)
+    assert lessons.centring_share(32, 0.0) == pytest.approx(1 / 1024)   # independent pixels
+    # measured on the generator's own smooth field: Var(image mean) / Var(pixel)
+    noise = torch.randn(4000, 2, 32, 32, generator=torch.Generator().manual_seed(3),
+                        dtype=torch.float64)
+    z = _smooth_unit_variance(noise, 1.5)
+    mu2 = z.mean(dim=(2, 3)).square().flatten()
+    measured, se = mu2.mean() / z.square().mean(), mu2.std() / math.sqrt(mu2.numel())
+    a = lessons.centring_share(32, 1.5)
+    assert abs(measured - a) < 3 * se and a > 10 * se
+
+
+def test_the_stored_images_covariance_is_shrunk_by_one_minus_a():
+    images, labels = generate(4000, seed=5)
+    x = (images.double() - 128.0) / 42.5
+    flat = x.flatten(2)
+    second = flat.square().mean()                       # per-pixel variance (clipping included)
+    mu2 = flat.mean(-1).square()
+    ratio = 1 - mu2.mean() / second                     # E[Sigma_ii] / E[(1/M) x x^T]_ii
+    se = mu2.std() / math.sqrt(mu2.numel()) / second
+    a = lessons.centring_share(32, 1.5)
+    assert abs(ratio - (1 - a)) < 3 * se and abs(ratio - 1) > 10 * se
+
+
+def test_rank_against_positions_is_the_bound():
+    sizes = [2, 3, 5, 8, 9, 20]
+    ranks = lessons.rank_against_positions(8, sizes, 0.2, num_samples=10)
+    assert ranks.shape == (6, 10)
+    assert ranks.tolist() == [[min(8, m - 1)] * 10 for m in sizes]
+
+
 def test_largest_rho_is_where_a_class_stops_being_positive_definite():
     assert lessons.largest_rho(3, 8) == pytest.approx(0.5)
     assert lessons.largest_rho(2, 2) == pytest.approx(1.0)
@@ -65,6 +107,10 @@ def test_the_view_titles_say_what_was_computed():
     assert full.axes[1].get_title() == "rank of Sigma: 3 in every test sample (bound 3)"
     assert low.axes[1].get_title() == "rank of Sigma: 4 in every test sample (bound 4)"
     assert full.axes[0].get_title().startswith("linear probe: triu(Sigma) 0.")
+    # the right panel shows the bound biting below M = C + 1 at every setting
+    assert full.axes[2].get_title() == ("C = 3: rank = min(C, M - 1) in every sample,\n"
+                                        "so below C = 3 for every M <= 3")
+    assert low.axes[2].get_title().startswith("C = 8: rank = min(C, M - 1) in every sample")
     too_large = lessons.probe_and_rank_view(0.4, 64, 8)
     assert "outside [0, 0.256)" in too_large.axes[0].texts[0].get_text()
 

@@ -6,7 +6,10 @@ covariance's rank, as the correlation rho, the number of positions M and of chan
     largest_rho(channels, num_classes)  the rho above which some R_k is no longer positive definite
     probe_and_rank(rho, positions, channels)    first- vs second-order linear probe accuracy and
                                    the rank of every test sample's covariance
-    probe_and_rank_view(rho, positions, channels)  the widget's callback: both, drawn
+    rank_against_positions(channels, positions)  the covariance's rank at each number of positions
+    probe_and_rank_view(rho, positions, channels)  the widget's callback: all three, drawn
+    centring_share(image_size, smoothing)  a, the share of a pixel's variance that a
+                                   second_order image's own mean carries: E[Sigma] = (1 - a) R_k
 
 The numbers a figure shows come from :func:`probe_and_rank`, so a test (or a reader) can check
 them without reading pixels.
@@ -24,8 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
-from ..data.second_order import correlation_matrices
+from ..data.second_order import _smooth_unit_variance, correlation_matrices
 from ..ops import covariance, triu_vec
 from ..root_check import numerical_rank
 from ..train.linear_probe import linear_probe
@@ -82,6 +86,50 @@ def second_order_positions(
     labels = (torch.arange(num_samples) % num_classes)[torch.randperm(num_samples, generator=g)]
     z = torch.randn(num_samples, channels, positions, generator=g, dtype=torch.float64)
     return chol[labels] @ z, labels
+
+
+def centring_share(image_size: int = 32, smoothing: float = 1.5) -> float:
+    """a = Var(image mean) / Var(pixel) for the ``second_order`` generator's smooth field.
+
+    The field is stationary with autocorrelation c(d), c(0) = 1, over the circular displacements
+    d of an S x S image (M = S^2 pixels), so its mean mu = (1/M) sum_p x_p has variance
+    (1/M^2) sum_p sum_q c(p - q) = (1/M) sum_d c(d) = a. With x_p = L_k z_p (channels mixed per
+    pixel, L_k L_k^T = R_k) the biased covariance (iSQRT-COV Eq. 1, GSoP-Net Sec. 3.1) has
+    E[Sigma] = E[(1/M) X X^T] - E[mu mu^T] = R_k - a R_k = (1 - a) R_k (notebook 01, section 4).
+
+    c is taken from the generator itself, not from a formula: its blur (circular padding,
+    rescaled to unit variance) applied to a one-pixel impulse gives the impulse response
+    h (S, S); c = h * h, the circular autocorrelation, computed with the FFT as
+    ifft2(|fft2(h)|^2). Independent pixels (smoothing 0) give c = delta and a = 1/M.
+
+    >>> round(centring_share(32, 1.5), 4), centring_share(32, 0.0) == 1 / 1024
+    (0.0276, True)
+    """
+    impulse = torch.zeros(1, 1, image_size, image_size, dtype=torch.float64)
+    impulse[0, 0, 0, 0] = 1.0
+    h = _smooth_unit_variance(impulse, smoothing)[0, 0]                  # (S, S)
+    autocorrelation = torch.fft.ifft2(torch.fft.fft2(h).abs().square()).real
+    return float(autocorrelation.sum() / image_size**2)
+
+
+def rank_against_positions(
+    channels: int,
+    positions: list[int],
+    rho: float = 0.25,
+    *,
+    num_samples: int = 20,
+    seed: int = 0,
+) -> torch.Tensor:
+    """(len(positions), num_samples) numerical rank of Sigma for num_samples draws of
+    :func:`second_order_positions` at each M in ``positions`` (float64, eigenvalues above
+    ZERO_RTOL times the largest). Sigma = (1/M) X P X^T with P = I - 1 1^T / M of rank M - 1,
+    so every entry is at most min(C, M - 1), and equal to it for data in general position.
+    """
+    return torch.stack([
+        numerical_rank(covariance(second_order_positions(num_samples, m, channels, rho,
+                                                         seed=seed + m)[0]), rtol=ZERO_RTOL)
+        for m in positions
+    ])
 
 
 @dataclass
@@ -165,16 +213,18 @@ def probe_and_rank_view(
     num_train: int = 1000,
     num_test: int = 1000,
     seed: int = 0,
-    figsize=(10.0, 3.4),
+    figsize=(14.0, 3.4),
 ) -> Figure:
-    """The widget's callback: :func:`probe_and_rank` at (rho, M, C), drawn.
+    """The widget's callback: :func:`probe_and_rank` at (rho, M, C), drawn in three panels.
 
     Left: test accuracy of the two linear probes (mean: C features; triu(Sigma): C (C + 1) / 2)
-    against chance. Right: each test sample's eigenvalues of Sigma over its largest, descending
+    against chance. Middle: each test sample's eigenvalues of Sigma over its largest, descending
     (the median over samples, the 10-90% range shaded), zeros (at most ZERO_RTOL) drawn at the
-    bottom, and the bound min(C, M - 1) on the rank. A rho that makes some R_k indefinite, or
-    M < 2, gives a figure with one sentence instead of an error, so a slider moved too far reads
-    as a message.
+    bottom with the bound min(C, M - 1) on the rank, both only when the bound is below C.
+    Right: :func:`rank_against_positions` for this C at M = 2 .. 2C + 2 and the chosen M, against
+    min(C, M - 1): the rank grows as M - 1 until it reaches C, whatever the chosen M.
+    A rho that makes some R_k indefinite, or M < 2, gives a figure with one sentence instead
+    of an error, so a slider moved too far reads as a message.
     """
     if positions < 2:
         return _message(f"M = {positions}: a covariance needs at least 2 positions.", figsize)
@@ -186,8 +236,8 @@ def probe_and_rank_view(
             figsize)
     r = probe_and_rank(rho, positions, channels, num_train=num_train, num_test=num_test,
                        seed=seed)
-    fig = _figure(figsize, left=0.2, right=0.98, bottom=0.16, top=0.8, wspace=0.35)
-    ax, ae = fig.subplots(1, 2)
+    fig = _figure(figsize, left=0.11, right=0.99, bottom=0.16, top=0.8, wspace=0.3)
+    ax, ae, ar = fig.subplots(1, 3)
     names = [f"mean (GAP)\n{channels} features",
              f"triu(Sigma)\n{channels * (channels + 1) // 2} features"]
     ax.barh(names, [r.gap_accuracy, r.covariance_accuracy], color=[OTHER, CHOSEN])
@@ -204,22 +254,43 @@ def probe_and_rank_view(
     zero = mid <= ZERO_RTOL
     ae.fill_between(index, low, high, color=CHOSEN, alpha=0.2, label="10-90% of samples")
     ae.semilogy(index[~zero], mid[~zero], "o-", color=CHOSEN, ms=4, label="median")
-    if zero.any():
+    if r.rank_bound < channels:
         ae.semilogy(index[zero], mid[zero], "o", color=OTHER, ms=4,
                     label="zero eigenvalues (drawn at the bottom)")
-    ae.axvline(r.rank_bound + 0.5, color="k", ls="--", lw=1,
-               label=f"min(C, M - 1) = {r.rank_bound}")
-    ae.axhline(ZERO_RTOL, color="0.5", ls=":", lw=0.8,
-               label=f"zero: at most {ZERO_RTOL:g} x largest")
-    ae.set_ylim(floor / 10, 5)
+        ae.axvline(r.rank_bound + 0.5, color="k", ls="--", lw=1,
+                   label=f"min(C, M - 1) = {r.rank_bound}")
+        ae.axhline(ZERO_RTOL, color="0.5", ls=":", lw=0.8,
+                   label=f"zero: at most {ZERO_RTOL:g} x largest")
+        ae.set_ylim(floor / 10, 5)
     _integer_ticks(ae, channels, start=1)
     ae.set_xlabel("eigenvalue index i (largest first)")
     ae.set_ylabel("lambda_i / lambda_1 of Sigma")
-    ae.legend(fontsize=7, loc="center left")
+    ae.legend(fontsize=7, loc="center left" if r.rank_bound < channels else "lower left")
     low_rank, high_rank = int(r.ranks.min()), int(r.ranks.max())
     ranks = f"{low_rank}" if low_rank == high_rank else f"{low_rank} to {high_rank}"
     where = "every test sample" if low_rank == high_rank else "the test samples"
     _title(ae, f"rank of Sigma: {ranks} in {where} (bound {r.rank_bound})")
+
+    sizes = sorted(set(range(2, 2 * channels + 3)) | {positions})
+    rank = rank_against_positions(channels, sizes, rho, seed=seed)
+    bound = np.minimum(channels, np.array(sizes) - 1)
+    ar.plot(sizes, bound, "--", color="k", lw=1, label="min(C, M - 1)")
+    ar.plot(sizes, rank.min(dim=1).values.numpy(), "o", color=CHOSEN, ms=5, mfc="none",
+            label=f"rank, fewest of {rank.shape[1]} samples")
+    ar.plot(sizes, rank.max(dim=1).values.numpy(), "x", color=CHOSEN, ms=4,
+            label="rank, most")
+    ar.axvline(positions, color=OTHER, lw=1, ls=":", label=f"chosen M = {positions}")
+    ar.set_xscale("log", base=2)
+    ar.xaxis.set_major_formatter(ScalarFormatter())
+    ar.set_xlabel("positions M (log scale)")
+    ar.set_ylabel("rank of Sigma")
+    ar.set_ylim(0, channels + 1)
+    ar.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ar.legend(fontsize=7, loc="lower right")
+    exact = bool((rank == torch.as_tensor(bound)[:, None]).all())
+    _title(ar, f"C = {channels}: rank = min(C, M - 1) "
+               f"{'in every sample' if exact else 'NOT in every sample'},\n"
+               f"so below C = {channels} for every M <= {channels}")
     fig.suptitle(f"rho = {rho:g}, M = {positions} positions, C = {channels} channels, "
                  f"{r.num_classes} classes", fontsize=10)
     return fig
