@@ -9,8 +9,11 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 from matplotlib.figure import Figure
 
+from gsoplib.ops.backward_memory import newton_schulz_backward_cost
+from gsoplib.ops.iterations import example_spectrum
 from gsoplib.viz import newton
 
 HEADS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "heads-cpu.json"
@@ -69,3 +72,62 @@ def test_the_committed_tables_notebook_02_reads():
         iters = newton.accuracy_by_iterations(results, "isqrt_iters")
         assert [r.iters for r in iters] == sorted(r.iters for r in iters)
         assert all(r.variant == f"N = {r.iters}" for r in iters)
+
+
+def _with_references():
+    results = _results()
+    results["summary"] += [
+        {"table": "t", "variant": "GAP", "model": "g", "model_kwargs": {}, "seeds": 3,
+         "test_top1": 98.0, "test_top1_std": 0.5, "runs": [97.5, 98.0, 98.5]},
+        {**_row("t", "x4", [96.0, 97.0, 98.0], feature_scale=4.0)},
+    ]
+    return results
+
+
+def test_reference_rows_by_name_with_their_n_and_drawn_beside_the_curve():
+    results = _with_references()
+    gap, scaled = newton.reference_rows(results, "t", ["GAP", "x4"])
+    assert (gap.iters, gap.mean, gap.runs) == (0, 98.0, (97.5, 98.0, 98.5))
+    assert (scaled.iters, scaled.mean) == (3, pytest.approx(97.0))  # the head's default N
+    with pytest.raises(ValueError, match="has no rows"):
+        newton.reference_rows(results, "t", ["nothing"])
+    plain = newton.accuracy_against_iterations(results, tables=("t",))
+    drawn = newton.accuracy_against_iterations(results, tables=("t",),
+                                               references={"t": ["GAP", "x4"]})
+    labels = [t.get_text() for t in drawn.axes[0].get_legend().get_texts()]
+    assert "GAP: 98.00 ± 0.50" in labels and "x4: 97.00 ± 1.00 (N = 3)" in labels
+    assert len(labels) == len(plain.axes[0].get_legend().get_texts()) + 2
+    assert drawn.axes[0].get_title() == plain.axes[0].get_title()  # the N rows decide the title
+
+
+def test_paper_scales_count_gm_sops_gate_root():
+    # GM-SOP Sec. 2.3: the gate's prediction layers share the components' architecture, so
+    # each image of the batch of 256 (Sec. 3.1) takes K + 1 = 9 roots of 128 x 128
+    names = list(newton.PAPER_SCALES)
+    assert names[1].startswith("iSQRT-COV recipe")  # the preset notebook 02's widget test picks
+    batch, n, iters = newton.PAPER_SCALES[names[2]]
+    assert (batch, n, iters) == (256 * 9, 128, 3)
+    saved = newton_schulz_backward_cost(batch, n, iters).saved_bytes
+    lean = newton_schulz_backward_cost(batch, n, iters, memory_efficient=True).saved_bytes
+    assert (round(saved / 1e6), round(lean / 1e6)) == (1359, 151)
+
+
+def test_figure_titles_state_what_they_show_and_follow_the_knobs():
+    maps = {c: newton.eigenvalue_maps(channels=c) for c in (64, 256)}
+    assert "0.40" in maps[64].axes[1].get_title()
+    assert "1/64" in maps[64].axes[1].get_legend().get_texts()[1].get_text()
+    assert maps[64].axes[1].get_title() != maps[256].axes[1].get_title()
+    assert maps[64].axes[0].get_ylabel() and maps[64].axes[1].get_ylabel()
+    assert len(maps[64].axes[0].get_legend().get_texts()) == 1 + 10 + 1  # sqrt, N = 1..10, 1/64
+    cobweb = newton.cobweb(lam=3.5)
+    assert cobweb.axes[0].get_ylabel() == "$p_{k+1}$" and cobweb.axes[1].get_ylabel()
+    legend = [t.get_text() for t in cobweb.axes[0].get_legend().get_texts()]
+    assert any("orbit" in t for t in legend) and any("diverges" in t for t in legend)
+    assert newton.cobweb(lam=2.5).axes[1].get_title() != cobweb.axes[1].get_title()
+    explorer = {i: newton.ns_explorer(iters=i).axes[1] for i in (3, 8)}
+    assert explorer[3].get_ylabel() and explorer[3].get_title() != explorer[8].get_title()
+    unstable = newton.newton_instability(conditions=(1e2,), iters=30).axes[0].get_title()
+    assert "plain Newton best at k = 7" in unstable
+    a, _ = example_spectrum(16, 1e2)
+    conv = newton.convergence_by_spectrum(torch.cat([a, a * 2]), labels=["a", "2a"])
+    assert conv.axes[0].get_title().startswith("at N = 3 every matrix is")
