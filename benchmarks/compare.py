@@ -224,8 +224,8 @@ def _iters_variant(iters: int) -> Variant:
 TABLES["isqrt_spread"] = tuple(v for v in TABLES["isqrt_head"]
                                if v.label in ("vanilla (GAP)", "features x 4 (the default)"))
 
-#: iSQRT-COV's N (Table 5 of iSQRT-COV compares N; GSoP-Net2 uses N = 3 or 5): how many
-#: Newton-Schulz iterations a small network needs, on the second-order set.
+#: iSQRT-COV's N (iSQRT-COV's own ImageNet ablation compares N; the GSoP-Net authors' code uses
+#: 3): how many Newton-Schulz iterations a small network needs, on the second-order set.
 TABLES["isqrt_iters"] = tuple(_iters_variant(n) for n in (1, 2, 3, 5, 10, 20))
 
 

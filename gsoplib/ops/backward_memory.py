@@ -21,13 +21,15 @@ from typing import NamedTuple
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-# Paper-scale settings: (batch of matrices, n, N). GSoP-Net2's head and the iSQRT-COV recipe at
-# GSoP-Net's ImageNet batch of 160 (GSoP-Net Sec. 4.1); GM-SOP-16-8 at its batch of 256 runs
-# K = 8 components of 128 x 128 per image (GM-SOP Sec. 4), with the release's N = 3.
+#: Paper-scale settings: (square roots per batch, n, N). GSoP-Net2's head and the iSQRT-COV
+#: recipe at GSoP-Net's ImageNet batch of 160 (GSoP-Net Sec. 4.1). GM-SOP-16-8 at its batch of
+#: 256 (GM-SOP Sec. 3.1, Implementation Details) takes nine 128 x 128 roots per image: the K = 8
+#: chosen components and the gate, whose prediction layers "share the same architecture with
+#: CMs" (GM-SOP Sec. 2.3), an SR-SOP in the authors' release; N = 3 as in that release.
 PAPER_SCALES: dict[str, tuple[int, int, int]] = {
     "GSoP-Net2 head: batch 160, 256 x 256, N = 3": (160, 256, 3),
     "iSQRT-COV recipe: batch 160, 256 x 256, N = 5": (160, 256, 5),
-    "GM-SOP-16-8: batch 256 x 8 components, 128 x 128, N = 3": (256 * 8, 128, 3),
+    "GM-SOP-16-8: batch 256 x (8 components + gate), 128 x 128, N = 3": (256 * 9, 128, 3),
 }
 
 _MATMULS = {torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default,

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from ..heads.isqrt import ISqrtCovHead
 from ..ops import newton_schulz_errors
+from ..ops.backward_memory import PAPER_SCALES as _PAPER_SCALES
 from ..ops.backward_memory import newton_schulz_backward_cost
 from ..ops.iterations import (
     denman_beavers_sqrtm,
@@ -44,18 +45,9 @@ from ..ops.iterations import (
 from ._axes import _figure, _title
 from .curves import newton_schulz_convergence
 
-#: Paper-scale settings for :func:`backward_memory`: (square roots per batch, n, N). GSoP-Net2's
-#: head and the iSQRT-COV recipe at GSoP-Net's ImageNet batch of 160 (GSoP-Net Sec. 4.1).
-#: GM-SOP-16-8 at its batch of 256 (GM-SOP Sec. 3.1, Implementation Details) takes nine
-#: 128 x 128 roots per image: the K = 8 chosen components and the gate, whose prediction layers
-#: "share the same architecture with CMs" (GM-SOP Sec. 2.3), an SR-SOP in the authors' release;
-#: N = 3 as in that release. :data:`gsoplib.ops.backward_memory.PAPER_SCALES` counts the eight
-#: components only.
-PAPER_SCALES: dict[str, tuple[int, int, int]] = {
-    "GSoP-Net2 head: batch 160, 256 x 256, N = 3": (160, 256, 3),
-    "iSQRT-COV recipe: batch 160, 256 x 256, N = 5": (160, 256, 5),
-    "GM-SOP-16-8: batch 256 x (8 components + gate), 128 x 128, N = 3": (256 * 9, 128, 3),
-}
+#: Paper-scale settings for :func:`backward_memory` (re-exported from
+#: :mod:`gsoplib.ops.backward_memory`, which says where each count comes from).
+PAPER_SCALES = _PAPER_SCALES
 
 
 def cobweb(lam: float = 2.5, steps: int = 12, figsize=(9.0, 3.6)) -> Figure:
