@@ -4,13 +4,16 @@ Three coupled Newton-Schulz iterations written out against ``sqrtm_newton_schulz
 eigh distance against ``compare_root`` (section 5); a GSoP channel block without ``mid_act`` is
 a sigmoid of one linear functional of its covariance (exercise 1); Grad-CAM on the layer a
 GAP + FC head reads is the class activation map (exercise 2); a gate's I(class; component) is
-at most log2(N/K) and reaches it (exercise 3).
+at most log2(N/K) and reaches it (exercise 3); the position block's five steps (section 3);
+occlusion and integrated gradients written out (section 7); and the figure options the notebook
+uses (a clipped colour scale, the rank line and finding titles; colorbar units).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -138,3 +141,127 @@ def test_class_component_information_is_at_most_log2_n_over_k():
     reached = gate_diagnostics(one, torch.zeros(samples, n).scatter_(1, one, 1.0),
                                eight.tolist()).mutual_information
     assert reached == pytest.approx(math.log2(n), abs=1e-9)
+
+
+def _position_weights_from_scratch(block, x: torch.Tensor) -> torch.Tensor:
+    """GSoP-Net Sec. 3.2 in eval mode, as notebook 06 writes it: (B, C, H, W) -> (B, h*w)."""
+    bn, conv, size = block.embed.bn, block.embed.conv, block.pool_size
+    p = F.adaptive_avg_pool2d(block.reduce(x), size).flatten(2).transpose(1, 2)   # (B, hw, c)
+    pc = p - p.mean(-1, keepdim=True)
+    sigma = pc @ pc.transpose(1, 2) / p.shape[-1]
+    rows = ((sigma - bn.running_mean[:, None]) / (bn.running_var[:, None] + bn.eps).sqrt()
+            * bn.weight[:, None] + bn.bias[:, None])
+    hw = sigma.shape[-1]
+    h = torch.einsum("bij,iej->bie", rows, conv.weight.view(hw, -1, hw)) + conv.bias.view(hw, -1)
+    return torch.sigmoid(h.flatten(1).relu() @ block.expand[1].weight.flatten(1).T
+                         + block.expand[1].bias)
+
+
+def _fashion(n: int) -> torch.Tensor:
+    split = load_dataset("fashion_mnist", train=False)
+    return normalize(split.images[:n], split.info.mean, split.info.std)
+
+
+def test_position_weights_from_scratch_are_the_blocks():
+    """Notebook 06, section 3: the five steps of the position block give its taps."""
+    from gsoplib.probe import probe
+
+    model = load_pretrained("fmnist_small_gsop_pos").model.eval()
+    insp = probe(model, _fashion(4))
+    for record in insp.of_kind("gsop_position"):
+        block = model.get_submodule(record.path)
+        with torch.no_grad():
+            weights = _position_weights_from_scratch(block, record["tap_input"])
+        pooled = record["tap_pos_weights_pooled"]
+        torch.testing.assert_close(weights.view_as(pooled), pooled, rtol=1e-4, atol=1e-5)
+    # the maps are the image's: another image gives another map
+    assert (pooled[0] - pooled[1]).abs().max() > 0.05
+
+
+def _occlusion_from_scratch(model, image, target, value, window=7, stride=3):
+    side = image.shape[-1]
+    corners = [(i, j) for i in range(0, side - window + 1, stride)
+               for j in range(0, side - window + 1, stride)]
+    masks = torch.stack([F.pad(torch.ones(window, window),
+                               (j, side - window - j, i, side - window - i)) for i, j in corners])
+    with torch.no_grad():
+        base = model(image)[0, target]
+        drops = base - model(torch.where(masks.bool()[:, None], value, image))[:, target]
+    return (drops[:, None, None] * masks).sum(0) / masks.sum(0)
+
+
+def _integrated_from_scratch(model, image, target, baseline, alphas, weights):
+    alphas = torch.as_tensor(alphas, dtype=torch.float32)[:, None, None, None]
+    path = (baseline + alphas * (image - baseline)).requires_grad_(True)
+    grads, = torch.autograd.grad(model(path)[:, target].sum(), path)
+    weights = torch.as_tensor(weights, dtype=torch.float32)[:, None, None, None]
+    return ((image - baseline) * (weights * grads).sum(0)).sum(1)
+
+
+def test_occlusion_and_integrated_gradients_from_scratch_match_gsoplib():
+    """Notebook 06, section 7: 64 occluded copies and a Gauss-Legendre path sum are gsoplib's."""
+    import numpy as np
+
+    from gsoplib.attribution import integrated_gradients, occlusion
+
+    model = load_pretrained("fmnist_small_gsop1").model.eval()
+    images = _fashion(3)
+    for n in range(3):
+        image = images[n:n + 1]
+        with torch.no_grad():
+            target = int(model(image).argmax())
+        torch.testing.assert_close(_occlusion_from_scratch(model, image, target, 0.0)[None],
+                                   occlusion(model, image))
+        nodes, node_weights = np.polynomial.legendre.leggauss(16)
+        ig = _integrated_from_scratch(model, image, target, torch.zeros_like(image),
+                                      (nodes + 1) / 2, node_weights / 2)
+        torch.testing.assert_close(ig, integrated_gradients(model, image, n_steps=16))
+        # completeness, with enough points (16 nodes can be 10% off on these images)
+        riemann = _integrated_from_scratch(model, image, target, torch.zeros_like(image),
+                                           (np.arange(128) + 0.5) / 128, np.full(128, 1 / 128))
+        with torch.no_grad():
+            change = (model(image)[0, target] - model(torch.zeros_like(image))[0, target]).item()
+        assert abs(riemann.sum().item() - change) < 0.05 * abs(change)
+    # another baseline gives another map: the occlusion depends on what fills the window
+    black = (0 - 0.286) / 0.353
+    assert (_occlusion_from_scratch(model, image, target, black)
+            - _occlusion_from_scratch(model, image, target, 0.0)).abs().max() > 0.1
+
+
+def test_covariance_figure_options_clip_the_colours_mark_the_rank_and_title():
+    from gsoplib import viz
+    from gsoplib.probe import probe
+
+    insp = probe(load_pretrained("fmnist_small_gsop2").model, _fashion(2))
+    plain = viz.covariance(insp, "head.pool", 0)
+    shown = viz.covariance(insp, "head.pool", 0, color_quantile=0.99, rank=48,
+                           title="the finding", spectrum_title="the spectrum's finding")
+    cov = insp["head.pool"]["tap_cov"][0].double().numpy()
+    heat_plain, heat = plain.axes[0].images[0], shown.axes[0].images[0]
+    assert heat_plain.norm.vmax == pytest.approx(abs(cov).max())
+    assert heat.norm.vmax == pytest.approx(float(np.quantile(abs(cov), 0.99)), rel=1e-6)
+    assert heat.norm.vmax < heat_plain.norm.vmax / 2             # a few entries set the old scale
+    assert shown._suptitle.get_text() == "the finding"
+    assert plain._suptitle.get_text() == "head.pool (isqrt_cov)"
+    spectrum = next(ax for ax in shown.axes if ax.get_title() == "the spectrum's finding")
+    dashed = [line.get_xdata()[0] for line in spectrum.lines if line.get_linestyle() == "--"]
+    assert dashed == [48.5]
+    assert "eigenvalue spectrum" in [ax.get_title() for ax in plain.axes]
+    extends = [ax._colorbar.extend for ax in shown.axes if hasattr(ax, "_colorbar")]
+    assert extends == ["both", "both"]
+    assert [ax._colorbar.extend for ax in plain.axes if hasattr(ax, "_colorbar")] == ["neither"] * 2
+    with pytest.raises(ValueError, match="color_quantile must be in"):
+        viz.covariance(insp, "head.pool", 0, color_quantile=0.0)
+
+
+def test_attribution_figure_labels_the_colorbars_it_has_units_for():
+    from gsoplib import viz
+    from gsoplib.attribution import UNITS
+
+    maps = {"Grad-CAM": torch.rand(12, 12), "IG": torch.randn(12, 12)}
+    labelled = viz.attribution_figure(torch.randn(1, 12, 12), maps,
+                                      units={"IG": UNITS["integrated_gradients"][0]})
+    labels = [ax.get_ylabel() for ax in labelled.axes if hasattr(ax, "_colorbar")]
+    assert labels == ["", UNITS["integrated_gradients"][0]]
+    plain = viz.attribution_figure(torch.randn(1, 12, 12), maps)
+    assert [ax.get_ylabel() for ax in plain.axes if hasattr(ax, "_colorbar")] == ["", ""]

@@ -15,12 +15,19 @@ from .images import DIVERGING, _array, _resize
 
 
 def attribution_figure(
-    image, maps: Mapping[str, torch.Tensor], *, alpha: float = 0.5, figsize=None
+    image,
+    maps: Mapping[str, torch.Tensor],
+    *,
+    alpha: float = 0.5,
+    figsize=None,
+    units: Mapping[str, str] | None = None,
 ) -> Figure:
     """The input and one overlay per attribution map (name -> (H, W)), each with a colorbar.
 
-    Non-negative maps (Grad-CAM) use 'jet' from 0; signed maps (Integrated Gradients,
-    Occlusion) a diverging colormap centred at 0, so red supports the target and blue opposes it.
+    Each map's name is its panel's title. Non-negative maps (Grad-CAM) use 'jet' from 0; signed
+    maps (Integrated Gradients, Occlusion) a diverging colormap centred at 0, so red supports
+    the target and blue opposes it. ``units`` (name -> text, e.g. from
+    :data:`gsoplib.attribution.UNITS`) labels the colorbar of each map it names.
     """
     figsize = figsize or (2.8 * (len(maps) + 1), 3.0)
     fig = _figure(figsize, left=0.01, right=0.93, bottom=0.04, wspace=0.35)
@@ -35,5 +42,7 @@ def attribution_figure(
             lim = float(np.abs(h).max())
             norm, cmap = TwoSlopeNorm(0.0, -lim, lim), DIVERGING
         ax.imshow(h, cmap=cmap, norm=norm, alpha=alpha, interpolation="bilinear")
-        fig.colorbar(ScalarMappable(norm, cmap), ax=ax, shrink=0.75, pad=0.03)
+        label = (units or {}).get(name)
+        fig.colorbar(ScalarMappable(norm, cmap), ax=ax, shrink=0.75, pad=0.03,
+                     **({"label": label} if label else {}))
     return fig

@@ -118,7 +118,8 @@ def position_weights(insp: Inspection, path: str, image: int = 0, *, figsize=(8.
     return fig
 
 
-def _spectrum(ax, matrices: Sequence[tuple[str, np.ndarray]]) -> None:
+def _spectrum(ax, matrices: Sequence[tuple[str, np.ndarray]], rank: int | None = None,
+              title: str = "eigenvalue spectrum") -> None:
     for label, m in matrices:
         evals = np.linalg.eigvalsh((m + m.T) / 2)[::-1]
         top = evals[0] if evals[0] > 0 else 1.0
@@ -127,7 +128,9 @@ def _spectrum(ax, matrices: Sequence[tuple[str, np.ndarray]]) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
     ax.set_xlabel("index", fontsize=9)
     ax.set_ylabel("eigenvalue / largest", fontsize=9)
-    _title(ax, "eigenvalue spectrum")
+    if rank is not None:
+        ax.axvline(rank + 0.5, color="0.4", ls="--", lw=1, label=f"rank {rank}: round-off beyond")
+    _title(ax, title)
     # Decades only, labelled in plain text: a log axis's minor ticks and its mathtext labels
     # (10^-k, parsed at every draw) cost more to draw than the heatmaps.
     ax.yaxis.set_major_locator(LogLocator(numticks=5))
@@ -137,13 +140,28 @@ def _spectrum(ax, matrices: Sequence[tuple[str, np.ndarray]]) -> None:
     ax.legend(fontsize=8)
 
 
-def _diverging(fig: Figure, ax, m: np.ndarray, title: str) -> None:
-    lim = float(np.abs(m).max()) or 1.0
+def _diverging(fig: Figure, ax, m: np.ndarray, title: str, quantile: float | None = None
+               ) -> None:
+    top = float(np.abs(m).max())
+    lim = (float(np.quantile(np.abs(m), quantile)) if quantile is not None else top) or 1.0
     im = _map_ax(ax, m, title, DIVERGING, TwoSlopeNorm(0.0, -lim, lim))
-    fig.colorbar(im, ax=ax, shrink=0.8, pad=0.03, ticks=MaxNLocator(4, symmetric=True))
+    # Entries beyond a quantile's limit saturate; the colorbar's pointed ends say so.
+    extend = "both" if lim < top else "neither"
+    fig.colorbar(im, ax=ax, shrink=0.8, pad=0.03, ticks=MaxNLocator(4, symmetric=True),
+                 extend=extend)
 
 
-def covariance(insp: Inspection, path: str, image: int = 0, *, figsize=(12.0, 3.6)) -> Figure:
+def covariance(
+    insp: Inspection,
+    path: str,
+    image: int = 0,
+    *,
+    figsize=(12.0, 3.6),
+    color_quantile: float | None = None,
+    rank: int | None = None,
+    title: str | None = None,
+    spectrum_title: str = "eigenvalue spectrum",
+) -> Figure:
     """Covariance heatmaps of one image (diverging colours centred at 0) and their spectrum.
 
     gsop_channel: the c x c covariance and its row-BN output (GSoP-Net Sec. 3.1);
@@ -152,7 +170,16 @@ def covariance(insp: Inspection, path: str, image: int = 0, *, figsize=(12.0, 3.
     beside a Newton-Schulz output it also draws the exact root of the covariance, whose
     eigenvalues are the square roots of the covariance's: three or five iterations flatten the
     spectrum only partway towards it.
+
+    Options (the defaults draw the figure the explorer shows): ``color_quantile`` in (0, 1]
+    sets each (C, C) heatmap's colour limit to that quantile of its |entries| instead of the
+    largest, so that a few large entries do not leave the rest white (those beyond saturate);
+    ``rank`` draws a dashed line after the first ``rank`` eigenvalues, the covariance's
+    numerical rank (round-off to its right); ``title`` replaces the figure title (default the
+    block and its kind) and ``spectrum_title`` the spectrum panel's.
     """
+    if color_quantile is not None and not 0 < color_quantile <= 1:
+        raise ValueError(f"color_quantile must be in (0, 1], got {color_quantile}")
     record = _record(insp, path, image, "tap_cov", "tap_pos_cov")
     t = record.tensors
     names = [("tap_pos_cov", "position covariance"), ("tap_cov", "covariance (before)"),
@@ -161,9 +188,13 @@ def covariance(insp: Inspection, path: str, image: int = 0, *, figsize=(12.0, 3.
     fig = _figure(figsize, left=0.01, right=0.98, bottom=0.15, wspace=0.25)
     axes = fig.subplots(1, len(mats) + 1, width_ratios=[1] * len(mats) + [1.1])
     for ax, (label, m) in zip(axes, mats):
-        _diverging(fig, ax, m, f"{label} {m.shape[0]}x{m.shape[1]}")
+        shown = f"{label} {m.shape[0]}x{m.shape[1]}"
+        if color_quantile is not None and color_quantile < 1:
+            shown += f"\ncolours to its {color_quantile:.0%} quantile of |entry|"
+        _diverging(fig, ax, m, shown, color_quantile)
     # Row-BN breaks symmetry, so only symmetric matrices enter the spectrum.
-    _spectrum(axes[-1], [(lbl, m) for lbl, m in with_exact_root(mats) if "BN" not in lbl])
-    fig.suptitle(f"{record.label} ({record.kind})", fontsize=10)
+    _spectrum(axes[-1], [(lbl, m) for lbl, m in with_exact_root(mats) if "BN" not in lbl],
+              rank, spectrum_title)
+    fig.suptitle(title or f"{record.label} ({record.kind})", fontsize=10)
     return fig
 
