@@ -176,6 +176,12 @@ def test_position_weights_from_scratch_are_the_blocks():
         torch.testing.assert_close(weights.view_as(pooled), pooled, rtol=1e-4, atol=1e-5)
     # the maps are the image's: another image gives another map
     assert (pooled[0] - pooled[1]).abs().max() > 0.05
+    from gsoplib import viz
+
+    assert viz.position_weights(insp, record.path, 1, title="a finding")._suptitle.get_text() \
+        == "a finding"
+    assert viz.position_weights(insp, record.path, 1)._suptitle.get_text() == \
+        f"{record.path} (gsop_position)"
 
 
 def _occlusion_from_scratch(model, image, target, value, window=7, stride=3):

@@ -87,12 +87,13 @@ def channel_weights(
     return fig
 
 
-def position_weights(insp: Inspection, path: str, image: int = 0, *, figsize=(8.0, 3.6)
-                     ) -> Figure:
+def position_weights(insp: Inspection, path: str, image: int = 0, *, figsize=(8.0, 3.6),
+                     title: str | None = None) -> Figure:
     """Position weight map of a GSoP position block (GSoP-Net Sec. 3.2) or CBAM, one image.
 
     Left: the pooled h x w map the block computed (when tapped). Right: the map at the block's
     resolution, resized bilinearly onto the input. One colour scale spans the map's range.
+    ``title`` replaces the figure title (default the block and its kind).
     """
     record = _record(insp, path, image, "tap_pos_weights", "tap_pos_weights_pooled")
     t = record.tensors
@@ -114,7 +115,7 @@ def position_weights(insp: Inspection, path: str, image: int = 0, *, figsize=(8.
     # A colorbar of the opaque colormap: the overlay's alpha would wash it out.
     fig.colorbar(ScalarMappable(norm, "magma"), ax=axes, label="position weight", shrink=0.85,
                  pad=0.02)
-    fig.suptitle(f"{record.label} ({record.kind})", fontsize=10)
+    fig.suptitle(title or f"{record.label} ({record.kind})", fontsize=10)
     return fig
 
 
