@@ -35,12 +35,14 @@ UNITS = {
                 "it non-negative and its scale depends on the layer, so it is shown divided by "
                 "its largest value (0 to 1)"),
     "occlusion": ("drop in the class logit",
-                  "how far the class logit falls when a window around the pixel is set to the "
-                  "mean image: red where the window supported the class, blue where it counted "
+                  "how far the class logit falls when a window around the pixel is set to a "
+                  "uniform grey at the dataset's mean intensity (0 after normalisation, not the "
+                  "mean image): red where the window supported the class, blue where it counted "
                   "against it"),
     "integrated_gradients": ("contribution to the class logit",
-                             "each pixel's share of the logit's change from the mean image to "
-                             "this one (the shares sum to it): red for the class, blue against"),
+                             "each pixel's share of the logit's change from a uniform grey at "
+                             "the dataset's mean intensity (0 after normalisation) to this "
+                             "one (the shares sum to it): red for the class, blue against"),
 }
 
 
@@ -154,7 +156,8 @@ def occlusion(
     perturbations_per_eval: int = 16,
 ) -> torch.Tensor:
     """Occlusion (Zeiler and Fergus 2014): the target logit's drop when a window x window patch
-    of every channel is set to 0 (the mean image, for normalised inputs), averaged over the
+    of every channel is set to 0 (for normalised inputs a uniform image at the dataset's mean
+    intensity, not the mean image), averaged over the
     windows covering each pixel: (B, H, W), positive where the patch supported the target.
 
     Defaults: window a quarter of the shorter side (7 for 28x28), stride half the window.
@@ -189,8 +192,9 @@ def integrated_gradients(
     n_steps: int = 32,
     internal_batch_size: int = 16,
 ) -> torch.Tensor:
-    """Integrated Gradients (Sundararajan et al. 2017) from a zero baseline (the mean image for
-    normalised inputs), summed over channels: (B, H, W), signed.
+    """Integrated Gradients (Sundararajan et al. 2017) from a zero baseline (for normalised
+    inputs a uniform image at the dataset's mean intensity, not the mean image), summed over
+    channels: (B, H, W), signed.
 
     Costs n_steps forward and backward passes per image, run internal_batch_size at a time;
     n_steps is capped at MAX_IG_STEPS and internal_batch_size at MAX_INTERNAL_BATCH.
