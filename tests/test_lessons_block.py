@@ -24,7 +24,7 @@ def test_formulas_are_what_the_block_counts(channels, c, side):
 
 def test_table2_sizes():
     assert round(lessons_block.block_parameters(1024, 128) / 1e6, 2) == 0.72
-    # Table 2 says 28.1 MFLOPs; the plain count of every product is 29.49 M (the notebook says why)
+    # Table 2 says 28.1 MFLOPs; the plain count of every product is 29.49 M (table2_fit: 28.10 M)
     assert lessons_block.block_multiply_adds(1024, 128, 196) == 29_491_200
 
 
@@ -90,3 +90,35 @@ def test_trained_weights_figure_titles_say_the_spread():
     fig = lessons_block.trained_weights_figure(trained, untrained, labels, ["a", "b", "c"])
     assert fig.axes[0].get_title().startswith("trained weights spread")
     assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["a", "b", "c"]
+
+
+def test_table2_fit_matches_both_entries():
+    fit = lessons_block.table2_fit()
+    assert round(fit["channel"] / 1e6, 1) == 28.1 and round(fit["position"] / 1e6, 1) == 26.2
+    # the upper triangle alone is short of the channel entry by exactly C'M
+    plain = lessons_block.block_multiply_adds(1024, 128, 196)
+    assert fit["channel"] - plain == 128 * 129 // 2 * 196 - 128 * 128 * 196 + 1024 * 196
+
+
+def test_block_view_recomputes_with_the_image_and_the_block():
+    first, other = lessons_block.trained_block(0), lessons_block.trained_block(1)
+    assert first.class_name != other.class_name
+    assert first.cov.shape == (32, 32) and first.weights.shape == (64,)
+    assert not torch.allclose(first.cov, other.cov)
+    assert not torch.allclose(first.weights, other.weights)
+    early = lessons_block.trained_block(0, "layer1.2.attn")
+    assert early.weights.shape == (16,)
+    titles = {key: [ax.get_title() for ax in lessons_block.block_view(*key).axes]
+              for key in ((0, "layer3.2.attn"), (1, "layer3.2.attn"), (0, "layer1.2.attn"))}
+    assert titles[(0, "layer3.2.attn")][0] == "test image 0: Ankle boot"
+    assert titles[(0, "layer3.2.attn")] != titles[(1, "layer3.2.attn")]
+    assert titles[(0, "layer1.2.attn")][-1].startswith("16 channel weights")
+    assert titles[(0, "layer3.2.attn")][-1].startswith("64 channel weights")
+
+
+def test_gate_probe_figure_titles_give_the_spread():
+    labels = torch.arange(4).repeat_interleave(5)
+    weights = {"SE": torch.full((20, 3), 0.5), "GSoP": 0.5 + 0.1 * torch.randn(20, 3)}
+    fig = lessons_block.gate_probe_figure(weights, labels, {"SE": 0.25, "GSoP": 0.6})
+    assert fig.axes[0].get_title().startswith("SE: largest std 0.0000; probe 0.250 (chance 0.250)")
+    assert not fig.axes[1].get_title().startswith("GSoP: largest std 0.0000")

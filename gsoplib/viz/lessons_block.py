@@ -11,6 +11,11 @@ block's channel weights differ from an untrained one's.
     placement_view(c, mask)                  notebook 03's widget callback: both of the above
     weight_spread(weights, labels)           range, spread and class dependence of weights
     trained_weights_figure(trained, untrained, labels, class_names)
+    table2_fit(channels, c, M, hw)           a count of multiply-adds that fits both Table 2 entries
+    trained_block(image, block)              one test image through the trained fmnist_small_gsop1:
+                                             a block's Sigma, row-BN output and channel weights
+    block_view(image, block)                 notebook 03's second widget callback: that, drawn
+    gate_probe_figure(weights, labels, accuracy)   SE's and GSoP's weights on centred images
 """
 
 from __future__ import annotations
@@ -189,16 +194,18 @@ def placement_figure(cost: PlacementCost, *, figsize=(12.0, 3.6)) -> Figure:
     x = np.arange(len(cost.stages))
     colours = [CHOSEN if s.placed else OTHER for s in cost.stages]
     alphas = [1.0 if s.placed else 0.35 for s in cost.stages]
-    labels = [f"{s.stage}\nC' {s.channels}\nM {s.positions}" for s in cost.stages]
-    for ax, values, unit in ((ax_p, [s.params / 1e6 for s in cost.stages], "parameters (M)"),
+    labels = [f"{s.stage}\nC' = {s.channels}\nM = {s.positions}" for s in cost.stages]
+    for ax, values, unit in ((ax_p, [s.params / 1e6 for s in cost.stages],
+                              "parameters (millions)"),
                              (ax_m, [s.multiply_adds / 1e6 for s in cost.stages],
-                              "multiply-adds (M)")):
+                              "multiply-adds (millions)")):
         for xi, v, colour, alpha in zip(x, values, colours, alphas):
             ax.bar(xi, v, color=colour, alpha=alpha)
             ax.text(xi, v, f"{v:.2f}" if v < 10 else f"{v:.0f}", ha="center", va="bottom",
                     fontsize=7)
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_ylabel(f"one block's {unit}", fontsize=9)
+        ax.set_xlabel("stage: C' channels, M positions", fontsize=8)
         ax.set_ylim(0, max(values) * 1.3)
     ax_p.legend(handles=[Patch(color=CHOSEN, label="placed"),
                          Patch(color=OTHER, alpha=0.35, label="not placed (if it were)")],
@@ -208,11 +215,14 @@ def placement_figure(cost: PlacementCost, *, figsize=(12.0, 3.6)) -> Figure:
     _title(ax_m, f"+{cost.added_multiply_adds / 1e9:.3f} G multiply-adds at {cost.input_size}"
                  f" (+{100 * cost.added_multiply_adds / cost.vanilla_multiply_adds:.1f}%)")
     placed = [s for s in cost.stages if s.placed]
+    bounds = set()
     for s in placed:
         ax_s.semilogy(np.arange(1, cost.c + 1), np.clip(s.eigenvalues, 1e-12, None), lw=1.4,
                       label=f"{s.stage} (M = {s.positions}): rank {s.rank} of {cost.c}")
-        if s.positions - 1 < cost.c:
-            ax_s.axvline(s.positions - 1, color="k", ls=":", lw=1)
+        if s.positions - 1 < cost.c and s.positions not in bounds:
+            bounds.add(s.positions)
+            ax_s.axvline(s.positions - 1, color="k", ls=":", lw=1,
+                         label=f"rank bound M - 1 = {s.positions - 1}")
     ax_s.set_xlabel("eigenvalue index", fontsize=9)
     ax_s.set_ylabel("eigenvalue / largest", fontsize=9)
     ax_s.set_ylim(1e-12, 2)
@@ -316,8 +326,149 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     return fig
 
 
+def table2_fit(channels: int = 1024, c: int = 128, positions: int = 196,
+               hw: int = 64) -> dict[str, int]:
+    """A count of multiply-adds that reproduces both of GSoP-Net Table 2's FLOPs (28.1 M and
+    26.2 M for C' = 1024, c = 128, M = 14 x 14, hw = 64); the paper does not state its method.
+    A symmetric covariance counted by its upper triangle, c(c+1)/2 M (channel) or
+    c hw(hw+1)/2 (position), and the final scaling x * w counted as C'M multiplies; the convs
+    as in :func:`block_multiply_adds`:
+
+        channel:  C'cM + c(c+1)/2 M + 4c^2 + 4cC' + C'M
+        position: C'cM + c hw(hw+1)/2 + 4(hw)^2 + 4(hw)^2 + C'M
+
+    Examples:
+        >>> table2_fit()
+        {'channel': 28098816, 'position': 26189824}
+    """
+    scale = channels * positions
+    return {"channel": channels * c * positions + c * (c + 1) // 2 * positions + 4 * c * c
+            + 4 * c * channels + scale,
+            "position": channels * c * positions + c * hw * (hw + 1) // 2 + 8 * hw * hw + scale}
+
+
+@lru_cache(maxsize=1)
+def _trained_and_test():
+    from ..data import load_dataset
+    from ..pretrained import load_pretrained
+    return load_pretrained("fmnist_small_gsop1").model.eval(), load_dataset("fashion_mnist",
+                                                                            train=False)
+
+
+@dataclass
+class TrainedBlock:
+    """One test image through a block of the trained ``fmnist_small_gsop1``.
+
+    image, label, class_name: the test image's index and class; block: the block's path;
+    image_tensor: (1, 1, 28, 28) normalised; cov: (c, c) its covariance Sigma (c = 32);
+    cov_bn: (c, c) after the row-wise BN; weights: (C',) the channel weights
+    w = sigmoid(W_e rowconv(rowBN(Sigma)) + b_e) (GSoP-Net Sec. 3.1, Fig. 1b)."""
+
+    image: int
+    label: int
+    class_name: str
+    block: str
+    image_tensor: torch.Tensor
+    cov: torch.Tensor
+    cov_bn: torch.Tensor
+    weights: torch.Tensor
+
+
+def trained_block(image: int = 0, block: str = "layer3.2.attn") -> TrainedBlock:
+    """Run test image ``image`` of Fashion-MNIST through the trained ``fmnist_small_gsop1`` and
+    read ``block``'s covariance (c, c), its row-BN output (c, c) and channel weights (C',)."""
+    from ..data import normalize
+    model, test = _trained_and_test()
+    x = normalize(test.images[image:image + 1], test.info.mean, test.info.std)
+    rec = probe(model, x, taps=[f"{block}.{t}" for t in
+                                ("tap_cov", "tap_cov_bn", "tap_channel_weights")])[block]
+    label = int(test.labels[image])
+    return TrainedBlock(image, label, test.info.classes[label], block, x, rec["tap_cov"][0],
+                        rec["tap_cov_bn"][0], rec["tap_channel_weights"].flatten())
+
+
+@lru_cache(maxsize=3)
+def _first64_weights(block: str) -> torch.Tensor:
+    """(64, C') channel weights of ``block`` on the first 64 test images, computed once."""
+    from ..data import normalize
+    model, test = _trained_and_test()
+    x = normalize(test.images[:64], test.info.mean, test.info.std)
+    rec = probe(model, x, taps=f"{block}.tap_channel_weights")[block]
+    return rec["tap_channel_weights"].flatten(1)
+
+
+def block_view(image: int = 0, block: str = "layer3.2.attn") -> Figure:
+    """Notebook 03's widget callback on data: :func:`trained_block` of ``image`` and ``block``,
+    drawn. Left to right: the test image; Sigma (c x c, colours centred at 0, limited to the
+    98% quantile of |entries|); the row-wise BN output Sigma~ (c x c, the same); the C'
+    channel weights in channel order, with the block's weights on the other 63 of the first 64
+    test images as a grey band (their range)."""
+    from .blocks import _diverging
+    tb = trained_block(image, block)
+    first64 = _first64_weights(block)
+    others = first64[[i for i in range(64) if i != image]]
+    fig = _figure((13.0, 3.4), left=0.02, right=0.98, bottom=0.16, top=0.8, wspace=0.3)
+    grid = fig.add_gridspec(1, 4, width_ratios=[0.7, 1, 1, 1.8])
+    ax_i = fig.add_subplot(grid[0])
+    ax_i.imshow(tb.image_tensor[0, 0].numpy(), cmap="gray", interpolation="nearest")
+    ax_i.set_axis_off()
+    _title(ax_i, f"test image {image}: {tb.class_name}")
+    c = tb.cov.shape[0]
+    row_std = tb.cov.std(dim=1)
+    bn_std = tb.cov_bn.std(dim=1)
+    _diverging(fig, fig.add_subplot(grid[1]), tb.cov.double().numpy(),
+               f"Sigma {c}x{c}\nper-row std {row_std.min():.3f}-{row_std.max():.3f}", 0.98)
+    _diverging(fig, fig.add_subplot(grid[2]), tb.cov_bn.double().numpy(),
+               f"after row-wise BN\nper-row std {bn_std.min():.2f}-{bn_std.max():.2f}", 0.98)
+    ax_w = fig.add_subplot(grid[3])
+    n = len(tb.weights)
+    idx = np.arange(n)
+    ax_w.fill_between(idx, others.amin(0).numpy(), others.amax(0).numpy(), color=OTHER,
+                      alpha=0.3, step="mid", label="63 other test images (range)")
+    ax_w.step(idx, tb.weights.numpy(), where="mid", color=CHOSEN, lw=1.4,
+              label=f"image {image}")
+    ax_w.set_ylim(0, 1)
+    ax_w.set_xlim(-0.5, n - 0.5)
+    ax_w.set_xlabel("channel", fontsize=9)
+    ax_w.set_ylabel("channel weight w", fontsize=9)
+    ax_w.legend(fontsize=7, loc="lower right")
+    _title(ax_w, f"{n} channel weights: min {tb.weights.min():.2f}, median "
+                 f"{tb.weights.median():.2f}, max {tb.weights.max():.2f}")
+    fig.suptitle(f"trained fmnist_small_gsop1, block {block} (c = {c}, C' = {n})",
+                 fontsize=10)
+    return fig
+
+
+def gate_probe_figure(weights: dict[str, torch.Tensor], labels: torch.Tensor,
+                      accuracy: dict[str, float], *, figsize=(10.0, 3.4)) -> Figure:
+    """One panel per gate: each image's first two channel weights (N, >= 2), coloured by its
+    class ``labels`` (N,), on centred second-order images (notebook 03 section 3); the title
+    gives the linear probe's test ``accuracy`` on all the weights. SE's weights are a function
+    of the channel means, all 0 after centring, so every image falls on one point."""
+    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.16, top=0.84, wspace=0.3)
+    axes = np.atleast_1d(fig.subplots(1, len(weights)))
+    chance = 1 / len(labels.unique())
+    for ax, (name, w) in zip(axes, weights.items()):
+        w = w.flatten(1).double()
+        ax.scatter(w[:, 0].numpy(), w[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=5,
+                   vmin=0, vmax=9)
+        spread = w.std(dim=0).max().item()
+        ax.set_xlabel("channel weight w_0", fontsize=9)
+        ax.set_ylabel("channel weight w_1", fontsize=9)
+        _title(ax, f"{name}: largest std {spread:.4f}; probe {accuracy[name]:.3f} "
+                   f"(chance {chance:.3f})")
+    fig.suptitle("untrained gates on centred second-order test images, coloured by class",
+                 fontsize=10)
+    return fig
+
+
 __all__ = [
     "STAGES",
+    "TrainedBlock",
+    "block_view",
+    "gate_probe_figure",
+    "table2_fit",
+    "trained_block",
     "PlacementCost",
     "StageCost",
     "WeightSpread",
