@@ -135,3 +135,24 @@ def test_notebook_widget_cell_recomputes_when_a_slider_moves(monkeypatch):
     controls["channels"].value = 8
     controls["positions"].value = 5
     assert view.result.axes[1].get_title() == "rank of Sigma: 4 in every test sample (bound 4)"
+
+
+def test_the_rank_panel_ticks_only_the_sampled_positions():
+    for channels, positions in ((3, 64), (8, 5)):
+        fig = lessons.probe_and_rank_view(0.1, positions, channels, num_train=100, num_test=100)
+        ticks = sorted(fig.axes[2].get_xticks().tolist())
+        assert ticks == sorted({2, channels + 1, 2 * channels + 2, positions})
+        sampled = set(range(2, 2 * channels + 3)) | {positions}
+        assert set(ticks) <= sampled
+
+
+def test_centring_share_figure_draws_the_curve_and_the_measurements():
+    fig = lessons.centring_share_figure(32, 1.5, {"diagonal": (0.0277, 0.0005)},
+                                        widths=[0.0, 1.5, 3.0])
+    curve = fig.axes[0].lines[0].get_ydata()
+    assert curve[0] == pytest.approx(1 / 1024) and curve[1] == pytest.approx(0.0276, abs=1e-4)
+    assert curve[2] > curve[1] > curve[0]                    # a wider blur: a larger share
+    assert fig.axes[0].get_title() == ("32 x 32 images: a = 0.0276 at sigma = 1.5, "
+                                       "1/a = 36 independent pixels of 1024")
+    wider = lessons.centring_share_figure(32, 3.0, widths=[0.0, 3.0])
+    assert wider.axes[0].get_title().startswith("32 x 32 images: a = 0.1")

@@ -10,6 +10,8 @@ covariance's rank, as the correlation rho, the number of positions M and of chan
     probe_and_rank_view(rho, positions, channels)  the widget's callback: all three, drawn
     centring_share(image_size, smoothing)  a, the share of a pixel's variance that a
                                    second_order image's own mean carries: E[Sigma] = (1 - a) R_k
+    centring_share_figure(image_size, smoothing, measured)  a against the blur width, with the
+                                   generator's blur and the values measured on its images
 
 The numbers a figure shows come from :func:`probe_and_rank`, so a test (or a reader) can check
 them without reading pixels.
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, ScalarFormatter
+from matplotlib.ticker import MaxNLocator, NullLocator, ScalarFormatter
 
 from ..data.second_order import _smooth_unit_variance, correlation_matrices
 from ..ops import covariance, triu_vec
@@ -75,7 +77,7 @@ def second_order_positions(
     matrix R_k with +-rho off the diagonal in the k-th sign pattern), but the M positions are
     independent draws x_m = L_k z_m (L_k L_k^T = R_k, z_m ~ N(0, I)) instead of a smooth image,
     and nothing is quantised: M is exactly the number of samples the covariance averages over.
-    Then E[Sigma] = (1 - 1/M) R_k for the biased estimate (iSQRT-COV Eq. 1, GSoP-Net Sec. 3.1).
+    Then E[Sigma] = (1 - 1/M) R_k for the biased (maximum-likelihood) estimate of GM-SOP Eq. 5.
 
     Returns:
         features (N, C, M) float64 and balanced labels (N,) int64, reproducible from ``seed``.
@@ -94,7 +96,7 @@ def centring_share(image_size: int = 32, smoothing: float = 1.5) -> float:
     The field is stationary with autocorrelation c(d), c(0) = 1, over the circular displacements
     d of an S x S image (M = S^2 pixels), so its mean mu = (1/M) sum_p x_p has variance
     (1/M^2) sum_p sum_q c(p - q) = (1/M) sum_d c(d) = a. With x_p = L_k z_p (channels mixed per
-    pixel, L_k L_k^T = R_k) the biased covariance (iSQRT-COV Eq. 1, GSoP-Net Sec. 3.1) has
+    pixel, L_k L_k^T = R_k) the biased covariance (GM-SOP Eq. 5, Sigma = X J_hat X^T) has
     E[Sigma] = E[(1/M) X X^T] - E[mu mu^T] = R_k - a R_k = (1 - a) R_k (notebook 01, section 4).
 
     c is taken from the generator itself, not from a formula: its blur (circular padding,
@@ -110,6 +112,48 @@ def centring_share(image_size: int = 32, smoothing: float = 1.5) -> float:
     h = _smooth_unit_variance(impulse, smoothing)[0, 0]                  # (S, S)
     autocorrelation = torch.fft.ifft2(torch.fft.fft2(h).abs().square()).real
     return float(autocorrelation.sum() / image_size**2)
+
+
+def centring_share_figure(
+    image_size: int = 32,
+    smoothing: float = 1.5,
+    measured: dict[str, tuple[float, float]] | None = None,
+    *,
+    widths: np.ndarray | None = None,
+    figsize=(7.0, 3.2),
+) -> Figure:
+    """a, the share of the variance an image's own mean removes (E[Sigma] = (1 - a) R_k), against
+    the blur width sigma of the ``second_order`` generator, for S x S images (M = S^2 pixels).
+
+    The curve is :func:`centring_share` at each width in ``widths`` (default 0 to 4 pixels); for
+    the separable, normalised Gaussian kernel k it is a = 1 / (M (sum_t k_t^2)^2), and 1/M for
+    independent pixels (sigma = 0, GM-SOP Eq. 5's biased estimate shrinks by 1 - 1/M). The
+    generator's ``smoothing`` is marked, with ``measured``: {name: (a, standard error)} drawn as
+    points with 2-standard-error bars at that width (side by side, 0.12 apart, so all show).
+    The title gives a at ``smoothing`` and as how many independent pixels 1/a counts.
+    """
+    widths = np.linspace(0.0, 4.0, 41) if widths is None else np.asarray(widths, dtype=float)
+    curve = np.array([centring_share(image_size, float(w)) for w in widths])
+    a = centring_share(image_size, smoothing)
+    fig = _figure(figsize, left=0.12, right=0.97, bottom=0.16, top=0.86)
+    ax = fig.subplots()
+    ax.semilogy(widths, curve, "-", color=OTHER, label="a = 1 / (M (sum_t k_t^2)^2)")
+    ax.axhline(1 / image_size**2, color="k", ls=":", lw=1,
+               label=f"1/M = 1/{image_size**2}: independent pixels")
+    ax.axvline(smoothing, color=CHOSEN, ls="--", lw=1,
+               label=f"the generator's blur, sigma = {smoothing:g}")
+    points = (measured or {}).items()
+    for i, (name, (value, se)) in enumerate(points):
+        shift = 0.12 * (i - (len(points) - 1) / 2)         # side by side around sigma
+        ax.errorbar(smoothing + shift, value, yerr=2 * se, fmt="os^"[i % 3], ms=4, capsize=3,
+                    color=("tab:blue", "tab:green", "tab:red")[i % 3],
+                    label=f"measured, {name} (+-2 se)")
+    ax.set_xlabel("blur width sigma (pixels)")
+    ax.set_ylabel("a = Var(image mean) / Var(pixel)")
+    ax.legend(fontsize=7, loc="lower right")
+    _title(ax, f"{image_size} x {image_size} images: a = {a:.4f} at sigma = {smoothing:g}, "
+               f"1/a = {1 / a:.0f} independent pixels of {image_size**2}")
+    return fig
 
 
 def rank_against_positions(
@@ -281,6 +325,8 @@ def probe_and_rank_view(
             label="rank, most")
     ar.axvline(positions, color=OTHER, lw=1, ls=":", label=f"chosen M = {positions}")
     ar.set_xscale("log", base=2)
+    ar.set_xticks(sorted({2, channels + 1, 2 * channels + 2, positions}))   # sampled Ms only
+    ar.xaxis.set_minor_locator(NullLocator())
     ar.xaxis.set_major_formatter(ScalarFormatter())
     ar.set_xlabel("positions M (log scale)")
     ar.set_ylabel("rank of Sigma")
