@@ -183,7 +183,7 @@ DERIVING = re.compile(r"^\*(Derive|Implement|Derive and implement)\.\*", re.MULT
 LESSON_WIDGETS = {
     "01_covariance_pooling": ["lessons_covariance.probe_and_rank_view"],
     "02_matrix_square_root": ["newton.cobweb", "newton.ns_explorer", "newton.backward_memory"],
-    "03_gsop_block": ["lessons_block.placement_view"],
+    "03_gsop_block": ["lessons_block.placement_view", "lessons_block.block_view"],
 }
 
 
