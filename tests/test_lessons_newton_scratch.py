@@ -97,7 +97,10 @@ def test_reference_rows_by_name_with_their_n_and_drawn_beside_the_curve():
     labels = [t.get_text() for t in drawn.axes[0].get_legend().get_texts()]
     assert "GAP: 98.00 ± 0.50" in labels and "x4: 97.00 ± 1.00 (N = 3)" in labels
     assert len(labels) == len(plain.axes[0].get_legend().get_texts()) + 2
-    assert drawn.axes[0].get_title() == plain.axes[0].get_title()  # the N rows decide the title
+    # the N rows decide the title; a band above every N's mean is named after it
+    assert drawn.axes[0].get_title() == plain.axes[0].get_title() + "; GAP mean above every N"
+    lower = newton.accuracy_against_iterations(results, tables=("t",), references={"t": ["x4"]})
+    assert lower.axes[0].get_title() == plain.axes[0].get_title()
 
 
 def test_paper_scales_count_gm_sops_gate_root():

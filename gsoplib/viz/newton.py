@@ -54,6 +54,9 @@ def cobweb(lam: float = 2.5, steps: int = 12, figsize=(9.0, 3.6)) -> Figure:
     """Cobweb of p_{k+1} = p_k (3 - p_k)^2 / 4 from p_0 = lam (left) and y_k against
     +-sqrt(lam) (right); the left title names the regime
     (:func:`gsoplib.ops.iterations.ns_scalar_regime`), the right one where y_steps ended.
+    The shading is along the p_k axis and applies to every step of the orbit: on (0, 3) the
+    factor t_k = (3 - p_k)/2 is positive, on (3, 5) negative (y_k flips sign), above 5 p grows.
+    Where the orbit starts (p_0 = lam) gives lam's regime.
     """
     ys, ps = ns_scalar_orbit(lam, steps)
     regime = ns_scalar_regime(lam)
@@ -61,9 +64,9 @@ def cobweb(lam: float = 2.5, steps: int = 12, figsize=(9.0, 3.6)) -> Figure:
     ax, ay = fig.subplots(1, 2)
     top = max(6.0, min(lam * 1.1, 12.0))
     grid = np.linspace(0, top, 400)
-    regions = ((0, 3, "tab:green", r"$\lambda \in (0, 3)$: $+\sqrt{\lambda}$"),
-               (3, 5, "tab:orange", r"$(3, 5)$: $\pm\sqrt{\lambda}$"),
-               (5, top, "tab:red", r"$> 5$: diverges"))
+    regions = ((0, 3, "tab:green", r"$p_k \in (0, 3)$: $t_k > 0$, $y$ keeps its sign"),
+               (3, 5, "tab:orange", r"$p_k \in (3, 5)$: $t_k < 0$, $y$ flips sign"),
+               (5, top, "tab:red", r"$p_k > 5$: $p$ grows, diverges"))
     for start, end, color, label in regions:
         ax.axvspan(start, end, color=color, alpha=0.1, label=label)
     ax.plot(grid, ns_scalar_map(grid), color="tab:blue", label=r"$f(p) = p(3-p)^2/4$")
@@ -76,7 +79,7 @@ def cobweb(lam: float = 2.5, steps: int = 12, figsize=(9.0, 3.6)) -> Figure:
     ax.plot(xs, zs, color="k", lw=1, marker="o", ms=2.5, label=r"orbit from $p_0 = \lambda$")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
-    ax.set_xlabel(r"$p_k = z_k y_k$")
+    ax.set_xlabel(r"$p_k = z_k y_k$ (shading: where $p_k$ lies, at every step)")
     ax.set_ylabel(r"$p_{k+1}$")
     ax.legend(fontsize=6.5, loc="upper left")
     _title(ax, f"lambda = {lam:g}: {regime}")
@@ -140,7 +143,7 @@ def ns_explorer(
     its = np.arange(1, max_iters + 1)
     errors = s["errors"].numpy().clip(1e-17, 1e6)
     ax.semilogy(its, errors, marker="o", ms=3)
-    ax.axvline(iters, color="tab:red", ls="--", label=f"N = {iters}: {s['error']:.3g}")
+    ax.axvline(iters, color="tab:red", ls="--", label=f"N = {iters}: error {s['error']:.3g}")
     ax.axhline(tol, color="0.4", ls=":", label=f"tol {tol:g}")
     ax.set_xlabel("iterations N")
     ax.set_ylabel("relative Frobenius error")
@@ -168,22 +171,26 @@ def ns_explorer(
 def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(9.0, 3.6)) -> Figure:
     """y_N(lambda) for N = 1..max_iters against sqrt(lambda), lambda in [1e-6, 1] (left), and
     the ratio y_N / sqrt(lambda) (right); every N its own colour of one sequential map, N = 3
-    (GSoP-Net2, GM-SOP's release) and N = 5 (iSQRT-COV's recipes) drawn thicker. A dotted line
+    (the GSoP-Net authors' code, GM-SOP's release) and N = 5 (iSQRT-COV's recipes) drawn
+    thicker; on the right each curve is labelled N=k where its ratio reaches 0.5. A dotted line
     at lambda = 1/channels: every eigenvalue of a flat channels x channels covariance after
-    trace normalisation (iSQRT-COV Eq. 2), the size of a typical one. The right title gives
+    trace normalisation. The right title gives
     y_3, y_5 and y_max_iters over sqrt at that lambda (1e-3 when channels is None)."""
     lam = torch.logspace(-6, 0, 300, dtype=torch.float64)
     fig = _figure(figsize, left=0.08, right=0.98, bottom=0.14, top=0.88, wspace=0.3)
     ax, ar = fig.subplots(1, 2)
     ax.loglog(lam, lam.sqrt(), color="k", lw=2.5, label=r"$\sqrt{\lambda}$")
     colors = _sequential(max_iters)
-    papers = {3: " (GSoP-Net2)", 5: " (iSQRT-COV)"}
+    papers = {3: " (GSoP-Net code)", 5: " (iSQRT-COV recipe)"}
     for n in range(1, max_iters + 1):
         y = newton_schulz_polynomial(lam, n)
         style = {"lw": 2.2 if n in papers else 1.0, "color": colors[n - 1],
                  "label": f"N = {n}{papers.get(n, '')}"}
         ax.loglog(lam, y, **style)
         ar.semilogx(lam, y / lam.sqrt(), **style)
+        cross = int((y / lam.sqrt() >= 0.5).nonzero()[0])       # label each curve where it
+        ar.text(float(lam[cross]), 0.5, f"N={n}", fontsize=6, color=colors[n - 1],  # reaches 0.5
+                ha="right", va="bottom", rotation=60)
     ar.axhline(1.0, color="k", lw=1.2, ls="--", label="exact root (ratio 1)")
     at = 1 / channels if channels else 1e-3
     for a in (ax, ar):
@@ -218,9 +225,9 @@ def convergence_by_spectrum(
     figsize=(6.0, 3.6),
 ) -> Figure:
     """:func:`gsoplib.viz.newton_schulz_convergence` (relative error of the trace-normalised
-    Newton-Schulz root per iteration, iSQRT-COV Eq. 2-4, one line per (n, n) matrix of the
-    (B, n, n) ``matrices``) with a title that states the range of errors over the matrices at
-    the first count of ``used`` and at ``max_iters``."""
+    Newton-Schulz root per iteration (pre-normalise, iterate, post-compensate), one line per
+    (n, n) matrix of the (B, n, n) ``matrices``) with a title that states the range of errors
+    over the matrices at the first count of ``used`` and at ``max_iters``."""
     fig = newton_schulz_convergence(matrices, max_iters=max_iters, used=tuple(used), labels=labels)
     fig.set_size_inches(*figsize)
     errors = newton_schulz_errors(matrices.detach().cpu(), max_iters=max_iters)
@@ -308,7 +315,7 @@ def _without_iters(kwargs: Mapping) -> dict:
 
 def accuracy_by_iterations(results: Mapping, table: str) -> list[IterationsAccuracy]:
     """The rows of ``table`` in a ``benchmarks/compare.py --table`` JSON that differ only in
-    iSQRT-COV's N (Newton-Schulz iterations, iSQRT-COV Eq. 3), sorted by N.
+    iSQRT-COV's N (Newton-Schulz iterations of the coupled step), sorted by N.
 
     results: the loaded JSON (its ``summary`` list). The family is that of the table's first
     row naming ``iters`` in its ``head_kwargs``: same model, same other arguments; a row of
@@ -371,7 +378,8 @@ def accuracy_against_iterations(
     """Test top-1 (%) against N, one panel per table of a ``benchmarks/compare.py --table`` JSON
     (:func:`accuracy_by_iterations`): mean and sample std over seeds (error bars), every seed a
     dot just right of its N, N on a log scale. Each title names the best N and those within one
-    std of it (:func:`within_one_std_of_best`) under the table's name or its entry in ``labels``;
+    std of it (:func:`within_one_std_of_best`) under the table's name or its entry in ``labels``,
+    and any reference band (below) whose mean lies above every N's mean;
     the x label names the seeds and the epochs (from the JSON's per-run ``rows``).
 
     references: per table, variant labels of other rows of it to draw beside the N curve
@@ -407,8 +415,11 @@ def accuracy_against_iterations(
         ax.set_xlabel(f"Newton-Schulz iterations N ({'/'.join(map(str, seeds))} seeds, "
                       f"{'/'.join(map(str, epochs)) or '?'} epochs)")
         best, close = within_one_std_of_best(rows)
+        above = [r.variant.split(" (")[-1].rstrip(")") for r in others
+                 if r.iters == 0 and r.mean > max(x.mean for x in rows)]
         _title(ax, f"{(labels or {}).get(table, table)}\nbest mean at N = {best}; within 1 std: "
-                   f"N = {', '.join(map(str, close))}", fontsize=8)
+                   f"N = {', '.join(map(str, close))}"
+                   + "".join(f"; {a} mean above every N" for a in above), fontsize=8)
         ax.legend(fontsize=6.5 if others else 7, loc="lower right")
         shown += [v for r in rows + others for v in (r.mean - r.std, r.mean + r.std, *r.runs)]
     low, high = min(shown), max(shown)
