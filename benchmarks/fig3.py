@@ -80,11 +80,12 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _draw(summary: list[dict], info: dict, path: Path) -> None:
+def _draw(summary: list[dict], info: dict, path: Path, rows: list[dict]) -> None:
+    """The figure, every seed drawn and the seeds' range as the bar (nothing clipped)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     title = (f"{info['model']} on {info['dataset']}, {info['epochs']} epochs, {info['seeds']} "
              f"seeds ({machine_label(info)})")
-    fig3_figure(summary, title=title).savefig(path, dpi=110)
+    fig3_figure(summary, title=title, seeds=rows).savefig(path, dpi=110)
 
 
 def redraw(args) -> int:
@@ -93,7 +94,7 @@ def redraw(args) -> int:
     result = json.loads(path.read_text())
     result["summary"] = summarise(result["rows"])
     path.write_text(json.dumps(result, indent=2) + "\n")
-    _draw(result["summary"], result["machine"], args.figure)
+    _draw(result["summary"], result["machine"], args.figure, result["rows"])
     print(f"rewrote the summary of {path} and {args.figure}")
     return 0
 
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows if (r["N"], r["K"], r["seed"]) == (n, k, seed)]
     summary = summarise(rows)
     path = write_json("fig3", info, rows, summary=summary, out_dir=out_dir)
-    _draw(summary, info, args.figure)
+    _draw(summary, info, args.figure, rows)
     print(f"\n{machine_label(info)}; {args.dataset}, {args.epochs} epochs, {args.seeds} seeds")
     print(markdown_table(summary, [
         ("N", "N", ""), ("K", "K", ""),
