@@ -6,9 +6,11 @@ removes; and the notebook's widget cell recomputes."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -156,3 +158,27 @@ def test_centring_share_figure_draws_the_curve_and_the_measurements():
                                        "1/a = 36 independent pixels of 1024")
     wider = lessons.centring_share_figure(32, 3.0, widths=[0.0, 3.0])
     assert wider.axes[0].get_title().startswith("32 x 32 images: a = 0.1")
+    # the measurements are drawn where they were measured, at the generator's sigma
+    both = lessons.centring_share_figure(32, 1.5, {"diagonal": (0.0277, 0.0005),
+                                                   "off-diagonal": (0.0307, 0.0015)}, widths=[1.5])
+    drawn = [line.get_xdata()[0] for line in both.axes[0].lines if line.get_marker() in ("o", "s")]
+    assert drawn == [1.5, 1.5]
+
+
+def test_class_covariance_figure_draws_r_k_above_each_class_mean():
+    rho = 0.25
+    reference = correlation_matrices(3, 8, rho)
+    x, labels = lessons.second_order_positions(4000, 8, 3, rho, seed=3)
+    sigma = covariance(x)
+    fig = lessons.class_covariance_figure(sigma, labels, reference)
+    images = [ax.get_images()[0].get_array() for ax in fig.axes[:16]]
+    for k in (0, 6):
+        assert (images[k] == reference[k].numpy()).all()                 # top row: R_k
+        np.testing.assert_allclose(np.asarray(images[8 + k]), sigma[labels == k].mean(0).numpy())
+    # independent positions: E[Sigma] = (1 - 1/M) R_k = 0.875 R_k, on and off the diagonal
+    title = fig._suptitle.get_text()
+    diag, off = (float(v) for v in re.findall(r"(\d\.\d+) (?:on the diagonal|off it)", title))
+    assert diag == pytest.approx(0.875, abs=0.01) and off == pytest.approx(0.875, abs=0.05)
+    # a different reference changes the factor the title reports
+    other = lessons.class_covariance_figure(sigma, labels, 2 * reference)
+    assert other._suptitle.get_text() != title and "0.43" in other._suptitle.get_text()

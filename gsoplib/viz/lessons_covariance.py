@@ -12,6 +12,8 @@ covariance's rank, as the correlation rho, the number of positions M and of chan
                                    second_order image's own mean carries: E[Sigma] = (1 - a) R_k
     centring_share_figure(image_size, smoothing, measured)  a against the blur width, with the
                                    generator's blur and the values measured on its images
+    class_covariance_figure(sigma, labels, reference)  each class's R_k above the mean
+                                   covariance of its samples
 
 The numbers a figure shows come from :func:`probe_and_rank`, so a test (or a reader) can check
 them without reading pixels.
@@ -129,7 +131,8 @@ def centring_share_figure(
     the separable, normalised Gaussian kernel k it is a = 1 / (M (sum_t k_t^2)^2), and 1/M for
     independent pixels (sigma = 0, GM-SOP Eq. 5's biased estimate shrinks by 1 - 1/M). The
     generator's ``smoothing`` is marked, with ``measured``: {name: (a, standard error)} drawn as
-    points with 2-standard-error bars at that width (side by side, 0.12 apart, so all show).
+    points with 2-standard-error bars at that width, where they were measured (each with its
+    own marker and colour, the later ones hollow, so overlapping points stay distinguishable).
     The title gives a at ``smoothing`` and as how many independent pixels 1/a counts.
     """
     widths = np.linspace(0.0, 4.0, 41) if widths is None else np.asarray(widths, dtype=float)
@@ -144,15 +147,67 @@ def centring_share_figure(
                label=f"the generator's blur, sigma = {smoothing:g}")
     points = (measured or {}).items()
     for i, (name, (value, se)) in enumerate(points):
-        shift = 0.12 * (i - (len(points) - 1) / 2)         # side by side around sigma
-        ax.errorbar(smoothing + shift, value, yerr=2 * se, fmt="os^"[i % 3], ms=4, capsize=3,
-                    color=("tab:blue", "tab:green", "tab:red")[i % 3],
-                    label=f"measured, {name} (+-2 se)")
+        color = ("tab:blue", "tab:green", "tab:red")[i % 3]
+        ax.errorbar(smoothing, value, yerr=2 * se, fmt="os^"[i % 3], ms=4 + 2 * i,
+                    capsize=3 + 2 * i, color=color, mfc=color if i == 0 else "none",
+                    label=f"measured at sigma = {smoothing:g}, {name} (+-2 se)")
     ax.set_xlabel("blur width sigma (pixels)")
     ax.set_ylabel("a = Var(image mean) / Var(pixel)")
     ax.legend(fontsize=7, loc="lower right")
     _title(ax, f"{image_size} x {image_size} images: a = {a:.4f} at sigma = {smoothing:g}, "
                f"1/a = {1 / a:.0f} independent pixels of {image_size**2}")
+    return fig
+
+
+def class_covariance_figure(
+    sigma: torch.Tensor,
+    labels: torch.Tensor,
+    reference: torch.Tensor,
+    class_names: list[str] | None = None,
+    *,
+    figsize=(13.0, 3.6),
+) -> Figure:
+    """Each class's correlation matrix R_k (top row) above the mean covariance of its samples,
+    mean_{n: y_n = k} Sigma_n (bottom row), every entry written on its cell.
+
+    Args:
+        sigma: (N, C, C) covariances, Sigma = (1/M) X_c X_c^T (GSoP-Net Sec. 3.1, GM-SOP Eq. 5).
+        labels: (N,) class indices in [0, K).
+        reference: (K, C, C) the classes' R_k
+            (:func:`gsoplib.data.second_order.correlation_matrices`).
+        class_names: K titles (default "class k").
+
+    One diverging colour scale (-1 to 1) for both rows, so equal colours mean equal values. The
+    bottom row is (1 - a) R_k in expectation (notebook 01, section 4): the same signs, shrunk.
+    The suptitle gives the entrywise factor mean Sigma / R_k, averaged over classes and entries,
+    on the diagonal and off it (off it signed by R_k, so +-rho count alike).
+    """
+    num_classes, channels = reference.shape[0], reference.shape[-1]
+    names = class_names or [f"class {k}" for k in range(num_classes)]
+    means = torch.stack([sigma[labels == k].mean(0) for k in range(num_classes)]).double()
+    reference = reference.double()
+    ratio = means / reference                                            # (K, C, C)
+    diagonal = torch.eye(channels, dtype=torch.bool)
+    fig = _figure(figsize, left=0.06, right=0.9, bottom=0.04, top=0.8, wspace=0.1, hspace=0.25)
+    axes = fig.subplots(2, num_classes, squeeze=False)
+    for k in range(num_classes):
+        for row, (matrix, what) in enumerate(((reference[k], "R_k"), (means[k], "mean Sigma"))):
+            ax = axes[row, k]
+            image = ax.imshow(matrix.numpy(), cmap="RdBu_r", vmin=-1, vmax=1,
+                              interpolation="nearest")
+            for (i, j), value in np.ndenumerate(matrix.numpy()):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if abs(value) > 0.6 else "black")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            _title(ax, names[k] if row == 0 else "", fontsize=8)
+            if k == 0:
+                ax.set_ylabel(what, fontsize=8)
+    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    fig.suptitle(f"top: each class's R_k; bottom: the mean Sigma of its samples ({len(labels)} in "
+                 f"all): the same signs, shrunk by mean Sigma / R_k = "
+                 f"{ratio[:, diagonal].mean():.3f} on the diagonal, "
+                 f"{ratio[:, ~diagonal].mean():.3f} off it", fontsize=9)
     return fig
 
 
