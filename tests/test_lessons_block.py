@@ -122,3 +122,15 @@ def test_gate_probe_figure_titles_give_the_spread():
     fig = lessons_block.gate_probe_figure(weights, labels, {"SE": 0.25, "GSoP": 0.6})
     assert fig.axes[0].get_title().startswith("SE: largest std 0.0000; probe 0.250 (chance 0.250)")
     assert not fig.axes[1].get_title().startswith("GSoP: largest std 0.0000")
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["0", "1", "2", "3"]
+    named = lessons_block.gate_probe_figure(weights, labels, {"SE": 0.25, "GSoP": 0.6},
+                                            ["a", "b", "c", "d"])
+    assert [t.get_text() for t in named.legends[0].get_texts()] == ["a", "b", "c", "d"]
+
+
+def test_block_view_labels_the_matrices_rows_and_columns():
+    axes = lessons_block.block_view(0, "layer3.2.attn").axes
+    heatmaps = [ax for ax in axes if ax.get_xlabel() == "column j"]
+    assert len(heatmaps) == 2 and all(ax.get_ylabel().startswith("row i") for ax in heatmaps)
+    assert all(ax.axison for ax in heatmaps)

@@ -26,6 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from torch import nn
@@ -416,10 +417,18 @@ def block_view(image: int = 0, block: str = "layer3.2.attn") -> Figure:
     c = tb.cov.shape[0]
     row_std = tb.cov.std(dim=1)
     bn_std = tb.cov_bn.std(dim=1)
-    _diverging(fig, fig.add_subplot(grid[1]), tb.cov.double().numpy(),
+    ax_s, ax_b = fig.add_subplot(grid[1]), fig.add_subplot(grid[2])
+    _diverging(fig, ax_s, tb.cov.double().numpy(),
                f"Sigma {c}x{c}\nper-row std {row_std.min():.3f}-{row_std.max():.3f}", 0.98)
-    _diverging(fig, fig.add_subplot(grid[2]), tb.cov_bn.double().numpy(),
+    _diverging(fig, ax_b, tb.cov_bn.double().numpy(),
                f"after row-wise BN\nper-row std {bn_std.min():.2f}-{bn_std.max():.2f}", 0.98)
+    for ax in (ax_s, ax_b):                      # _diverging hides the axes; rows and columns shown
+        ax.set_axis_on()
+        ticks = list(range(0, c, max(c // 4, 1)))
+        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=7)
+        ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
+        ax.set_xlabel("column j", fontsize=8)
+        ax.set_ylabel("row i (channel)", fontsize=8)
     ax_w = fig.add_subplot(grid[3])
     n = len(tb.weights)
     idx = np.arange(n)
@@ -440,12 +449,14 @@ def block_view(image: int = 0, block: str = "layer3.2.attn") -> Figure:
 
 
 def gate_probe_figure(weights: dict[str, torch.Tensor], labels: torch.Tensor,
-                      accuracy: dict[str, float], *, figsize=(10.0, 3.4)) -> Figure:
+                      accuracy: dict[str, float], class_names: Sequence[str] | None = None,
+                      *, figsize=(11.0, 3.4)) -> Figure:
     """One panel per gate: each image's first two channel weights (N, >= 2), coloured by its
-    class ``labels`` (N,), on centred second-order images (notebook 03 section 3); the title
-    gives the linear probe's test ``accuracy`` on all the weights. SE's weights are a function
-    of the channel means, all 0 after centring, so every image falls on one point."""
-    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.16, top=0.84, wspace=0.3)
+    class ``labels`` (N,), on centred second-order images (notebook 03 section 3), with a legend
+    of the classes (``class_names``, or their numbers); the title gives the linear probe's test
+    ``accuracy`` on all the weights. SE's weights are a function of the channel means, all 0
+    after centring, so every image falls on one point."""
+    fig = _figure(figsize, left=0.07, right=0.84, bottom=0.16, top=0.84, wspace=0.3)
     axes = np.atleast_1d(fig.subplots(1, len(weights)))
     chance = 1 / len(labels.unique())
     for ax, (name, w) in zip(axes, weights.items()):
@@ -457,6 +468,11 @@ def gate_probe_figure(weights: dict[str, torch.Tensor], labels: torch.Tensor,
         ax.set_ylabel("channel weight w_1", fontsize=9)
         _title(ax, f"{name}: largest std {spread:.4f}; probe {accuracy[name]:.3f} "
                    f"(chance {chance:.3f})")
+    classes = labels.unique().tolist()
+    names = class_names if class_names is not None else [str(k) for k in classes]
+    palette = colormaps["tab10"].colors
+    fig.legend(handles=[Patch(color=palette[k], label=names[k]) for k in classes],
+               title="class", fontsize=7, title_fontsize=8, loc="center right", frameon=False)
     fig.suptitle("untrained gates on centred second-order test images, coloured by class",
                  fontsize=10)
     return fig
