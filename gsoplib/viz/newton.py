@@ -189,8 +189,9 @@ def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(9.0
         ax.loglog(lam, y, **style)
         ar.semilogx(lam, y / lam.sqrt(), **style)
         cross = int((y / lam.sqrt() >= 0.5).nonzero()[0])       # label each curve where it
-        ar.text(float(lam[cross]), 0.5, f"N={n}", fontsize=6, color=colors[n - 1],  # reaches 0.5
-                ha="right", va="bottom", rotation=60)
+        side = "left" if channels and float(lam[cross]) >= 1 / channels else "right"
+        ar.text(float(lam[cross]), 0.5, f"N={n}", fontsize=6, color=colors[n - 1],  # reaches 0.5,
+                ha=side, va="bottom", rotation=60)      # on the side away from the dotted line
     ar.axhline(1.0, color="k", lw=1.2, ls="--", label="exact root (ratio 1)")
     at = 1 / channels if channels else 1e-3
     for a in (ax, ar):
@@ -244,28 +245,32 @@ def newton_instability(
     """Relative error per iteration of plain Newton, Denman-Beavers and Newton-Schulz (trace
     pre-normalised) on :func:`~gsoplib.ops.iterations.example_spectrum` spectra, one panel each;
     each title gives the iteration where plain Newton was closest and its error at the end,
-    and the larger end error of the two stable iterations."""
+    and the larger end error of the two stable iterations. The panels share one y range and
+    each has its y label; the legend says which iteration is trace pre-normalised (only
+    Newton-Schulz: plain Newton and Denman-Beavers run on the matrix as it is)."""
     fig = _figure(figsize, left=0.08, right=0.98, bottom=0.15, top=0.84, wspace=0.25)
-    axes = np.atleast_1d(fig.subplots(1, len(conditions)))
+    axes = np.atleast_1d(fig.subplots(1, len(conditions), sharey=True))
     its = np.arange(1, iters + 1)
     for ax, cond in zip(axes, conditions):
         a, _ = example_spectrum(n, cond)
         ns = torch.stack([newton_schulz_prenormalised(a, k) for k in its])
         errors = {}
-        for name, iterates in (("plain Newton", plain_newton_sqrtm(a, iters)),
-                               ("Denman-Beavers", denman_beavers_sqrtm(a, iters)),
-                               ("Newton-Schulz", ns)):
+        raw = "on A as it is"
+        for name, iterates, how in (("plain Newton", plain_newton_sqrtm(a, iters), raw),
+                                    ("Denman-Beavers", denman_beavers_sqrtm(a, iters), raw),
+                                    ("Newton-Schulz", ns, "trace pre-normalised")):
             errors[name] = relative_errors(iterates, a)[:, 0].numpy()
-            ax.semilogy(its, errors[name].clip(1e-17), label=name)
+            ax.semilogy(its, errors[name].clip(1e-17), label=f"{name} ({how})")
         ax.set_xlabel("iteration k")
+        ax.set_ylabel("relative Frobenius error")
+        ax.tick_params(labelleft=True)
         plain = errors["plain Newton"]
         best = int(plain.argmin())
         stable = max(errors["Denman-Beavers"][-1], errors["Newton-Schulz"][-1])
         _title(ax, f"condition {cond:.0e}, {n}x{n}: plain Newton best at k = {its[best]},\n"
                    f"{plain[-1]:.0e} at k = {iters}; the coupled two end <= {stable:.0e}",
                fontsize=8)
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("relative Frobenius error")
+        ax.legend(fontsize=6)
     return fig
 
 
