@@ -271,3 +271,23 @@ def test_attribution_figure_labels_the_colorbars_it_has_units_for():
     assert labels == ["", UNITS["integrated_gradients"][0]]
     plain = viz.attribution_figure(torch.randn(1, 12, 12), maps)
     assert [ax.get_ylabel() for ax in plain.axes if hasattr(ax, "_colorbar")] == ["", ""]
+
+
+def test_channel_weight_and_gate_figures_take_a_finding_title():
+    from gsoplib import viz
+    from gsoplib.probe import probe
+
+    insp = probe(load_pretrained("fmnist_small_gsop1").model, _fashion(2))
+    plain = viz.channel_weights(insp, "layer3.2.attn", 0, show=2)
+    shown = viz.channel_weights(insp, "layer3.2.attn", 0, show=2, title="the finding",
+                                rows=("largest w", "smallest w"))
+    assert plain.axes[0].get_title().startswith("layer3.2.attn (gsop_channel): 64 channel weights")
+    assert shown.axes[0].get_title() == "the finding"
+    texts = lambda fig: {t.get_text() for t in fig.axes[1].texts}
+    assert {"boosted", "suppressed"} <= texts(plain) and {"largest w", "smallest w"} <= texts(shown)
+    insp_gm = probe(load_pretrained("fmnist_small_gmsop").model, _fashion(2))
+    chosen = insp_gm["head"]["tap_gate_indices"][0].tolist()
+    default = viz.gate_choices(insp_gm, "head").get_suptitle()
+    assert default.endswith(f"chose {', '.join(map(str, chosen))}")
+    titled = viz.gate_choices(insp_gm, "head", title="all four count")
+    assert titled.get_suptitle() == "all four count"

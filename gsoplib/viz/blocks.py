@@ -33,14 +33,16 @@ def prediction(insp: Inspection, image: int = 0, *, figsize=(5.0, 2.6)) -> Figur
 
 
 def channel_weights(
-    insp: Inspection, path: str, image: int = 0, *, show: int = 4, figsize=(9.0, 5.0)
+    insp: Inspection, path: str, image: int = 0, *, show: int = 4, figsize=(9.0, 5.0),
+    title: str | None = None, rows: tuple[str, str] = ("boosted", "suppressed"),
 ) -> Figure:
     """Channel weights of a GSoP channel block (GSoP-Net Sec. 3.1), SE or CBAM for one image.
 
     Top: all C weights sorted from most boosted (green) to most suppressed (red); they are
     sigmoid outputs in (0, 1) and the block returns x * w. Below: the block input's feature maps
     of the ``show`` most boosted (first row) and most suppressed channels (second row), on one
-    shared colour scale.
+    shared colour scale. ``title`` replaces the top panel's title (default the block, its kind
+    and the weights' min / median / max); ``rows`` labels the two rows of maps.
     """
     record = _record(insp, path, image, "tap_channel_weights")
     weights = record["tap_channel_weights"].flatten().double().numpy()
@@ -65,18 +67,18 @@ def channel_weights(
     ax.set_yticks([0, 0.5, 1])
     ax.set_xlabel("channels, sorted by weight", fontsize=9)
     ax.set_ylabel("weight")
-    _title(ax, f"{record.label} ({record.kind}): {c} channel weights, min {weights.min():.2f} / "
-           f"median {np.median(weights):.2f} / max {weights.max():.2f}", 10)
+    _title(ax, title or f"{record.label} ({record.kind}): {c} channel weights, min "
+           f"{weights.min():.2f} / median {np.median(weights):.2f} / max {weights.max():.2f}", 10)
     if show:
         fmap = maps[0].double().numpy()
-        rows = [order[:show], order[::-1][:show]]
+        rows_named, rows = rows, [order[:show], order[::-1][:show]]
         h, w = fmap.shape[-2:]
         # Room above the second row for its labels, in pixels of the maps.
         row_gap = 2 + h // 4
         mosaic = _mosaic([[fmap[ch] for ch in row] for row in rows], 1, row_gap)
         mx = fig.add_subplot(grid[1])
         im = _map_ax(mx, mosaic, "", "viridis")
-        for i, (what, row) in enumerate(zip(("boosted", "suppressed"), rows)):
+        for i, (what, row) in enumerate(zip(rows_named, rows)):
             top = i * (h + row_gap)
             mx.text(-0.05 * w, top + h / 2, what, ha="right", va="center", rotation=90,
                     fontsize=8)

@@ -13,12 +13,14 @@ from ._axes import _figure, _integer_ticks, _record, _title
 from .images import CHOSEN, OTHER
 
 
-def gate_choices(insp: Inspection, path: str, image: int = 0, *, figsize=(10.0, 3.4)) -> Figure:
+def gate_choices(insp: Inspection, path: str, image: int = 0, *, figsize=(10.0, 3.4),
+                 title: str | None = None) -> Figure:
     """The gate of a GM-SOP head for one image (GM-SOP Eq. 2-3).
 
     Left: the N gate logits, the K chosen (top-k) highlighted. Right: the weights omega,
     exactly K non-zero and summing to 1, each chosen bar labelled with the norm of that
-    component's representation.
+    component's representation. ``title`` replaces the figure title (default the mixture, the
+    image and the components it chose).
     """
     record = _record(insp, path, image, "tap_gate_weights", "tap_gate_clean_logits")
     t = record.tensors
@@ -55,8 +57,8 @@ def gate_choices(insp: Inspection, path: str, image: int = 0, *, figsize=(10.0, 
         ax.set_xlabel("component", fontsize=9)
         _integer_ticks(ax, n)
         ax.tick_params(labelsize=8)
-    fig.suptitle(f"{record.label} ({record.kind}), image {image % insp.batch_size}: chose "
-                 f"{', '.join(map(str, chosen))}", fontsize=10)
+    fig.suptitle(title or f"{record.label} ({record.kind}), image {image % insp.batch_size}: "
+                 f"chose {', '.join(map(str, chosen))}", fontsize=10)
     return fig
 
 
