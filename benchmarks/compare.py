@@ -187,23 +187,29 @@ BACKBONES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
     ("3 stages x 8-32", (1, 1, 1), (8, 16, 32)),
     ("3 stages x 16-64", (1, 1, 1), (16, 32, 64)),
 )
-#: Poolings of the sweep, each read off the same backbone's last map of C channels.
-POOLINGS = ("GAP", "GSoP blocks + GAP", "iSQRT-COV head", "GM-SOP head")
+#: Poolings of the sweep, each read off the same backbone's last map of C channels. The
+#: iSQRT-COV head runs twice: with the paper's features (x1) and scaled by 4 as the small zoo's
+#: heads are (``ISqrtCovHead(feature_scale=4)``); GM-SOP keeps the head's defaults (the paper's
+#: dropout of 0.2, which the small zoo drops).
+POOLINGS = ("GAP", "GSoP blocks + GAP", "iSQRT-COV head", "iSQRT-COV head x4", "GM-SOP head")
 
 
 def sweep_kwargs(layers: tuple[int, ...], widths: tuple[int, ...], pooling: str) -> dict:
     """ResNet keyword arguments of one cell of the sweep (basic blocks, CIFAR stem):
     GAP; channel GSoP blocks (c = min(32, C)) after every stage's last block; the covariance of
     the last map's own C channels, its Newton-Schulz root (3 iterations) and an FC (no
-    reduction, so it reads what GAP reads); or GM-SOP-8-4 with components C -> C -> C/2."""
+    reduction, so it reads what GAP reads), its features as they come (feature_scale 1, the
+    paper's) or x4 (the small zoo's); or GM-SOP-8-4 with components C -> C -> C/2."""
     stages, c = len(layers), widths[-1]
     out = {"block": "basic", "layers": layers, "widths": widths, "stem": "cifar",
            "stem_width": widths[0], "blocks": ",".join("-" * stages)}
     if pooling == "GSoP blocks + GAP":
         out.update(blocks=",".join("C" * stages), block_kwargs={"rd_channels": min(32, c)})
-    elif pooling == "iSQRT-COV head":
+    elif pooling in ("iSQRT-COV head", "iSQRT-COV head x4"):
         out.update(blocks=",".join(["-"] * (stages - 1) + ["√"]),
                    head_kwargs={"rd_channels": None, "iters": 3})
+        if pooling == "iSQRT-COV head x4":
+            out["head_kwargs"]["feature_scale"] = 4.0
     elif pooling == "GM-SOP head":
         out.update(head="gated_mixture", head_kwargs={
             "component": "sop", "num_components": 8, "k": 4,

@@ -246,10 +246,13 @@ def test_sweep_quick_run_writes_its_cells_and_the_figure(tmp_path):
     )
     result = json.loads((tmp_path / "sweep-cpu.json").read_text())
     cells = {(r["backbone"], r["pooling"]) for r in result["summary"]}
-    assert len(cells) == 2 * 4 and figure.stat().st_size > 10_000
+    assert len(cells) == 2 * 5 and figure.stat().st_size > 10_000
     compare = _compare_module()
     kwargs = compare.sweep_kwargs((1,), (8,), "iSQRT-COV head")
     assert kwargs["blocks"] == "√" and kwargs["head_kwargs"]["rd_channels"] is None
+    assert "feature_scale" not in kwargs["head_kwargs"]  # the paper's features
+    scaled = compare.sweep_kwargs((1,), (8,), "iSQRT-COV head x4")
+    assert scaled["head_kwargs"]["feature_scale"] == 4
     assert compare.sweep_kwargs((1, 1), (8, 16), "GSoP blocks + GAP")["blocks"] == "C,C"
 
 
