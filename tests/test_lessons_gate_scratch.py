@@ -280,3 +280,28 @@ def test_fig2_figure_takes_a_title_per_panel(data):
     assert [ax.get_title() for ax in fig.axes] == ["x", "y", "z"]
     with pytest.raises(ValueError, match="3 titles"):
         lessons_mixture.fig2_figure(runs, titles=("x",))
+
+
+def test_saturation_overview_points_draw_accuracy_as_positions_not_bars():
+    fig = lessons_mixture.saturation_overview(SATURATION, accuracy="points")
+    right = fig.axes[1]
+    assert not right.patches                                   # no bars
+    tops = [float(c.lines[0].get_ydata()[0]) for c in right.containers]
+    assert tops == [71.7, 73.9, 96.6, 96.5]
+    assert right.get_ylim()[0] <= 71.7 - 8.6
+    with pytest.raises(ValueError, match="bars' or 'points"):
+        lessons_mixture.saturation_overview(SATURATION, accuracy="pie")
+
+
+def test_fig3_figure_right_panel_can_show_the_largest_weight_against_the_tie():
+    rows = [{"N": 4, "K": k, "test_top1": 90.0, "test_top1_std": 1.0, "train_images_per_s": 400.0,
+             "effective_components": k, "largest_weight": w} for k, w in ((1, 1.0), (2, 0.55))]
+    fig = lessons_mixture.fig3_figure(rows, right="largest_weight")
+    right = fig.axes[2]
+    drawn, tie = right.lines[0], right.lines[-1]
+    assert list(drawn.get_ydata()) == [1.0, 0.55] and list(tie.get_ydata()) == [1.0, 0.5]
+    assert "largest" in right.get_ylabel()
+    effective = lessons_mixture.fig3_figure(rows).axes[2]
+    assert list(effective.lines[0].get_ydata()) == [1, 2]
+    with pytest.raises(ValueError, match="right must be"):
+        lessons_mixture.fig3_figure(rows, right="nothing")

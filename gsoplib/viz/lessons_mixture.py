@@ -189,6 +189,7 @@ def fig3_figure(
     figsize=(11.0, 3.6),
     seeds: Sequence[dict] | None = None,
     titles: Sequence[str] | None = None,
+    right: str = "effective",
 ) -> Figure:
     """GM-SOP's Fig. 3 in small from ``benchmarks/fig3.py``'s ``summary`` rows (N, K,
     test_top1, test_top1_std, train_images_per_s, effective_components). Left: test top-1
@@ -198,9 +199,16 @@ def fig3_figure(
     ``seeds``: the file's per-seed ``rows`` (N, K, test_top1). With them the left panel draws
     every seed as a dot and the error bars span the lowest to the highest seed (an accuracy
     range never passes 100%, where mean + std can), the lines of the N shifted apart along K so
-    that no bar hides another. ``titles``: three panel titles that state the findings."""
+    that no bar hides another. ``titles``: three panel titles that state the findings.
+
+    ``right='largest_weight'``: the right panel draws instead the mean largest kept weight
+    max_k omega_k (Eq. 3) against K, with the tie 1/K dashed: effective components near K
+    cannot tell a mixing gate from a tied one, the largest weight's distance from 1/K can."""
     if not rows:
         raise ValueError("fig3_figure needs at least one row")
+    if right not in ("effective", "largest_weight"):
+        raise ValueError(
+            f"fig3_figure: right must be 'effective' or 'largest_weight', got {right!r}")
     if titles is not None and len(titles) != 3:
         raise ValueError(f"fig3_figure needs 3 titles, got {len(titles)}")
     fig = _figure(figsize, left=0.06, right=0.98, bottom=0.15, top=0.80, wspace=0.32)
@@ -223,16 +231,23 @@ def fig3_figure(
             axes[0].scatter(*zip(*dots), s=16, color=bars.lines[0].get_color(), alpha=0.6,
                             edgecolors="black", linewidths=0.4, zorder=3)
         axes[1].plot(kk, [r["train_images_per_s"] for r in line], marker="o", label=f"N = {n}")
-        axes[2].plot(kk, [r["effective_components"] for r in line], marker="o",
-                     label=f"N = {n}")
-    axes[2].plot(ks, ks, color="black", lw=0.8, ls="--", label="all K count")
+        axes[2].plot(kk, [r["effective_components" if right == "effective" else "largest_weight"]
+                          for r in line], marker="o", label=f"N = {n}")
+    if right == "effective":
+        axes[2].plot(ks, ks, color="black", lw=0.8, ls="--", label="all K count")
+        third = "effective components per image"
+    else:
+        axes[2].plot(ks, [1 / k for k in ks], color="black", lw=0.8, ls="--",
+                     label="a tie: every kept weight 1/K")
+        axes[2].set_ylim(0.0, 1.05)
+        third = "largest kept weight (mean over images)"
     texts = titles or ("accuracy over K", "training speed over K", "how many of the K count")
     accuracy = ("test top-1 % (mean +- std)" if seeds is None
                 else "test top-1 % (mean; bar: seed range)")
     for ax, ylabel, text in (
         (axes[0], accuracy, texts[0]),
         (axes[1], "training images / s", texts[1]),
-        (axes[2], "effective components per image", texts[2]),
+        (axes[2], third, texts[2]),
     ):
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
@@ -279,6 +294,7 @@ def saturation_overview(
     k: int = 4,
     titles: Sequence[str] | None = None,
     figsize=(11.0, 4.4),
+    accuracy: str = "bars",
 ) -> Figure:
     """The gate variants of ``benchmarks/gate.py --table saturation`` (its ``summary`` rows:
     variant, logit_span, effective_components, weight_deviation, test_top1, test_top1_std),
@@ -287,9 +303,14 @@ def saturation_overview(
     N clean logits, log scale; variants whose points lie within a fifth of a decade and 0.3
     components of each other share one label, so no name covers another. Right: test top-1
     per variant, mean and std over the seeds, the y range holding every error bar.
-    ``titles``: the two panel titles, to state the findings."""
+    ``titles``: the two panel titles, to state the findings. ``accuracy='points'`` draws the
+    right panel as points with error bars instead of bars (a bar's length from a y axis that
+    does not start at 0 exaggerates the gaps; a point's position does not)."""
     if not rows:
         raise ValueError("saturation_overview needs at least one row")
+    if accuracy not in ("bars", "points"):
+        raise ValueError(
+            f"saturation_overview: accuracy must be 'bars' or 'points', got {accuracy!r}")
     if titles is not None and len(titles) != 2:
         raise ValueError(f"saturation_overview needs 2 titles, got {len(titles)}")
     fig = _figure(figsize, left=0.07, right=0.98, bottom=0.37, top=0.88, wspace=0.3)
@@ -326,7 +347,13 @@ def saturation_overview(
     x = np.arange(len(rows))
     top1 = np.array([r["test_top1"] for r in rows])
     std = np.array([r.get("test_top1_std", 0.0) for r in rows])
-    axes[1].bar(x, top1, yerr=std, capsize=2, color=[STATUS_COLOURS[st] for st in status])
+    if accuracy == "bars":
+        axes[1].bar(x, top1, yerr=std, capsize=2, color=[STATUS_COLOURS[st] for st in status])
+    else:
+        for i, st in enumerate(status):
+            axes[1].errorbar(x[i], top1[i], yerr=std[i], marker="o", capsize=3,
+                             color=STATUS_COLOURS[st])
+        axes[1].grid(axis="y", lw=0.4, alpha=0.5)
     axes[1].set_xticks(x, [r["variant"] for r in rows], rotation=60, ha="right", fontsize=7)
     axes[1].set_ylim(max(0.0, float((top1 - std).min()) - 3), 100)
     axes[1].set_ylabel("test top-1 % (mean +- std over seeds)")
