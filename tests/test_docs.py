@@ -93,7 +93,8 @@ def test_the_notebooks_are_rendered_with_their_committed_outputs(site):
 
 def test_the_readme_is_a_front_door_that_links_every_page():
     readme = (ROOT / "README.md").read_text()
-    assert len(readme.splitlines()) < 120
+    # a front door: the commands, a tour, the pages, what the measurements say, the layout
+    assert len(readme.splitlines()) < 150
     assert "make explore" in readme and "make test" in readme
     links = re.findall(r"\]\((docs/[^)]+\.md)\)", readme)
     pages = {str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")}
