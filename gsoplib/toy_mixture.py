@@ -140,6 +140,19 @@ def toy_head(
     )
 
 
+def train_step(head: torch.nn.Module, optimiser: torch.optim.Optimizer, data: ToyData,
+               batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """One Adam step of a toy head on a random batch: cross-entropy plus the head's auxiliary
+    (balance) loss. Returns the (batch_size,) rows drawn."""
+    rows = torch.randint(0, len(data.train_labels), (batch_size,), generator=generator)
+    logits, aux = head(data.train_features[rows], return_aux=True)
+    loss = F.cross_entropy(logits, data.train_labels[rows]) + aux
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return rows
+
+
 def train_toy_mixture(
     data: ToyData,
     num_components: int = 16,
@@ -177,12 +190,7 @@ def train_toy_mixture(
     head.train()
     with GateRecorder(head) as rec:
         for step in tqdm(range(1, steps + 1), disable=not progress, desc=f"alpha {alpha:g}"):
-            rows = torch.randint(0, len(data.train_labels), (batch_size,), generator=batches)
-            logits, aux = head(data.train_features[rows], return_aux=True)
-            loss = F.cross_entropy(logits, data.train_labels[rows]) + aux
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            rows = train_step(head, optimiser, data, batch_size, batches)
             chosen.append(rows)
             recent = torch.cat(rec.indices[-window:]).flatten()
             if step % 10 == 0 or step == steps:
@@ -213,6 +221,7 @@ __all__ = [
     "random_features",
     "toy_data",
     "toy_head",
+    "train_step",
     "train_toy_mixture",
     "usage_cv",
 ]

@@ -7,7 +7,7 @@ for those see :class:`gsoplib.train.Trainer`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -16,12 +16,15 @@ from torch import nn
 
 @dataclass(frozen=True)
 class LinearProbeResult:
-    """Accuracies (fractions in [0, 1]) of a :func:`linear_probe` classifier."""
+    """Accuracies (fractions in [0, 1]) of a :func:`linear_probe` classifier, and which test
+    samples it got right (``test_correct``, (N',) bool: the outcomes ``test_accuracy``
+    averages, for paired tests between probes scored on the same samples)."""
 
     train_accuracy: float
     test_accuracy: float
     num_classes: int
     steps: int
+    test_correct: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 def linear_probe(
@@ -79,8 +82,9 @@ def linear_probe(
             optimizer.step()
     with torch.no_grad():
         train_accuracy = (classifier(a).argmax(1) == train_labels).float().mean().item()
-        test_accuracy = (classifier(b).argmax(1) == test_labels).float().mean().item()
-    return LinearProbeResult(train_accuracy, test_accuracy, num_classes, steps)
+        test_correct = classifier(b).argmax(1) == test_labels
+    return LinearProbeResult(train_accuracy, test_correct.float().mean().item(), num_classes,
+                             steps, test_correct)
 
 
 __all__ = ["LinearProbeResult", "linear_probe"]

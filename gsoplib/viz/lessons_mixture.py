@@ -28,14 +28,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..heads import GatedMixtureHead
 from ..heads.gate import GateDiagnostics, diagnose_gate
 from ..heads.gate_analysis import ONE_COMPONENT, TIE_TOLERANCE
-from ..toy_mixture import BUSY_FRACTION, ToyData, ToyMixtureRun, train_toy_mixture, usage_cv
+from ..toy_mixture import (
+    BUSY_FRACTION,
+    ToyData,
+    ToyMixtureRun,
+    train_step,
+    train_toy_mixture,
+    usage_cv,
+)
 from ._axes import _figure, _title
 from .images import CHOSEN, OTHER
 
@@ -505,12 +511,7 @@ def train_branch_toy(
     history, chosen = [], []
     head.train()
     for step in range(1, steps + 1):
-        rows = torch.randint(0, len(data.train_labels), (batch_size,), generator=batches)
-        logits, aux = head(data.train_features[rows], return_aux=True)
-        loss = F.cross_entropy(logits, data.train_labels[rows]) + aux
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        train_step(head, optimiser, data, batch_size, batches)
         chosen = (chosen + [seen["gate"].indices.detach()])[-window:]
         if step % every == 0 or step == 1:
             deviation = (seen["gate"].top_weights.detach() - 1 / k).abs().mean()

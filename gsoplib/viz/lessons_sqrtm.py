@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+
+from ..train.linear_probe import linear_probe
 
 
 def probe_correct(
@@ -27,12 +27,8 @@ def probe_correct(
     lr: float = 0.1,
     seed: int = 0,
 ) -> torch.Tensor:
-    """Which test images the linear probe classifies correctly.
-
-    The same fit as :func:`gsoplib.train.linear_probe` (standardise with the training
-    features' mean and std, ``nn.Linear(D, num_classes)`` seeded by ``seed``, ``steps``
-    full-batch Adam steps on the cross-entropy), so ``probe_correct(...).float().mean()`` is its
-    ``test_accuracy``; this returns the per-image outcome that the accuracy averages.
+    """Which test images the linear probe classifies correctly: :func:`gsoplib.train.linear_probe`'s
+    ``test_correct``, so ``probe_correct(...).float().mean()`` is its ``test_accuracy``.
 
     Args:
         train_features: (N, D) float. train_labels: (N,) int64.
@@ -40,20 +36,8 @@ def probe_correct(
     Returns:
         (M,) bool: prediction == label per test image.
     """
-    centre = train_features.mean(0)
-    scale = train_features.std(0).clamp_min(torch.finfo(train_features.dtype).tiny)
-    a, b = (train_features - centre) / scale, (test_features - centre) / scale
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        classifier = nn.Linear(a.shape[1], num_classes, dtype=a.dtype, device=a.device)
-    optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
-    with torch.enable_grad():
-        for _ in range(steps):
-            optimizer.zero_grad()
-            F.cross_entropy(classifier(a), train_labels).backward()
-            optimizer.step()
-    with torch.no_grad():
-        return classifier(b).argmax(1) == test_labels
+    return linear_probe(train_features, train_labels, test_features, test_labels, steps=steps,
+                        lr=lr, seed=seed, num_classes=num_classes).test_correct
 
 
 def t_two_sided_p(t: float, df: float, points: int = 200_001) -> float:
