@@ -15,7 +15,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from gsoplib.data.second_order import _smooth_unit_variance, correlation_matrices, generate
+from gsoplib.data.second_order import correlation_matrices, generate, smooth_unit_variance
 from gsoplib.ops import covariance
 from gsoplib.viz import lessons_covariance as lessons
 
@@ -68,7 +68,7 @@ def test_centring_share_matches_the_closed_form_and_a_measurement():
     # measured on the generator's own smooth field: Var(image mean) / Var(pixel)
     noise = torch.randn(4000, 2, 32, 32, generator=torch.Generator().manual_seed(3),
                         dtype=torch.float64)
-    z = _smooth_unit_variance(noise, 1.5)
+    z = smooth_unit_variance(noise, 1.5)
     mu2 = z.mean(dim=(2, 3)).square().flatten()
     measured, se = mu2.mean() / z.square().mean(), mu2.std() / math.sqrt(mu2.numel())
     a = lessons.centring_share(32, 1.5)

@@ -91,8 +91,12 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
-def _smooth_unit_variance(z: torch.Tensor, sigma: float) -> torch.Tensor:
+def smooth_unit_variance(z: torch.Tensor, sigma: float) -> torch.Tensor:
     """Blur each channel of (N, C, H, W) white noise; rescale so each pixel has variance 1.
+
+    The generator's own blur, public so that the share a of E[Sigma] = (1 - a) R_k can be
+    computed from exactly the filter the images were made with (notebook 01,
+    ``viz.lessons_covariance.centring_share``).
 
     A separable blur with 1-D kernel k turns unit white noise into variance (sum k^2)^2;
     dividing by its square root, sum k^2, restores unit variance at every pixel (circular
@@ -134,7 +138,7 @@ def generate(
     for start in range(0, num_samples, chunk):
         y = labels[start : start + chunk]
         z = torch.randn(len(y), channels, image_size, image_size, generator=g)
-        z = _smooth_unit_variance(z, smoothing)
+        z = smooth_unit_variance(z, smoothing)
         x = torch.einsum("nij,njhw->nihw", chol[y], z)
         pixels = (PIXEL_CENTRE + PIXEL_SCALE * x).round_().clamp_(0, 255)
         images[start : start + chunk] = pixels.to(torch.uint8)

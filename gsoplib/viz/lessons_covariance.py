@@ -33,7 +33,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator, ScalarFormatter
 
-from ..data.second_order import _smooth_unit_variance, correlation_matrices
+from ..data.second_order import correlation_matrices, smooth_unit_variance
 from ..ops import covariance, triu_vec
 from ..root_check import numerical_rank
 from ..train.linear_probe import linear_probe
@@ -111,7 +111,7 @@ def centring_share(image_size: int = 32, smoothing: float = 1.5) -> float:
     """
     impulse = torch.zeros(1, 1, image_size, image_size, dtype=torch.float64)
     impulse[0, 0, 0, 0] = 1.0
-    h = _smooth_unit_variance(impulse, smoothing)[0, 0]                  # (S, S)
+    h = smooth_unit_variance(impulse, smoothing)[0, 0]                  # (S, S)
     autocorrelation = torch.fft.ifft2(torch.fft.fft2(h).abs().square()).real
     return float(autocorrelation.sum() / image_size**2)
 
