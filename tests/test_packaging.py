@@ -102,6 +102,7 @@ def test_gsop_explore_from_the_installed_wheel_serves_the_page(installed, tmp_pa
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.3)
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as playwright:
@@ -109,6 +110,13 @@ def test_gsop_explore_from_the_installed_wheel_serves_the_page(installed, tmp_pa
                                                  args=CHROMIUM_FLAGS, headless=True)
             page = browser.new_page()
             page.goto(url)
+            # The app reads "not running" for a moment before its first run starts: wait for
+            # the checkpoint's card to be drawn, then for the run to end, before reading.
+            try:
+                page.get_by_text("test top-1", exact=False).first.wait_for(timeout=90_000)
+            except PlaywrightTimeout:
+                pass  # the asserts below say what the page showed instead
+            page.wait_for_timeout(300)
             page.wait_for_selector(IDLE, timeout=90_000)
             text = page.inner_text("body")
             browser.close()
