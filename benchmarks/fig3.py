@@ -37,7 +37,7 @@ from harness import (  # noqa: E402
 )
 
 from gsoplib.train.distributed import resolve_device  # noqa: E402
-from gsoplib.viz.lessons_mixture import fig3_figure  # noqa: E402
+from gsoplib.viz.gate_benchmarks import fig3_figure  # noqa: E402
 
 FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "fig3.png"
 GRID = [(n, k) for n in (4, 8, 16) for k in (1, 2, 4, 8) if k < n]

@@ -20,7 +20,7 @@ from gsoplib.heads.gate import gate_diagnostics
 from gsoplib.heads.mixture import parametric_srsop, top_k_softmax
 from gsoplib.ops import sqrtm_newton_schulz
 from gsoplib.toy_mixture import toy_data
-from gsoplib.viz import lessons_mixture
+from gsoplib.viz import gate_benchmarks, lessons_mixture
 
 
 def _mixing_gate_eval(f, gate):
@@ -211,15 +211,15 @@ SATURATION = [
 
 
 def test_gate_status_names_the_three_states():
-    assert [lessons_mixture.gate_status(r) for r in SATURATION] == [
+    assert [gate_benchmarks.gate_status(r) for r in SATURATION] == [
         "one component", "one component", "mixes", "tied at 1/K"]
     # K = 1: one weight of 1 is neither a collapse nor a tie
-    assert lessons_mixture.gate_status(
+    assert gate_benchmarks.gate_status(
         {"effective_components": 1.0, "weight_deviation": 0.0}, k=1) == "mixes"
 
 
 def test_saturation_overview_colours_by_state_and_labels_close_points_once():
-    fig = lessons_mixture.saturation_overview(SATURATION, titles=("left finding", "right finding"))
+    fig = gate_benchmarks.saturation_overview(SATURATION, titles=("left finding", "right finding"))
     left, right = fig.axes
     labels = sorted(t.get_text().replace("\n", " ") for t in left.texts)
     assert labels == ["cosine_learned", "live, live_z_loss", "mixing"]
@@ -231,7 +231,7 @@ def test_saturation_overview_colours_by_state_and_labels_close_points_once():
     assert right.get_ylim()[0] <= 71.7 - 8.6                 # every error bar inside the axes
     assert left.get_title() == "left finding" and right.get_title() == "right finding"
     with pytest.raises(ValueError, match="2 titles"):
-        lessons_mixture.saturation_overview(SATURATION, titles=("one",))
+        gate_benchmarks.saturation_overview(SATURATION, titles=("one",))
 
 
 def test_fig3_figure_with_seeds_spans_the_seed_range_and_states_the_findings():
@@ -241,7 +241,7 @@ def test_fig3_figure_with_seeds_spans_the_seed_range_and_states_the_findings():
     rows = [{"N": 4, "K": k, "test_top1": sum(a["test_top1"] for a in seeds if a["K"] == k) / 3,
              "test_top1_std": 5.0, "train_images_per_s": 400.0, "effective_components": k}
             for k in (1, 2)]
-    fig = lessons_mixture.fig3_figure(rows, seeds=seeds, titles=("a", "b", "c"))
+    fig = gate_benchmarks.fig3_figure(rows, seeds=seeds, titles=("a", "b", "c"))
     accuracy = fig.axes[0]
     bars = accuracy.containers[0].lines[2][0].get_segments()
     assert [(float(s[0][1]), float(s[1][1])) for s in bars] == [(80.0, 90.0), (96.0, 99.5)]
@@ -249,7 +249,7 @@ def test_fig3_figure_with_seeds_spans_the_seed_range_and_states_the_findings():
     assert accuracy.get_ylim()[1] <= 100.5
     assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]
     with pytest.raises(ValueError, match="no seed rows"):
-        lessons_mixture.fig3_figure(rows, seeds=seeds[:3])
+        gate_benchmarks.fig3_figure(rows, seeds=seeds[:3])
 
 
 def test_balance_figure_draws_a_column_per_gate_with_seed_ranges():
@@ -260,7 +260,7 @@ def test_balance_figure_draws_a_column_per_gate_with_seed_ranges():
 
     rows = [run(g, a, seed, top) for g in ("live", "release") for a in (0.0, 100.0)
             for seed, top in ((0, 0.2), (1, 0.3))]
-    fig = lessons_mixture.balance_figure(rows, titles=["t1", "t2", "t3", "t4"])
+    fig = gate_benchmarks.balance_figure(rows, titles=["t1", "t2", "t3", "t4"])
     axes = fig.axes
     assert len(axes) == 4 and [ax.get_title() for ax in axes] == ["t1", "t2", "t3", "t4"]
     bars = [c for c in axes[0].containers if isinstance(c, BarContainer)]
@@ -269,7 +269,7 @@ def test_balance_figure_draws_a_column_per_gate_with_seed_ranges():
     assert [t.get_text() for t in axes[0].get_legend().get_texts()][-2:] == [
         "alpha = 0 (2 seeds)", "alpha = 100 (2 seeds)"]
     with pytest.raises(ValueError, match="4 titles"):
-        lessons_mixture.balance_figure(rows, titles=["one"])
+        gate_benchmarks.balance_figure(rows, titles=["one"])
 
 
 def test_fig2_figure_takes_a_title_per_panel(data):
@@ -283,25 +283,25 @@ def test_fig2_figure_takes_a_title_per_panel(data):
 
 
 def test_saturation_overview_points_draw_accuracy_as_positions_not_bars():
-    fig = lessons_mixture.saturation_overview(SATURATION, accuracy="points")
+    fig = gate_benchmarks.saturation_overview(SATURATION, accuracy="points")
     right = fig.axes[1]
     assert not right.patches                                   # no bars
     tops = [float(c.lines[0].get_ydata()[0]) for c in right.containers]
     assert tops == [71.7, 73.9, 96.6, 96.5]
     assert right.get_ylim()[0] <= 71.7 - 8.6
     with pytest.raises(ValueError, match="bars' or 'points"):
-        lessons_mixture.saturation_overview(SATURATION, accuracy="pie")
+        gate_benchmarks.saturation_overview(SATURATION, accuracy="pie")
 
 
 def test_fig3_figure_right_panel_can_show_the_largest_weight_against_the_tie():
     rows = [{"N": 4, "K": k, "test_top1": 90.0, "test_top1_std": 1.0, "train_images_per_s": 400.0,
              "effective_components": k, "largest_weight": w} for k, w in ((1, 1.0), (2, 0.55))]
-    fig = lessons_mixture.fig3_figure(rows, right="largest_weight")
+    fig = gate_benchmarks.fig3_figure(rows, right="largest_weight")
     right = fig.axes[2]
     drawn, tie = right.lines[0], right.lines[-1]
     assert list(drawn.get_ydata()) == [1.0, 0.55] and list(tie.get_ydata()) == [1.0, 0.5]
     assert "largest" in right.get_ylabel()
-    effective = lessons_mixture.fig3_figure(rows).axes[2]
+    effective = gate_benchmarks.fig3_figure(rows).axes[2]
     assert list(effective.lines[0].get_ydata()) == [1, 2]
     with pytest.raises(ValueError, match="right must be"):
-        lessons_mixture.fig3_figure(rows, right="nothing")
+        gate_benchmarks.fig3_figure(rows, right="nothing")

@@ -16,7 +16,7 @@ from gsoplib.toy_mixture import (
     train_toy_mixture,
     usage_cv,
 )
-from gsoplib.viz import lessons_mixture
+from gsoplib.viz import gate_benchmarks, lessons_mixture
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_saturation_figure_draws_each_variant_where_its_numbers_say():
         {"variant": "cosine_s4", "logit_span": 1.8, "effective_components": 3.9,
          "test_top1": 97.5, "test_top1_std": 0.4},
     ]
-    fig = lessons_mixture.saturation_figure(rows)
+    fig = gate_benchmarks.saturation_figure(rows)
     points = fig.axes[0].collections
     assert [tuple(c.get_offsets()[0]) for c in points] == [(190.0, 1.13), (1.8, 3.9)]
     assert [t.get_text() for t in fig.axes[0].texts] == ["live", "cosine_s4"]
@@ -124,14 +124,14 @@ def test_saturation_figure_draws_each_variant_where_its_numbers_say():
     assert [b.get_height() for b in bars] == [76.8, 97.5]
     assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["live", "cosine_s4"]
     with pytest.raises(ValueError, match="at least one row"):
-        lessons_mixture.saturation_figure([])
+        gate_benchmarks.saturation_figure([])
 
 
 def test_fig3_figure_has_a_line_per_n_over_k():
     rows = [{"N": n, "K": k, "test_top1": 90 + n / 4 + k, "test_top1_std": 0.5,
              "train_images_per_s": 500 - 20 * k, "effective_components": 0.9 * k}
             for n in (4, 8) for k in (1, 2) if k < n]
-    fig = lessons_mixture.fig3_figure(rows, title="t")
+    fig = gate_benchmarks.fig3_figure(rows, title="t")
     accuracy = fig.axes[0]
     assert [text.get_text() for text in accuracy.get_legend().get_texts()] == ["N = 4", "N = 8"]
     lines = [container.lines[0] for container in accuracy.containers]
