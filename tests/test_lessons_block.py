@@ -90,6 +90,10 @@ def test_trained_weights_figure_titles_say_the_spread():
     fig = lessons_block.trained_weights_figure(trained, untrained, labels, ["a", "b", "c"])
     assert fig.axes[0].get_title().startswith("trained weights spread")
     assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["a", "b", "c"]
+    named = lessons_block.trained_weights_figure(trained, untrained, labels, ["a", "b", "c"],
+                                                 untrained_name="untrained, BN set")
+    assert named.axes[0].get_legend().get_texts()[0].get_text().startswith("untrained, BN set: ")
+    assert fig.axes[0].get_legend().get_texts()[0].get_text().startswith("untrained: ")
 
 
 def test_table2_fit_matches_both_entries():

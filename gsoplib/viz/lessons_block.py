@@ -279,8 +279,10 @@ def weight_spread(weights: torch.Tensor, labels: torch.Tensor) -> WeightSpread:
 
 def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
                            labels: torch.Tensor, class_names: Sequence[str], *,
-                           figsize=(12.0, 3.8)) -> Figure:
-    """One block's channel weights (N, C) on the same N images, trained against untrained.
+                           untrained_name: str = "untrained", figsize=(12.0, 3.8)) -> Figure:
+    """One block's channel weights (N, C) on the same N images, trained against untrained
+    (``untrained_name`` labels the baseline, e.g. "untrained, BN set" for one whose BN running
+    statistics were set from data).
 
     Left: histograms of all N x C weights of each. Middle: the trained block's class means,
     classes x channels, channels sorted by their mean weight, on the sigmoid's full (0, 1)
@@ -294,14 +296,14 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     ax_h = fig.add_subplot(grid[0])
     bins = np.linspace(0, 1, 51)
     ax_h.hist(u.flatten().numpy(), bins=bins, color=OTHER, alpha=0.7, density=True,
-              label=f"untrained: {su.low:.2f}-{su.high:.2f}")
+              label=f"{untrained_name}: {su.low:.2f}-{su.high:.2f}")
     ax_h.hist(t.flatten().numpy(), bins=bins, color=CHOSEN, alpha=0.7, density=True,
               label=f"trained: {st.low:.2f}-{st.high:.2f}")
     ax_h.set_xlim(0, 1)
     ax_h.set_xlabel("channel weight", fontsize=9)
     ax_h.set_ylabel("density", fontsize=9)
     ax_h.legend(fontsize=7)
-    _title(ax_h, f"trained weights spread {st.std / su.std:.0f}x wider (std {st.std:.3f} "
+    _title(ax_h, f"trained weights spread {st.std / su.std:.1f}x wider (std {st.std:.3f} "
                  f"against {su.std:.3f})")
     ax_c = fig.add_subplot(grid[1])
     means = _class_means(t, labels)
@@ -314,7 +316,7 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     fig.colorbar(im, ax=ax_c, label="class-mean weight", shrink=0.9, pad=0.02)
     _title(ax_c, "trained block: class means of each channel's weight")
     ax_r = fig.add_subplot(grid[2])
-    for w, spread, colour, name in ((t, st, CHOSEN, "trained"), (u, su, OTHER, "untrained")):
+    for w, spread, colour, name in ((t, st, CHOSEN, "trained"), (u, su, OTHER, untrained_name)):
         m = _class_means(w, labels)
         ranges = (m.amax(0) - m.amin(0)).sort(descending=True).values.numpy()
         ax_r.plot(np.arange(1, len(ranges) + 1), ranges, color=colour, lw=1.6,
