@@ -182,3 +182,67 @@ def test_class_covariance_figure_draws_r_k_above_each_class_mean():
     # a different reference changes the factor the title reports
     other = lessons.class_covariance_figure(sigma, labels, 2 * reference)
     assert other._suptitle.get_text() != title and "0.43" in other._suptitle.get_text()
+
+
+def test_class_covariance_figure_labels_its_colour_bar():
+    reference = correlation_matrices(3, 8, 0.25)
+    x, labels = lessons.second_order_positions(400, 8, 3, 0.25, seed=4)
+    fig = lessons.class_covariance_figure(covariance(x), labels, reference,
+                                          colorbar_label="entry value (correlation)")
+    assert fig.axes[-1].get_ylabel() == "entry value (correlation)"
+    assert lessons.class_covariance_figure(covariance(x), labels, reference).axes[-1].get_ylabel() \
+        == "entry value"
+
+
+def test_more_channels_help_the_probe_until_it_fits_noise():
+    # the other channels' entries carry no class in their means but help (their noise correlates
+    # with the informative entries'); at C = 16 the 136 features overfit 1000 training samples
+    runs = {c: lessons.probe_and_rank(0.2, 64, c, seed=1) for c in (3, 6, 16)}
+    assert runs[6].covariance_accuracy > runs[3].covariance_accuracy > runs[16].covariance_accuracy
+    gap = {c: r.covariance_train_accuracy - r.covariance_accuracy for c, r in runs.items()}
+    assert gap[16] > 0.2 > 0.05 > gap[3]
+    more_data = lessons.probe_and_rank(0.2, 64, 16, num_train=4000, seed=1)
+    assert more_data.covariance_accuracy > runs[16].covariance_accuracy + 0.1
+
+
+def test_second_order_figure_shows_tilted_pixels_overlapping_means_and_separated_covariances():
+    images, labels = generate(800, seed=7)
+    names = [f"class {k}" for k in range(8)]
+    fig = lessons.second_order_figure(images, labels, names, [0.5] * 3, [42.5 / 255] * 3)
+    pixels, means, covs = fig.axes[8:11]
+    assert fig._suptitle.get_text().startswith("the means overlap, the covariances separate")
+    # (a) the least-squares slopes are the measured correlations, +rho for class 0, -rho for 4
+    slopes = [float(re.search(r"= ([+-]\d\.\d+)", t.get_text()).group(1))
+              for t in pixels.get_legend().get_texts()]
+    assert slopes == [pytest.approx(0.25, abs=0.05), pytest.approx(-0.25, abs=0.05)]
+    for line, slope in zip(pixels.get_lines(), slopes):
+        x, y = line.get_data()
+        assert (y[1] - y[0]) / (x[1] - x[0]) == pytest.approx(slope, abs=0.01)
+    # (b) and (c): every image's mu_0, mu_1 and Sigma_01, Sigma_02, class by class
+    x = (images.double() - 127.5) / 42.5
+    sigma, mu = covariance(x), x.flatten(2).mean(-1)
+    for k in (0, 5):
+        np.testing.assert_allclose(means.collections[k].get_offsets(), mu[labels == k][:, :2])
+        np.testing.assert_allclose(covs.collections[k].get_offsets(),
+                                   torch.stack([sigma[labels == k][:, 0, 1],
+                                                sigma[labels == k][:, 0, 2]], 1))
+    # the sign of Sigma_01 separates class 0 (+) from class 4 (-); the means do not
+    s01 = {k: covs.collections[k].get_offsets()[:, 0] for k in (0, 4)}
+    assert (s01[0] > 0).mean() > 0.95 and (s01[4] < 0).mean() > 0.95
+    m0 = {k: means.collections[k].get_offsets()[:, 0] for k in (0, 4)}
+    assert abs(np.mean(m0[0]) - np.mean(m0[4])) < 0.1
+
+
+def test_feature_covariance_figure_reports_the_rank_bound():
+    g = torch.Generator().manual_seed(8)
+    few = torch.randn(6, 16, 3, 3, generator=g, dtype=torch.float64)      # M = 9 <= C = 16
+    fig = lessons.feature_covariance_figure(covariance(few), 9, source="toy")
+    assert fig.axes[1].get_title() == (
+        "rank of Sigma: 8 in the 6 images (bound min(C, M - 1) = 8): 8 zero eigenvalues each")
+    assert "rank(Sigma) <= M - 1 = 8 < C" in fig._suptitle.get_text()
+    zeros = [line for line in fig.axes[1].get_lines() if line.get_label().startswith("zero eig")]
+    assert len(zeros) == 1 and len(zeros[0].get_xdata()) == 8
+    many = torch.randn(6, 4, 5, 5, generator=g, dtype=torch.float64)       # M = 25 > C = 4
+    full = lessons.feature_covariance_figure(covariance(many), 25)
+    assert full.axes[1].get_title().startswith("rank of Sigma: 4 in the 6 images")
+    assert "full rank" in full._suptitle.get_text()

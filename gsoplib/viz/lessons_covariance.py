@@ -1,5 +1,6 @@
 """Notebook 01's widget: what a linear probe reads from the mean and from the covariance, and the
-covariance's rank, as the correlation rho, the number of positions M and of channels C change.
+covariance's rank, as the correlation rho, the number of positions M and of channels C change;
+and the notebook's figures of the second-order set and of a network's covariances.
 
     second_order_positions(n, positions, channels, rho)  the second-order set's classes (its
                                    correlation matrices R_k) with M independent positions
@@ -14,6 +15,11 @@ covariance's rank, as the correlation rho, the number of positions M and of chan
                                    generator's blur and the values measured on its images
     class_covariance_figure(sigma, labels, reference)  each class's R_k above the mean
                                    covariance of its samples
+    second_order_figure(images, labels, class_names, mean, std)  the images, their pixels'
+                                   tilt, and their means (one cloud) beside their covariances
+                                   (clusters)
+    feature_covariance_figure(sigma, positions)  a network's covariances and their spectra
+                                   against the bound rank(Sigma) <= min(C, M - 1)
 
 The numbers a figure shows come from :func:`probe_and_rank`, so a test (or a reader) can check
 them without reading pixels.
@@ -33,6 +39,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator, ScalarFormatter
 
+from ..data import normalize
 from ..data.second_order import correlation_matrices, smooth_unit_variance
 from ..ops import covariance, triu_vec
 from ..root_check import numerical_rank
@@ -165,6 +172,7 @@ def class_covariance_figure(
     reference: torch.Tensor,
     class_names: list[str] | None = None,
     *,
+    colorbar_label: str = "entry value",
     figsize=(13.0, 3.6),
 ) -> Figure:
     """Each class's correlation matrix R_k (top row) above the mean covariance of its samples,
@@ -176,6 +184,7 @@ def class_covariance_figure(
         reference: (K, C, C) the classes' R_k
             (:func:`gsoplib.data.second_order.correlation_matrices`).
         class_names: K titles (default "class k").
+        colorbar_label: what the shared colour bar's values are.
 
     One diverging colour scale (-1 to 1) for both rows, so equal colours mean equal values. The
     bottom row is (1 - a) R_k in expectation (notebook 01, section 4): the same signs, shrunk.
@@ -203,11 +212,145 @@ def class_covariance_figure(
             _title(ax, names[k] if row == 0 else "", fontsize=8)
             if k == 0:
                 ax.set_ylabel(what, fontsize=8)
-    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    bar.set_label(colorbar_label, fontsize=7)
     fig.suptitle(f"top: each class's R_k; bottom: the mean Sigma of its samples ({len(labels)} in "
                  f"all): the same signs, shrunk by mean Sigma / R_k = "
                  f"{ratio[:, diagonal].mean():.3f} on the diagonal, "
                  f"{ratio[:, ~diagonal].mean():.3f} off it", fontsize=9)
+    return fig
+
+
+def second_order_figure(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: list[str],
+    mean,
+    std,
+    *,
+    pair_classes: tuple[int, int] = (0, 4),
+    num_points: int = 1500,
+    figsize=(13.0, 5.6),
+) -> Figure:
+    """The ``second_order`` images to the eye and to their first- and second-order statistics.
+
+    Args:
+        images: (N, 3, S, S) uint8 images; labels: (N,) classes in [0, K).
+        class_names: K names (``corr(+,+,-)``: the signs of corr(x_0, x_1), corr(x_0, x_2),
+            corr(x_1, x_2)); mean, std: the per-channel normalisation
+            (:func:`gsoplib.data.normalize`), applied before any statistic.
+        pair_classes: two classes whose corr(x_0, x_1) signs differ (default corr(+,+,+) and
+            corr(-,+,+)).
+
+    Top row: one image per class, channels shown as RGB. Bottom row: (a) channel 0 against
+    channel 1 at ``num_points`` pixels of each of the two ``pair_classes`` with the
+    least-squares line through each cloud (slope = the measured per-pixel correlation, the
+    channels having unit variance: +-rho of R_k); (b) every image's channel means mu_0 against
+    mu_1, coloured by class (E[mu] = 0 for every class: one cloud); (c) every image's
+    covariances Sigma_01 against Sigma_02 (Sigma = (1/M) X_c X_c^T, GSoP-Net Sec. 3.1),
+    coloured by class: one cluster per sign pair, E[Sigma] = (1 - a) R_k (notebook 01,
+    section 4), each holding the two classes that differ only in the sign of Sigma_12.
+    Panel (a)'s legend gives each class's measured correlation.
+    """
+    x = normalize(images, mean, std, dtype=torch.float64)
+    flat = x.flatten(2)                                                  # (N, 3, M)
+    mu = flat.mean(dim=-1)                                               # (N, 3)
+    sigma = covariance(flat)                                             # (N, 3, 3)
+    num_classes = len(class_names)
+    colors = [f"C{k}" for k in range(num_classes)]
+    fig = _figure(figsize, left=0.05, right=0.98, bottom=0.1, top=0.86)
+    outer = fig.add_gridspec(2, 1, height_ratios=(1.0, 2.2), hspace=0.4)
+    for k, cell in enumerate(outer[0].subgridspec(1, num_classes, wspace=0.15)):
+        ax = fig.add_subplot(cell)
+        ax.imshow(images[labels == k][0].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_axis_off()
+        _title(ax, class_names[k], fontsize=8)
+    ap, am, ac = (fig.add_subplot(cell) for cell in outer[1].subgridspec(1, 3, wspace=0.28))
+    g = torch.Generator().manual_seed(0)
+    for k in pair_classes:
+        pixels = flat[labels == k][:, :2].transpose(0, 1).reshape(2, -1)    # (2, pixels)
+        pick = torch.randperm(pixels.shape[1], generator=g)[:num_points]
+        x0, x1 = pixels[:, pick].numpy()
+        r = float(torch.corrcoef(pixels)[0, 1])
+        ap.scatter(x0, x1, s=2, alpha=0.25, color=colors[k])
+        line = np.array([-3.0, 3.0])
+        ap.plot(line, r * line, color=colors[k], lw=2,
+                label=f"{class_names[k]}: corr(x_0, x_1) = {r:+.2f}")
+    ap.set_xlim(-3.5, 3.5)
+    ap.set_ylim(-3.5, 3.5)
+    ap.set_xlabel("pixel value, channel 0 (normalised)")
+    ap.set_ylabel("pixel value, channel 1")
+    ap.legend(fontsize=7, loc="upper left", markerscale=3)
+    _title(ap, f"(a) pixels of two classes ({num_points} each)")
+    for k in range(num_classes):
+        chosen = labels == k
+        am.scatter(mu[chosen, 0].numpy(), mu[chosen, 1].numpy(), s=3, alpha=0.5, color=colors[k],
+                   label=class_names[k])
+        ac.scatter(sigma[chosen, 0, 1].numpy(), sigma[chosen, 0, 2].numpy(), s=3, alpha=0.5,
+                   color=colors[k])
+    am.set_xlabel("image mean of channel 0, mu_0")
+    am.set_ylabel("mu_1")
+    am.legend(fontsize=6, loc="upper left", ncol=2, markerscale=3, handletextpad=0.1)
+    _title(am, f"(b) channel means, {len(labels)} images: one cloud")
+    for ax in (am, ac):
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.axvline(0, color="0.6", lw=0.6)
+    ac.set_xlabel("covariance of channels 0 and 1, Sigma_01")
+    ac.set_ylabel("Sigma_02")
+    _title(ac, "(c) covariances: a cluster per sign pair\n(Sigma_12's sign splits each in two)")
+    fig.suptitle("the means overlap, the covariances separate: the classes differ only in the "
+                 "signs of the channel correlations", fontsize=10)
+    return fig
+
+
+def feature_covariance_figure(
+    sigma: torch.Tensor,
+    positions: int,
+    *,
+    image: int = 0,
+    source: str = "features",
+    figsize=(12.0, 4.0),
+) -> Figure:
+    """One image's covariance of C convolutional channels over M positions, and the spectra of
+    all N images against the bound rank(Sigma) <= min(C, M - 1).
+
+    Args:
+        sigma: (N, C, C) covariances, Sigma = (1/M) X_c X_c^T (GSoP-Net Sec. 3.1, GM-SOP Eq. 5),
+            in float64 (in float32 the eigenvalues that centring makes zero come out near 1e-7
+            times the largest and do not read as zero).
+        positions: M, the positions each Sigma averages over.
+        image: whose Sigma the heat map shows. source: named in the titles.
+
+    Left: Sigma[image] on a diverging scale symmetric about 0. Right: each image's eigenvalues
+    over its largest (median and 10-90% range over the N images), with the zeros (at most
+    ZERO_RTOL) drawn at the bottom and min(C, M - 1) as a dashed line when it is below C. The
+    right title gives the numerical rank of every image's Sigma (:func:`numerical_rank`).
+    """
+    sigma = sigma.detach().double()
+    channels = sigma.shape[-1]
+    bound = min(channels, positions - 1)
+    eigenvalues = torch.linalg.eigvalsh(sigma).flip(-1)
+    ranks = numerical_rank(sigma, rtol=ZERO_RTOL)
+    fig = _figure(figsize, left=0.06, right=0.98, bottom=0.14, top=0.82, wspace=0.3)
+    ah, ae = fig.subplots(1, 2, gridspec_kw={"width_ratios": (1.0, 1.5)})
+    one = sigma[image].numpy()
+    limit = float(np.abs(one).max())
+    shown = ah.imshow(one, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    ah.set_xlabel("channel j")
+    ah.set_ylabel("channel i")
+    fig.colorbar(shown, ax=ah, fraction=0.046, pad=0.03).set_label(
+        "Sigma_ij, covariance of channels i and j", fontsize=8)
+    _title(ah, f"{source}: Sigma of image {image}, {channels} x {channels}")
+    _spectrum_panel(ae, eigenvalues / eigenvalues[:, :1], bound, f"{len(sigma)} images")
+    low, high = int(ranks.min()), int(ranks.max())
+    rank, zeros = ((f"{low}", f"{channels - low} zero eigenvalues each") if low == high else
+                   (f"{low} to {high}", f"{channels - high} to {channels - low} zero eigenvalues"))
+    _title(ae, f"rank of Sigma: {rank} in the {len(sigma)} images (bound min(C, M - 1) = "
+               f"{bound}): {zeros}")
+    why = (f"so rank(Sigma) <= M - 1 = {positions - 1} < C" if bound < channels
+           else "so rank(Sigma) <= C: M is large enough for a full rank")
+    fig.suptitle(f"{source}: C = {channels} channels at M = {positions} positions, {why}",
+                 fontsize=10)
     return fig
 
 
@@ -236,7 +379,9 @@ class ProbeAndRank:
     """What :func:`probe_and_rank` measured at one (rho, M, C).
 
     gap_accuracy, covariance_accuracy: test accuracy of the linear probe on the C channel means
-    and on triu(Sigma) (C (C + 1) / 2 numbers); chance = 1 / num_classes. ranks: (N_test,)
+    and on triu(Sigma) (C (C + 1) / 2 numbers); chance = 1 / num_classes.
+    covariance_train_accuracy: the triu(Sigma) probe's accuracy on its own training samples (far
+    above its test accuracy when C (C + 1) / 2 nears num_train: it fits noise). ranks: (N_test,)
     numerical rank of each test sample's Sigma (float64, eigenvalues above ZERO_RTOL times the
     largest); rank_bound = min(C, M - 1). eigenvalues: (N_test, C) each sample's eigenvalues
     divided by its largest, descending.
@@ -248,6 +393,7 @@ class ProbeAndRank:
     num_classes: int
     gap_accuracy: float
     covariance_accuracy: float
+    covariance_train_accuracy: float
     ranks: torch.Tensor
     rank_bound: int
     eigenvalues: torch.Tensor
@@ -281,15 +427,17 @@ def probe_and_rank(
     sigma = covariance(x)
     pooled = {"gap": x.mean(dim=-1).float(), "covariance": triu_vec(sigma).float()}
     train, test = slice(0, num_train), slice(num_train, None)
-    accuracy = {
+    fits = {
         name: linear_probe(f[train], labels[train], f[test], labels[test],
-                           num_classes=num_classes).test_accuracy
+                           num_classes=num_classes)
         for name, f in pooled.items()
     }
     eigenvalues = torch.linalg.eigvalsh(sigma[test]).flip(-1)
     return ProbeAndRank(
         rho=rho, positions=positions, channels=channels, num_classes=num_classes,
-        gap_accuracy=accuracy["gap"], covariance_accuracy=accuracy["covariance"],
+        gap_accuracy=fits["gap"].test_accuracy,
+        covariance_accuracy=fits["covariance"].test_accuracy,
+        covariance_train_accuracy=fits["covariance"].train_accuracy,
         ranks=numerical_rank(sigma[test], rtol=ZERO_RTOL),
         rank_bound=min(channels, positions - 1),
         eigenvalues=eigenvalues / eigenvalues[:, :1],
@@ -302,6 +450,33 @@ def _message(text: str, figsize) -> Figure:
     ax.set_axis_off()
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10)
     return fig
+
+
+def _spectrum_panel(ax, eigenvalues: torch.Tensor, rank_bound: int, what: str) -> None:
+    """Eigenvalues (N, C), each row over its largest, descending: the median over the N rows
+    with the 10-90% range shaded; when rank_bound < C, the zeros (at most ZERO_RTOL) drawn at the
+    bottom and the bound min(C, M - 1) as a dashed line."""
+    channels = eigenvalues.shape[-1]
+    floor = ZERO_RTOL * 1e-6
+    shown = eigenvalues.clamp_min(floor).numpy()
+    index = np.arange(1, channels + 1)
+    low, mid, high = np.quantile(shown, [0.1, 0.5, 0.9], axis=0)
+    zero = mid <= ZERO_RTOL
+    ax.fill_between(index, low, high, color=CHOSEN, alpha=0.2, label=f"10-90% of {what}")
+    ax.semilogy(index[~zero], mid[~zero], "o-", color=CHOSEN, ms=4 if channels <= 16 else 2,
+                label="median")
+    if rank_bound < channels:
+        ax.semilogy(index[zero], mid[zero], "o", color=OTHER, ms=4 if channels <= 16 else 2,
+                    label="zero eigenvalues (drawn at the bottom)")
+        ax.axvline(rank_bound + 0.5, color="k", ls="--", lw=1,
+                   label=f"min(C, M - 1) = {rank_bound}")
+        ax.axhline(ZERO_RTOL, color="0.5", ls=":", lw=0.8,
+                   label=f"zero: at most {ZERO_RTOL:g} x largest")
+        ax.set_ylim(floor / 10, 5)
+    _integer_ticks(ax, channels, start=1)
+    ax.set_xlabel("eigenvalue index i (largest first)")
+    ax.set_ylabel("lambda_i / lambda_1 of Sigma")
+    ax.legend(fontsize=7, loc="center left" if rank_bound < channels else "lower left")
 
 
 def probe_and_rank_view(
@@ -346,25 +521,7 @@ def probe_and_rank_view(
     ax.legend(fontsize=7, loc="lower right")
     _title(ax, f"linear probe: triu(Sigma) {r.covariance_accuracy:.2f}, mean {r.gap_accuracy:.2f}")
 
-    floor = ZERO_RTOL * 1e-6
-    shown = r.eigenvalues.clamp_min(floor).numpy()
-    index = np.arange(1, channels + 1)
-    low, mid, high = np.quantile(shown, [0.1, 0.5, 0.9], axis=0)
-    zero = mid <= ZERO_RTOL
-    ae.fill_between(index, low, high, color=CHOSEN, alpha=0.2, label="10-90% of samples")
-    ae.semilogy(index[~zero], mid[~zero], "o-", color=CHOSEN, ms=4, label="median")
-    if r.rank_bound < channels:
-        ae.semilogy(index[zero], mid[zero], "o", color=OTHER, ms=4,
-                    label="zero eigenvalues (drawn at the bottom)")
-        ae.axvline(r.rank_bound + 0.5, color="k", ls="--", lw=1,
-                   label=f"min(C, M - 1) = {r.rank_bound}")
-        ae.axhline(ZERO_RTOL, color="0.5", ls=":", lw=0.8,
-                   label=f"zero: at most {ZERO_RTOL:g} x largest")
-        ae.set_ylim(floor / 10, 5)
-    _integer_ticks(ae, channels, start=1)
-    ae.set_xlabel("eigenvalue index i (largest first)")
-    ae.set_ylabel("lambda_i / lambda_1 of Sigma")
-    ae.legend(fontsize=7, loc="center left" if r.rank_bound < channels else "lower left")
+    _spectrum_panel(ae, r.eigenvalues, r.rank_bound, "samples")
     low_rank, high_rank = int(r.ranks.min()), int(r.ranks.max())
     ranks = f"{low_rank}" if low_rank == high_rank else f"{low_rank} to {high_rank}"
     where = "every test sample" if low_rank == high_rank else "the test samples"
