@@ -90,12 +90,13 @@ def channel_weights(
 
 
 def position_weights(insp: Inspection, path: str, image: int = 0, *, figsize=(8.0, 3.6),
-                     title: str | None = None) -> Figure:
+                     title: str | None = None, grid_ticks: bool = False) -> Figure:
     """Position weight map of a GSoP position block (GSoP-Net Sec. 3.2) or CBAM, one image.
 
     Left: the pooled h x w map the block computed (when tapped). Right: the map at the block's
     resolution, resized bilinearly onto the input. One colour scale spans the map's range.
-    ``title`` replaces the figure title (default the block and its kind).
+    ``title`` replaces the figure title (default the block and its kind). ``grid_ticks`` numbers
+    the pooled map's rows and columns from 0 and labels its axes, for a text that names a cell.
     """
     record = _record(insp, path, image, "tap_pos_weights", "tap_pos_weights_pooled")
     t = record.tensors
@@ -110,6 +111,13 @@ def position_weights(insp: Inspection, path: str, image: int = 0, *, figsize=(8.
     if pooled is not None:
         _map_ax(axes[0], pooled, f"pooled weights {pooled.shape[0]}x{pooled.shape[1]}",
                 norm=norm)
+        if grid_ticks:
+            axes[0].set_axis_on()
+            axes[0].set_xticks(range(pooled.shape[1]))
+            axes[0].set_yticks(range(pooled.shape[0]))
+            axes[0].tick_params(labelsize=7, length=2)
+            axes[0].set_xlabel("column", fontsize=8)
+            axes[0].set_ylabel("row", fontsize=8)
     base = _input_ax(axes[-1], insp.inputs[image],
                      f"weights {full.shape[0]}x{full.shape[1]} on the input")
     axes[-1].imshow(_resize(full, base.shape[:2]), cmap="magma", norm=norm, alpha=0.6,
@@ -143,15 +151,15 @@ def _spectrum(ax, matrices: Sequence[tuple[str, np.ndarray]], rank: int | None =
     ax.legend(fontsize=8)
 
 
-def _diverging(fig: Figure, ax, m: np.ndarray, title: str, quantile: float | None = None
-               ) -> None:
+def _diverging(fig: Figure, ax, m: np.ndarray, title: str, quantile: float | None = None,
+               label: str | None = None) -> None:
     top = float(np.abs(m).max())
     lim = (float(np.quantile(np.abs(m), quantile)) if quantile is not None else top) or 1.0
     im = _map_ax(ax, m, title, DIVERGING, TwoSlopeNorm(0.0, -lim, lim))
     # Entries beyond a quantile's limit saturate; the colorbar's pointed ends say so.
     extend = "both" if lim < top else "neither"
     fig.colorbar(im, ax=ax, shrink=0.8, pad=0.03, ticks=MaxNLocator(4, symmetric=True),
-                 extend=extend)
+                 extend=extend, **({"label": label} if label else {}))
 
 
 def covariance(
@@ -164,6 +172,8 @@ def covariance(
     rank: int | None = None,
     title: str | None = None,
     spectrum_title: str = "eigenvalue spectrum",
+    axis_labels: tuple[str, str] | None = None,
+    colorbar_label: str | None = None,
 ) -> Figure:
     """Covariance heatmaps of one image (diverging colours centred at 0) and their spectrum.
 
@@ -179,7 +189,9 @@ def covariance(
     largest, so that a few large entries do not leave the rest white (those beyond saturate);
     ``rank`` draws a dashed line after the first ``rank`` eigenvalues, the covariance's
     numerical rank (round-off to its right); ``title`` replaces the figure title (default the
-    block and its kind) and ``spectrum_title`` the spectrum panel's.
+    block and its kind) and ``spectrum_title`` the spectrum panel's; ``axis_labels`` (x, y),
+    e.g. ("channel j", "channel i"), numbers the heatmaps' columns and rows and labels them, and
+    ``colorbar_label`` labels their colorbars.
     """
     if color_quantile is not None and not 0 < color_quantile <= 1:
         raise ValueError(f"color_quantile must be in (0, 1], got {color_quantile}")
@@ -188,13 +200,21 @@ def covariance(
     names = [("tap_pos_cov", "position covariance"), ("tap_cov", "covariance (before)"),
              ("tap_cov_bn", "after row-wise BN"), ("tap_cov_sqrt", "Newton-Schulz output")]
     mats = [(label, t[k][0].double().squeeze().numpy()) for k, label in names if k in t]
-    fig = _figure(figsize, left=0.01, right=0.98, bottom=0.15, wspace=0.25)
+    fig = _figure(figsize, left=0.04 if axis_labels else 0.01, right=0.98,
+                  bottom=0.17 if axis_labels else 0.15, wspace=0.45 if axis_labels else 0.25)
     axes = fig.subplots(1, len(mats) + 1, width_ratios=[1] * len(mats) + [1.1])
     for ax, (label, m) in zip(axes, mats):
         shown = f"{label} {m.shape[0]}x{m.shape[1]}"
         if color_quantile is not None and color_quantile < 1:
             shown += f"\ncolours to its {color_quantile:.0%} quantile of |entry|"
-        _diverging(fig, ax, m, shown, color_quantile)
+        _diverging(fig, ax, m, shown, color_quantile, colorbar_label)
+        if axis_labels:
+            ax.set_axis_on()
+            ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(4, integer=True))
+            ax.tick_params(labelsize=7, length=2)
+            ax.set_xlabel(axis_labels[0], fontsize=8)
+            ax.set_ylabel(axis_labels[1], fontsize=8)
     # Row-BN breaks symmetry, so only symmetric matrices enter the spectrum.
     _spectrum(axes[-1], [(lbl, m) for lbl, m in with_exact_root(mats) if "BN" not in lbl],
               rank, spectrum_title)
