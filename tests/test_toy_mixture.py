@@ -137,3 +137,29 @@ def test_fig3_figure_has_a_line_per_n_over_k():
     lines = [container.lines[0] for container in accuracy.containers]
     assert [list(line.get_ydata()) for line in lines] == [[92.0, 93.0], [93.0, 94.0]]
     assert list(fig.axes[2].get_lines()[-1].get_ydata()) == [1, 2]  # the all-K-count diagonal
+
+
+def test_importance_cv_is_the_population_cv_of_the_weights_sums(runs):
+    """lessons_mixture.importance_cv rescales the diagnostics' Eq. 4 statistic (sample variance)
+    to a population CV, like usage_cv of the counts: the loss evens the importance it sees."""
+    for run in runs.values():
+        n = run.num_components
+        assert math.isclose(lessons_mixture.importance_cv(run) ** 2, run.train.cv2 * (n - 1) / n)
+    free = lessons_mixture.importance_cv(runs[0.0])
+    balanced = lessons_mixture.importance_cv(runs[100.0])
+    assert balanced < 0.1 < 1.0 < free
+    assert balanced < runs[100.0].usage_cv      # the loss evens the importance more than the counts
+
+
+def test_at_k_equal_n_the_counts_are_even_but_alpha_still_evens_the_weights(data):
+    """K = N: every component is chosen for every image, so the choice counts are even whatever
+    alpha; the balance loss sees the importance (the weights' sums), which it still evens."""
+    free, fig = lessons_mixture.toy_mixture_view(data, 0.0, 8, 8, steps=60)
+    balanced, balanced_fig = lessons_mixture.toy_mixture_view(data, 100.0, 8, 8, steps=60)
+    assert free.usage_cv == balanced.usage_cv == 0.0
+    assert lessons_mixture.importance_cv(balanced) < 0.5 * lessons_mixture.importance_cv(free)
+    title = fig._suptitle.get_text()
+    assert "K = N" in title and "the choice counts are even" in title
+    assert "nothing to balance" not in title
+    assert f"importance CV {lessons_mixture.importance_cv(free):.2f}" in title
+    assert balanced_fig._suptitle.get_text() != title

@@ -264,7 +264,8 @@ def balance_figure(
     """GM-SOP's Fig. 2 (Left) measured on a whole network, from ``benchmarks/balance.py``'s
     per-seed ``rows`` (gate, alpha, train_usage_sorted, image_share_sorted). A column per gate
     form. Top: each component's share of the last epoch's training choices, components sorted
-    by use (what the balance loss alpha CV(I)^2 of Eq. 4 sees; even: 1/N). Bottom: the share of
+    by use (the load, a count; the balance loss alpha CV(I)^2 of Eq. 4 sees the importance
+    I_n = sum_s omega_sn, and evens the counts with it; even: 1/N). Bottom: the share of
     test images choosing it in eval (even: K/N). Bars: the mean over the seeds of the
     components of the same rank, one colour per alpha; error bars: lowest to highest seed. A
     dotted line at a quarter of the even share: busy above, starved below (the threshold of

@@ -1,9 +1,10 @@
 """Figures of notebook 04's toy mixtures (GM-SOP Fig. 2 in seconds, :mod:`gsoplib.toy_mixture`)
 and the functions its widgets call.
 
-    toy_usage_figure(run)        one run: training usage, test share, usage CV over the steps
+    toy_usage_figure(run)        one run: training usage, test share, count CV over the steps
     fig2_figure(runs)            several runs (alpha = 0 and 100) side by side: Fig. 2 in small
     toy_mixture_view(data, ...)  train one toy and draw it: the alpha / N / K widget's callback
+    importance_cv(run)           the CV of the weights' sums, what the balance loss evens
     train_branch_toy(data, ...)  the toy with a gating branch that learns (the release's
                                  component-shaped one): does the balance loss teach it to shrink f?
     branch_collapse_figure(runs) mean |f| and the kept weights' distance from 1/K over the steps
@@ -37,6 +38,16 @@ from ._axes import _figure, _title
 from .images import CHOSEN, OTHER
 
 
+def importance_cv(run: ToyMixtureRun) -> float:
+    """CV (population std / mean) of the importance I_n = sum_s omega_sn over the training
+    choices ``run.usage`` counts (the last ``window`` steps): what the balance loss
+    alpha CV(I)^2 of GM-SOP Eq. 4 evens, where ``run.usage_cv`` is the CV of the choice counts
+    (the load). ``run.train.cv2`` is Eq. 4's CV(I)^2 with the sample variance; this rescales it
+    by (N - 1) / N so that the two CVs read alike (both 0 when even)."""
+    n = run.num_components
+    return float((run.train.cv2 * (n - 1) / n) ** 0.5)
+
+
 def _label(run: ToyMixtureRun) -> str:
     gate = "standardised" if run.standardise else "raw"
     text = (f"alpha = {run.alpha:g} (GM-GAP-{run.num_components}-{run.k}, {run.gate} gate, "
@@ -45,7 +56,9 @@ def _label(run: ToyMixtureRun) -> str:
         text += ("\nK = 1: every weight is 1, so neither the task loss nor the balance loss "
                  "gives the gate a gradient; alpha changes nothing")
     elif run.k == run.num_components:
-        text += "\nK = N: every component is chosen for every image; nothing to balance"
+        text += ("\nK = N: every component is chosen for every image, so the choice counts are "
+                 "even; the balance loss still evens the weights (importance CV "
+                 f"{importance_cv(run):.2f})")
     return text
 
 
@@ -59,14 +72,16 @@ def _usage_bars(ax, run: ToyMixtureRun) -> None:
     ax.set_xlabel("component, most used first")
     ax.set_ylabel("share of training choices")
     ax.legend(fontsize=7, loc="upper right")
-    _title(ax, f"alpha = {run.alpha:g}: CV {run.usage_cv:.2f}, {run.busy} of {n} busy")
+    _title(ax, f"alpha = {run.alpha:g}: count CV {run.usage_cv:.2f} (importance CV "
+               f"{importance_cv(run):.2f}), {run.busy} of {n} busy")
 
 
 def toy_usage_figure(run: ToyMixtureRun, *, figsize=(12.0, 3.4)) -> Figure:
     """One toy run. Left: each component's share of the last training steps' choices, sorted
-    (busy ones, at least BUSY_FRACTION / N, highlighted). Middle: the share of test images
+    (busy ones, at least BUSY_FRACTION / N, highlighted), titled with the CV of these counts and
+    of the importance (:func:`importance_cv`). Middle: the share of test images
     choosing each component in eval (no noise), sorted, against the even K / N. Right: the
-    usage CV over the training steps."""
+    CV of the choice counts over the training steps."""
     fig = _figure(figsize, left=0.06, right=0.98, bottom=0.17, top=0.74, wspace=0.3)
     axes = fig.subplots(1, 3)
     _usage_bars(axes[0], run)
@@ -83,9 +98,9 @@ def toy_usage_figure(run: ToyMixtureRun, *, figsize=(12.0, 3.4)) -> Figure:
     steps, cvs = zip(*run.cv_history)
     axes[2].plot(steps, cvs, color=CHOSEN)
     axes[2].set_xlabel("training step")
-    axes[2].set_ylabel("usage CV (last steps)")
+    axes[2].set_ylabel("CV of the choice counts (last steps)")
     axes[2].set_ylim(bottom=0)
-    _title(axes[2], "unevenness of the usage while training")
+    _title(axes[2], "unevenness of the choice counts while training")
     fig.suptitle(_label(run), fontsize=10)
     return fig
 
@@ -94,8 +109,8 @@ def fig2_figure(
     runs: Sequence[ToyMixtureRun], *, figsize=(11.0, 3.4), titles: Sequence[str] | None = None
 ) -> Figure:
     """GM-SOP's Fig. 2 in small: the sorted training usage of each run side by side, and every
-    run's usage CV over the steps in one panel. ``titles``: one per panel (len(runs) + 1), to
-    state what each shows; by default the runs' numbers."""
+    run's CV of the choice counts over the steps in one panel. ``titles``: one per panel
+    (len(runs) + 1), to state what each shows; by default the runs' numbers."""
     if not runs:
         raise ValueError("fig2_figure needs at least one run")
     if titles is not None and len(titles) != len(runs) + 1:
@@ -108,10 +123,10 @@ def fig2_figure(
         steps, cvs = zip(*run.cv_history)
         axes[-1].plot(steps, cvs, label=f"alpha = {run.alpha:g}")
     axes[-1].set_xlabel("training step")
-    axes[-1].set_ylabel("usage CV (last steps)")
+    axes[-1].set_ylabel("CV of the choice counts (last steps)")
     axes[-1].set_ylim(bottom=0)
     axes[-1].legend(fontsize=7)
-    _title(axes[-1], "usage CV while training")
+    _title(axes[-1], "count CV while training")
     for ax, text in zip(axes, titles or ()):
         _title(ax, text)
     return fig
@@ -143,9 +158,10 @@ class BranchToyRun:
 
     history: (step, mean |f|, mean |omega_k - 1/K|) every ``every`` steps, read from that
     training step's own forward pass: f (B, D) is the gating branch's output (the gate's input
-    of GM-SOP Eq. 2), omega_k (B, K) the kept weights of Eq. 3. train_cv: the usage CV
-    (:func:`~gsoplib.toy_mixture.usage_cv`, population std / mean) of the last ``window``
-    steps' training choices, what the balance loss (Eq. 4) sees. test: the gate's diagnostics on
+    of GM-SOP Eq. 2), omega_k (B, K) the kept weights of Eq. 3. train_cv: the CV
+    (:func:`~gsoplib.toy_mixture.usage_cv`, population std / mean) of the counts of the last
+    ``window`` steps' training choices (the load; the balance loss of Eq. 4 sees the sum of
+    the weights, the importance, and evens the counts with it). test: the gate's diagnostics on
     the test features in eval; test_top1: the head's accuracy on them (a fraction).
     """
 
@@ -165,11 +181,11 @@ class BranchToyRun:
 
     def summary(self) -> str:
         """One line: mean |f| first and last, the kept weights' distance from 1/K at the end,
-        the training usage CV, and the eval choice."""
+        the CV of the training choice counts, and the eval choice."""
         (_, f0, _), (_, f1, dev) = self.history[0], self.history[-1]
         return (
             f"{self.label:20s} mean |f| {f0:.3f} -> {f1:.4f}, mean |omega - 1/K| {dev:.4f}, "
-            f"training usage CV {self.train_cv:.3f}; eval: most common set "
+            f"training count CV {self.train_cv:.3f}; eval: most common set "
             f"{self.test.top_set_share:.0%} of images, top-1 {self.test_top1:.1%}"
         )
 
@@ -274,6 +290,7 @@ __all__ = [
     "BranchToyRun",
     "branch_collapse_figure",
     "fig2_figure",
+    "importance_cv",
     "toy_mixture_view",
     "toy_usage_figure",
     "train_branch_toy",
