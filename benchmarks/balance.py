@@ -102,8 +102,9 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def figure(rows: list[dict], path: Path) -> Path:
     """Per gate form (columns): the last epoch's share of training choices per component (top row,
-    what the balance loss sees) and the share of test images choosing it in eval (bottom row),
-    components sorted by use, alpha 0 vs 100, mean and spread over seeds."""
+    the load: the balance loss evens the importance, the summed weights, and the counts with it)
+    and the share of test images choosing it in eval (bottom row), components sorted by use,
+    alpha 0 vs 100, mean and spread over seeds."""
     gates = list(dict.fromkeys(r["gate"] for r in rows))
     fig = Figure(figsize=(4.4 * len(gates), 5.6))
     fig.subplots_adjust(left=0.09, right=0.98, bottom=0.09, top=0.93, wspace=0.22, hspace=0.45)

@@ -93,7 +93,8 @@ class ToyMixtureRun:
     """What :func:`train_toy_mixture` measured.
 
     usage: (N,) share of the (image, slot) choices each component got over the last ``window``
-    training steps, what the balance loss sees; usage_cv: :func:`usage_cv` of it; busy: how many
+    training steps (the load; the balance loss sees the importance, the summed weights, and
+    evens the counts with it); usage_cv: :func:`usage_cv` of it; busy: how many
     components got at least BUSY_FRACTION / N; cv_history: (step, CV of the usage over the
     ``window`` steps ending there); train: the gate diagnostics of those training choices;
     test: :func:`~gsoplib.heads.gate.diagnose_gate` on the test features (eval, no noise);
