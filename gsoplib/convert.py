@@ -1,4 +1,5 @@
-"""The authors' released checkpoints to gsoplib checkpoints (REFERENCE section 11).
+"""The authors' released checkpoints to gsoplib checkpoints (key names and layouts as their code
+writes them).
 
 Two sources, four networks::
 

@@ -1,6 +1,6 @@
-"""Files laid out as the authors' code writes them (REFERENCE section 11), written here from
-section 11's key names, independently of gsoplib.convert's tables: for tests/test_convert.py and
-for the ImageNet-size checkpoint the explorer's tests open (tests/imagenet_checkpoint.py)."""
+"""Files laid out as the authors' code writes them, written here from the key names their code
+uses, independently of gsoplib.convert's tables: for tests/test_convert.py and for the
+ImageNet-size checkpoint the explorer's tests open (tests/imagenet_checkpoint.py)."""
 
 from pathlib import Path
 

@@ -1,9 +1,8 @@
-"""An ImageNet-size checkpoint for tests and benchmarks/explorer.py: a seeded (untrained)
-GSoP-Net1 ResNet-50 written as the GSoP repo's main.py writes its files (REFERENCE section 11,
-tests/authors_files.py) and converted by :func:`gsoplib.convert.convert`, as a user converts the
-authors' released weights: 224x224 after resizing to 256, ImageNet's 1000 class names, mean and
-std, the code's choices in its model kwargs. About 100 MB: written to a temporary folder, never
-committed."""
+"""An ImageNet-size checkpoint for tests and benchmarks/explorer.py: a seeded (untrained) GSoP-Net1
+ResNet-50 written as the GSoP repo's main.py writes its files (tests/authors_files.py) and
+converted by :func:`gsoplib.convert.convert`, as a user converts the authors' released weights:
+224x224 after resizing to 256, ImageNet's 1000 class names, mean and std, the code's choices in
+its model kwargs. About 100 MB: written to a temporary folder, never committed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""gsop convert: files laid out as the authors' code writes them (REFERENCE section 11), with
+"""gsop convert: files laid out as the authors' code writes them, with
 random weights, become checkpoints whose outputs equal gsoplib's code-faithful networks.
 
 The authors' layout is written here from section 11's key names, independently of

@@ -1,7 +1,7 @@
 """First-order attention baselines of the GSoP paper's tables: SE and CBAM (Table 5, Table 6).
 
 Both summarise the map by means (and CBAM by maxima) instead of a covariance; they follow timm's
-``SEModule`` and ``CbamModule`` signatures (REFERENCE section 7) so results compare like for like.
+``SEModule`` and ``CbamModule`` signatures so results compare like for like.
 """
 
 from __future__ import annotations

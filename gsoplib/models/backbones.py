@@ -1,6 +1,6 @@
 """Second-order pooling on a pretrained backbone: GSoP blocks and a new head on a torchvision or
 timm ResNet, keeping its weights (the usual use of iSQRT-COV: fine-grained recognition on an
-ImageNet-pretrained network, REFERENCE section 11).
+ImageNet-pretrained network).
 
     net = backbone_model("torchvision:resnet50", weights="resnet50.pth", blocks="C,C,C,C",
                          head="isqrt", last_stride=1, num_classes=200)

@@ -278,7 +278,7 @@ class ResNet(nn.Module):
 
     def _init_backbone(self) -> None:
         """Kaiming-normal (fan_out) convs and BN 1 / 0 outside the blocks and heads, which
-        initialise themselves (GSoP-Net code; REFERENCE section 5)."""
+        initialise themselves (as the GSoP-Net authors' code initialises its ResNets)."""
         for name in ["stem", *self.stage_names, "final_act"]:
             for path, m in getattr(self, name).named_modules():
                 if ".attn" in f".{path}" or path.startswith("attn"):

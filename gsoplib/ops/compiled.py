@@ -2,7 +2,7 @@
 
 Eager Newton-Schulz on a GPU is bound by kernel launches, not arithmetic: batch 128 of 128 x 128
 with N = 5 is 6.4 GFLOP forward (about 13 us at an H100's TF32 peak) spread over some 40 kernels
-of 3-7 us launch cost each (REFERENCE.md Sec. 8). Two ways remove the launches and keep the maths:
+of 3-7 us launch cost each. Two ways remove the launches and keep the maths:
 
     compiled_sqrtm(iters)            torch.compile of the whole iteration (fuses the element-wise
                                      work around each baddbmm; works on any device with a compiler)
