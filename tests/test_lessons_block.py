@@ -94,6 +94,18 @@ def test_trained_weights_figure_titles_say_the_spread():
                                                  untrained_name="untrained, BN set")
     assert named.axes[0].get_legend().get_texts()[0].get_text().startswith("untrained, BN set: ")
     assert fig.axes[0].get_legend().get_texts()[0].get_text().startswith("untrained: ")
+    assert fig._suptitle is None and len(fig.axes[3].get_lines()) == 2
+    # a second baseline: its own histogram outline and class-range line, and a figure title
+    reference = 0.5 + 0.05 * torch.randn(30, 16)
+    both = lessons_block.trained_weights_figure(trained, untrained, labels, ["a", "b", "c"],
+                                                reference=reference, reference_name="other",
+                                                title="one block, 30 images")
+    assert both._suptitle.get_text() == "one block, 30 images"
+    lines = [line.get_label() for line in both.axes[3].get_lines()]
+    assert len(lines) == 3 and lines[2].startswith("other: median ")
+    legend = [t.get_text() for t in both.axes[0].get_legend().get_texts()]
+    assert len(legend) == 3 and legend[2].startswith("other: ")
+    assert both.axes[0].get_title() == fig.axes[0].get_title()   # still against ``untrained``
 
 
 def test_table2_fit_matches_both_entries():
@@ -124,13 +136,22 @@ def test_gate_probe_figure_titles_give_the_spread():
     labels = torch.arange(4).repeat_interleave(5)
     weights = {"SE": torch.full((20, 3), 0.5), "GSoP": 0.5 + 0.1 * torch.randn(20, 3)}
     fig = lessons_block.gate_probe_figure(weights, labels, {"SE": 0.25, "GSoP": 0.6})
-    assert fig.axes[0].get_title().startswith("SE: largest std 0.0000; probe 0.250 (chance 0.250)")
+    assert fig.axes[0].get_title() == ("SE: largest std 0.0000\n"
+                                       "linear probe on all 3 weights 0.250 (chance 0.250)")
     assert not fig.axes[1].get_title().startswith("GSoP: largest std 0.0000")
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == ["0", "1", "2", "3"]
     named = lessons_block.gate_probe_figure(weights, labels, {"SE": 0.25, "GSoP": 0.6},
                                             ["a", "b", "c", "d"])
     assert [t.get_text() for t in named.legends[0].get_texts()] == ["a", "b", "c", "d"]
+    # four gates in two rows (as they are, centred), the figure's title as given
+    four = {f"{g}, {k}": w for k in ("uncentred", "centred") for g, w in weights.items()}
+    grid = lessons_block.gate_probe_figure(four, labels, dict.fromkeys(four, 0.3), ncols=2,
+                                           title="as they are (top) and centred (bottom)")
+    assert len(grid.axes) == 4
+    assert grid._suptitle.get_text() == "as they are (top) and centred (bottom)"
+    rows = sorted({round(ax.get_position().y0, 3) for ax in grid.axes})
+    assert len(rows) == 2 and grid.axes[2].get_title().startswith("SE, centred: largest std 0.0000")
 
 
 def test_block_view_labels_the_matrices_rows_and_columns():
@@ -138,3 +159,7 @@ def test_block_view_labels_the_matrices_rows_and_columns():
     heatmaps = [ax for ax in axes if ax.get_xlabel() == "column j"]
     assert len(heatmaps) == 2 and all(ax.get_ylabel().startswith("row i") for ax in heatmaps)
     assert all(ax.axison for ax in heatmaps)
+    # the titles' std is over one image's columns; the colorbars say what the colours are
+    assert all("per-row std over\ncolumns, this image: " in ax.get_title() for ax in heatmaps)
+    labels = {ax.get_ylabel() for ax in axes}
+    assert {"covariance entry", "row-normalised entry"} <= labels

@@ -6,7 +6,7 @@ row-wise convolution and turns it into sigmoid weights that rescale the map:
     channel-wise (Sec. 3.1)   x (B, C', H, W) -> 1x1 conv to c + BN + ReLU -> c x c covariance
                               -> row-wise BN -> row-wise conv (c -> 4c, groups c) -> 1x1 conv to
                               C' + sigmoid -> (B, C', 1, 1) weights -> x * weights
-    position-wise (Sec. 3.2)  x -> 1x1 conv to c + BN -> adaptive pool to h x w -> hw x hw
+    position-wise (Sec. 3.2)  x -> 1x1 conv to c + BN (no ReLU) -> adaptive pool to h x w -> hw x hw
                               covariance (positions are the variables) -> row-wise BN -> row conv
                               (hw -> 4hw, groups hw) -> ReLU -> 1x1 conv to hw + sigmoid ->
                               (B, 1, h, w) -> upsampled to H x W -> x * weights
@@ -16,10 +16,31 @@ The row-wise convolution treats the d x d covariance as a 1 x d map with d chann
 channel i): each row gets 4 length-d filters of its own, so the embedding is one linear map per
 row, 4d^2 weights in all (Table 2: 1 x 128 x 1, G = 128 for c = 128).
 
-The authors' code differs from the paper in three places; each is an argument, default as in the
-paper: ``pre_relu`` (a ReLU on the input first), ``rd_stride`` (stride 2 in the reducing conv of
-the first stage, to keep M small), ``mid_act`` (an activation between the row conv and the last
-conv of the channel block; the code has none, the position block has a ReLU in both).
+Where the authors' code and the paper differ (notebook 03, section 9, tabulates the same):
+
+    after the reducing BN       paper: a ReLU in both blocks (Table 2's "conv + BN + ReLU");
+                                code: a ReLU in the channel block, none in the position block.
+                                Here as the code, no option.
+    before the reducing conv    code: a ReLU on the input, every block; paper: nothing.
+                                ``pre_relu=False`` (the paper); ``True`` as the code.
+    reducing conv's stride      code: 2 in the first stage only; paper: not stated.
+                                ``rd_stride=1``; ``2`` as the code.
+    between row conv and        paper: Sec. 3.1 and Fig. 1b describe an activation in the channel
+    expand conv                 block, Table 2 lists none in either block; code: none in the
+                                channel block, a ReLU in the position block. Here as the code:
+                                ``mid_act=False`` in the channel block (``True`` adds a ReLU); a
+                                ReLU in the position block, no option.
+    position covariance         code: a centring matrix with the constant 1/64 where 1/c belongs;
+                                paper: centred over the channels. Here centred, no option.
+    position map upsampling     paper: not stated; code: adaptive average pooling (a box resize).
+                                ``upsample="bilinear"``; ``"box"`` as the code.
+    position block output       paper: x * w; code: relu(x * w). Here x * w, no option.
+
+So the channel block follows the paper where the paper is explicit (Table 2 where its text and
+Table 2 disagree) and offers every code choice as an argument, enough to rebuild the authors'
+channel-wise networks (``gsoplib.convert``); the position block has the code's activations and
+the paper's centring and output, with no option for either, so the authors' position-wise and
+fusion networks cannot be rebuilt.
 """
 
 from __future__ import annotations
@@ -155,6 +176,10 @@ class GSoPChannel(nn.Module):
 
 class GSoPPosition(nn.Module):
     """Position-wise GSoP block (Sec. 3.2, Table 2): (B, C, H, W) -> (B, C, H, W).
+
+    Activations as the authors' code (no ReLU after the reducing BN; a ReLU before the expand
+    conv), no option: Table 2 has a ReLU after the BN and neither Sec. 3.2 nor Table 2 has one
+    before the expand conv. Centring and output as the paper (see the module docstring).
 
     Args:
         channels: C of the tensor to rescale.

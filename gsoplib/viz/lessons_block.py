@@ -8,14 +8,15 @@ block's channel weights differ from an untrained one's.
                                              stages of ``mask``: each stage's block counted, the
                                              network's totals, each placed covariance's rank
     placement_figure(cost)                   parameters and multiply-adds per stage, spectra
-    placement_view(c, mask)                  notebook 03's widget callback: both of the above
+    placement_view(c, mask)                  notebook 03's second widget callback: both of the above
     weight_spread(weights, labels)           range, spread and class dependence of weights
-    trained_weights_figure(trained, untrained, labels, class_names)
+    trained_weights_figure(trained, untrained, labels, class_names)   trained weights against a
+                                             baseline's (and, optionally, a second reference's)
     table2_fit(channels, c, M, hw)           a count of multiply-adds that fits both Table 2 entries
     trained_block(image, block)              one test image through the trained fmnist_small_gsop1:
                                              a block's Sigma, row-BN output and channel weights
-    block_view(image, block)                 notebook 03's second widget callback: that, drawn
-    gate_probe_figure(weights, labels, accuracy)   SE's and GSoP's weights on centred images
+    block_view(image, block)                 notebook 03's first widget callback: that, drawn
+    gate_probe_figure(weights, labels, accuracy)   SE's and GSoP's weights on second-order images
 """
 
 from __future__ import annotations
@@ -241,7 +242,7 @@ def placement_figure(cost: PlacementCost, *, figsize=(12.0, 3.6)) -> Figure:
 
 
 def placement_view(c: int = 128, mask: str = "C,C,C,C", input_size: int = 224) -> Figure:
-    """Notebook 03's widget callback: :func:`placement_cost` of ``c`` and ``mask``, drawn by
+    """Notebook 03's second widget callback: :func:`placement_cost` of ``c`` and ``mask``, drawn by
     :func:`placement_figure`. Takes about a second on a CPU at 224."""
     return placement_figure(placement_cost(c, mask, input_size=input_size))
 
@@ -279,19 +280,27 @@ def weight_spread(weights: torch.Tensor, labels: torch.Tensor) -> WeightSpread:
 
 def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
                            labels: torch.Tensor, class_names: Sequence[str], *,
-                           untrained_name: str = "untrained", figsize=(12.0, 3.8)) -> Figure:
-    """One block's channel weights (N, C) on the same N images, trained against untrained
-    (``untrained_name`` labels the baseline, e.g. "untrained, BN set" for one whose BN running
-    statistics were set from data).
+                           untrained_name: str = "untrained", figsize=(12.0, 3.8),
+                           reference: torch.Tensor | None = None,
+                           reference_name: str = "reference", title: str | None = None) -> Figure:
+    """One block's channel weights (N, C) on the same N images, trained against a baseline
+    ``untrained`` (N, C) (``untrained_name`` labels it, e.g. "fresh block, trained backbone" for
+    a newly initialised block in an otherwise trained network).
 
     Left: histograms of all N x C weights of each. Middle: the trained block's class means,
     classes x channels, channels sorted by their mean weight, on the sigmoid's full (0, 1)
     scale. Right: per channel, how far apart its class means lie (largest - smallest), sorted,
-    for both blocks.
+    for both blocks. ``reference`` (N, C), optional: a second baseline's weights, drawn as a
+    black outline (left) and a dashed line (right) and labelled ``reference_name``; ``title``
+    (optional) is the figure's title. The left title compares the trained weights' standard
+    deviation with the baseline's (``untrained``), not the reference's.
     """
     t, u = trained.flatten(1).double(), untrained.flatten(1).double()
     st, su = weight_spread(t, labels), weight_spread(u, labels)
-    fig = _figure(figsize, left=0.06, right=0.97, bottom=0.15, top=0.85, wspace=0.45)
+    r = reference.flatten(1).double() if reference is not None else None
+    sr = weight_spread(r, labels) if r is not None else None
+    fig = _figure(figsize, left=0.06, right=0.97, bottom=0.15, top=0.8 if title else 0.85,
+                  wspace=0.45)
     grid = fig.add_gridspec(1, 3, width_ratios=[1, 1.3, 1])
     ax_h = fig.add_subplot(grid[0])
     bins = np.linspace(0, 1, 51)
@@ -299,6 +308,9 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
               label=f"{untrained_name}: {su.low:.2f}-{su.high:.2f}")
     ax_h.hist(t.flatten().numpy(), bins=bins, color=CHOSEN, alpha=0.7, density=True,
               label=f"trained: {st.low:.2f}-{st.high:.2f}")
+    if r is not None:
+        ax_h.hist(r.flatten().numpy(), bins=bins, color="k", histtype="step", lw=1.0,
+                  density=True, label=f"{reference_name}: {sr.low:.2f}-{sr.high:.2f}")
     ax_h.set_xlim(0, 1)
     ax_h.set_xlabel("channel weight", fontsize=9)
     ax_h.set_ylabel("density", fontsize=9)
@@ -316,16 +328,21 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     fig.colorbar(im, ax=ax_c, label="class-mean weight", shrink=0.9, pad=0.02)
     _title(ax_c, "trained block: class means of each channel's weight")
     ax_r = fig.add_subplot(grid[2])
-    for w, spread, colour, name in ((t, st, CHOSEN, "trained"), (u, su, OTHER, untrained_name)):
+    lines = [(t, st, CHOSEN, "-", "trained"), (u, su, OTHER, "-", untrained_name)]
+    if r is not None:
+        lines.append((r, sr, "k", "--", reference_name))
+    for w, spread, colour, style, name in lines:
         m = _class_means(w, labels)
         ranges = (m.amax(0) - m.amin(0)).sort(descending=True).values.numpy()
-        ax_r.plot(np.arange(1, len(ranges) + 1), ranges, color=colour, lw=1.6,
+        ax_r.plot(np.arange(1, len(ranges) + 1), ranges, color=colour, ls=style, lw=1.6,
                   label=f"{name}: median {spread.class_range:.3f}")
     ax_r.set_ylim(0, 1)
     ax_r.set_xlabel("channel, sorted", fontsize=9)
     ax_r.set_ylabel("largest - smallest class mean", fontsize=9)
     ax_r.legend(fontsize=7)
     _title(ax_r, "how much the class moves a channel's weight")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -405,12 +422,13 @@ def block_view(image: int = 0, block: str = "layer3.2.attn") -> Figure:
     drawn. Left to right: the test image; Sigma (c x c, colours centred at 0, limited to the
     98% quantile of |entries|); the row-wise BN output Sigma~ (c x c, the same); the C'
     channel weights in channel order, with the block's weights on the other 63 of the first 64
-    test images as a grey band (their range)."""
+    test images as a grey band (their range). The matrices' titles give the range over rows of
+    each row's standard deviation over its c columns, in this one image."""
     from .blocks import _diverging
     tb = trained_block(image, block)
     first64 = _first64_weights(block)
     others = first64[[i for i in range(64) if i != image]]
-    fig = _figure((13.0, 3.4), left=0.02, right=0.98, bottom=0.16, top=0.8, wspace=0.3)
+    fig = _figure((13.0, 3.4), left=0.02, right=0.98, bottom=0.16, top=0.8, wspace=0.55)
     grid = fig.add_gridspec(1, 4, width_ratios=[0.7, 1, 1, 1.8])
     ax_i = fig.add_subplot(grid[0])
     ax_i.imshow(tb.image_tensor[0, 0].numpy(), cmap="gray", interpolation="nearest")
@@ -420,10 +438,11 @@ def block_view(image: int = 0, block: str = "layer3.2.attn") -> Figure:
     row_std = tb.cov.std(dim=1)
     bn_std = tb.cov_bn.std(dim=1)
     ax_s, ax_b = fig.add_subplot(grid[1]), fig.add_subplot(grid[2])
-    _diverging(fig, ax_s, tb.cov.double().numpy(),
-               f"Sigma {c}x{c}\nper-row std {row_std.min():.3f}-{row_std.max():.3f}", 0.98)
-    _diverging(fig, ax_b, tb.cov_bn.double().numpy(),
-               f"after row-wise BN\nper-row std {bn_std.min():.2f}-{bn_std.max():.2f}", 0.98)
+    for ax, m, name, label, std, digits in (
+            (ax_s, tb.cov, f"Sigma {c}x{c}", "covariance entry", row_std, 3),
+            (ax_b, tb.cov_bn, "after row-wise BN", "row-normalised entry", bn_std, 2)):
+        _diverging(fig, ax, m.double().numpy(), f"{name}; per-row std over\ncolumns, this image: "
+                   f"{std.min():.{digits}f}-{std.max():.{digits}f}", 0.98, label=label)
     for ax in (ax_s, ax_b):                      # _diverging hides the axes; rows and columns shown
         ax.set_axis_on()
         ticks = list(range(0, c, max(c // 4, 1)))
@@ -452,15 +471,25 @@ def block_view(image: int = 0, block: str = "layer3.2.attn") -> Figure:
 
 def gate_probe_figure(weights: dict[str, torch.Tensor], labels: torch.Tensor,
                       accuracy: dict[str, float], class_names: Sequence[str] | None = None,
-                      *, figsize=(11.0, 3.4)) -> Figure:
-    """One panel per gate: each image's first two channel weights (N, >= 2), coloured by its
-    class ``labels`` (N,), on centred second-order images (notebook 03 section 3), with a legend
-    of the classes (``class_names``, or their numbers); the title gives the linear probe's test
-    ``accuracy`` on all the weights. SE's weights are a function of the channel means, all 0
-    after centring, so every image falls on one point."""
-    fig = _figure(figsize, left=0.07, right=0.84, bottom=0.16, top=0.84, wspace=0.3)
-    axes = np.atleast_1d(fig.subplots(1, len(weights)))
+                      *, figsize=None, ncols: int | None = None,
+                      title: str = "untrained gates on centred second-order test images, "
+                                   "coloured by class") -> Figure:
+    """One panel per gate (``ncols`` panels a row, default all in one row): each image's first
+    two channel weights w_0, w_1 (of N x K weights), coloured by its class ``labels`` (N,),
+    on second-order images (notebook 03 section 3), with a legend of the classes
+    (``class_names``, or their numbers); the panel's title gives the largest standard deviation
+    of a weight over the images and the linear probe's test ``accuracy`` on all K weights, not
+    only the two drawn. On centred images SE's weights are a function of the channel means, all
+    0, so every image falls on one point. ``figsize`` defaults to 3.4 inches a row."""
+    ncols = ncols or len(weights)
+    nrows = -(-len(weights) // ncols)
+    figsize = figsize or (11.0, 3.4 * nrows)
+    fig = _figure(figsize, left=0.07, right=0.84, bottom=0.16 / nrows, top=1 - 0.27 / nrows,
+                  wspace=0.3, hspace=0.5)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).flatten()
     chance = 1 / len(labels.unique())
+    for ax in axes[len(weights):]:
+        ax.set_axis_off()
     for ax, (name, w) in zip(axes, weights.items()):
         w = w.flatten(1).double()
         ax.scatter(w[:, 0].numpy(), w[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=5,
@@ -468,15 +497,14 @@ def gate_probe_figure(weights: dict[str, torch.Tensor], labels: torch.Tensor,
         spread = w.std(dim=0).max().item()
         ax.set_xlabel("channel weight w_0", fontsize=9)
         ax.set_ylabel("channel weight w_1", fontsize=9)
-        _title(ax, f"{name}: largest std {spread:.4f}; probe {accuracy[name]:.3f} "
-                   f"(chance {chance:.3f})")
+        _title(ax, f"{name}: largest std {spread:.4f}\nlinear probe on all {w.shape[1]} "
+                   f"weights {accuracy[name]:.3f} (chance {chance:.3f})")
     classes = labels.unique().tolist()
     names = class_names if class_names is not None else [str(k) for k in classes]
     palette = colormaps["tab10"].colors
     fig.legend(handles=[Patch(color=palette[k], label=names[k]) for k in classes],
                title="class", fontsize=7, title_fontsize=8, loc="center right", frameon=False)
-    fig.suptitle("untrained gates on centred second-order test images, coloured by class",
-                 fontsize=10)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
