@@ -86,9 +86,11 @@ class GatedMixtureHead(nn.Module):
         component: 'sop' (parametric SR-SOP, 8256-d) or 'gap' (parametric GAP, ``gap_dim``-d).
         num_components, k: N and K (GM-SOP-16-8 by default).
         num_classes: FC outputs.
-        gate: the gate's form, 'live' (default: per-expert noise, standardised gating feature)
-            or 'release' (the GM-SOP release's, which collapses here under the balance loss);
-            see :mod:`gsoplib.heads.gate`.
+        gate: the gate's form: 'mixing' (default: the cosine router, whose bounded logits keep
+            the kept weights from saturating to one-hot), 'live' (the paper's linear router with
+            per-expert noise and a standardised gating feature; its weights saturate) or
+            'release' (the GM-SOP release's, which collapses here under the balance loss); see
+            :mod:`gsoplib.heads.gate`.
         noise, noise_epsilon, gate_init, random_ties, gate_input_norm: override single choices
             of the form; see :class:`NoisyTopKGate`.
         alpha, unbiased: see :func:`balance_loss`.
