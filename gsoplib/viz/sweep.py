@@ -1,10 +1,11 @@
 """Figures of where second-order pooling pays: the sweep (``benchmarks/compare.py --sweep``),
 test accuracy against backbone size, a line per pooling, one panel per dataset; and the linear
-probes on frozen features (``benchmarks/probes.py``), accuracy per backbone and pooling."""
+probes on frozen features (``benchmarks/probes.py``), accuracy per backbone and pooling.
+:func:`sweep_finding` and :func:`probe_finding` say in one title what a panel shows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -19,11 +20,13 @@ STYLES = {"GAP": ("tab:grey", "o"), "GSoP blocks + GAP": ("tab:blue", "s"),
 
 def sweep_figure(rows: Sequence[dict], backbones: Sequence[str], *,
                  datasets: Sequence[str] | None = None, poolings: Sequence[str] | None = None,
-                 figsize: tuple[float, float] | None = None) -> Figure:
+                 figsize: tuple[float, float] | None = None,
+                 titles: Mapping[str, str] | None = None) -> Figure:
     """Test top-1 (mean and std over seeds, error bars) against the backbone, smallest first,
     a line per pooling, a panel per dataset. ``rows``: the sweep's summary (dataset, backbone,
     pooling, test_top1, test_top1_std, seeds, params); ``datasets`` and ``poolings`` pick which
-    are drawn (default: all in ``rows``)."""
+    are drawn (default: all in ``rows``); ``titles``: a panel's title by dataset (default: the
+    dataset and the seeds per point; :func:`sweep_finding` writes one that states the lead)."""
     if not rows:
         raise ValueError("sweep_figure needs at least one row")
     datasets = list(datasets or dict.fromkeys(r["dataset"] for r in rows))
@@ -49,19 +52,21 @@ def sweep_figure(rows: Sequence[dict], backbones: Sequence[str], *,
         ax.set_xlabel("backbone, smallest first")
         ax.set_ylabel("test top-1 % (mean +- std)")
         ax.legend(fontsize=7, loc="lower right")
-        _title(ax, f"{dataset}: {'/'.join(map(str, seeds))} seeds per point")
+        _title(ax, (titles or {}).get(dataset)
+               or f"{dataset}: {'/'.join(map(str, seeds))} seeds per point")
     return fig
 
 
 def sweep_view(rows: Sequence[dict], backbones: Sequence[str], dataset: str, backbone: str,
                poolings: Sequence[str] | None = None,
-               figsize: tuple[float, float] = (11.0, 4.0)) -> Figure:
+               figsize: tuple[float, float] = (11.0, 4.0), title: str | None = None) -> Figure:
     """One dataset of the sweep and one backbone in detail: left, test top-1 against backbone
     size for the chosen ``poolings`` (as :func:`sweep_figure`, the chosen backbone shaded);
     right, every seed's top-1 on the chosen backbone, a column per pooling with its mean and
     std, titled with the best pooling's lead over GAP and the largest std beside it (a lead
     smaller than that is not read as one). ``rows``: the sweep's summary with ``runs``, each
-    seed's top-1 (``benchmarks/results/sweep-*.json``); notebook 05's widget calls this."""
+    seed's top-1 (``benchmarks/results/sweep-*.json``); notebook 05's widget calls this.
+    ``title``: the left panel's (default: the dataset; :func:`sweep_finding` states the lead)."""
     chosen = [r for r in rows if r["dataset"] == dataset and r["backbone"] == backbone
               and (poolings is None or r["pooling"] in poolings)]
     if not chosen:
@@ -84,7 +89,7 @@ def sweep_view(rows: Sequence[dict], backbones: Sequence[str], dataset: str, bac
     lines.set_xlabel("backbone, smallest first")
     lines.set_ylabel("test top-1 % (mean +- std)")
     lines.legend(fontsize=7, loc="lower right")
-    _title(lines, f"{dataset}: accuracy against backbone size")
+    _title(lines, title or f"{dataset}: accuracy against backbone size")
     for j, r in enumerate(chosen):
         colour, marker = STYLES.get(r["pooling"], (None, "o"))
         runs = r.get("runs") or [r["test_top1"]]
@@ -108,10 +113,11 @@ PROBE_COLOURS = {"gap": "tab:grey", "covariance": "tab:blue", "root": "tab:orang
 
 def probe_figure(rows: Sequence[dict], dataset: str, per_class: int, *,
                  backbones: Sequence[str] | None = None,
-                 figsize: tuple[float, float] = (8.0, 3.6)) -> Figure:
+                 figsize: tuple[float, float] = (8.0, 3.6), title: str | None = None) -> Figure:
     """Linear-probe test top-1 (mean +- std over the label draws) of one dataset at one number
     of labels a class: a group of bars per frozen backbone, a bar per pooling (GAP, covariance,
-    Newton-Schulz root). ``rows``: ``benchmarks/results/probes-cpu.json``'s rows."""
+    Newton-Schulz root). ``rows``: ``benchmarks/results/probes-cpu.json``'s rows. ``title``:
+    default, the dataset, the labels and the draws; :func:`probe_finding` states the leads."""
     chosen = [r for r in rows if r["dataset"] == dataset and r["per_class"] == per_class]
     if not chosen:
         raise ValueError(f"no probe rows for {dataset!r} at {per_class} labels a class")
@@ -134,9 +140,66 @@ def probe_figure(rows: Sequence[dict], dataset: str, per_class: int, *,
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7, ncols=4, loc="upper left")
     seeds = sorted({r["seeds"] for r in chosen})
-    _title(ax, f"{dataset}: linear probes on frozen features, {per_class} labels a class, "
-               f"{'/'.join(map(str, seeds))} draws")
+    _title(ax, title or f"{dataset}: linear probes on frozen features, {per_class} labels a "
+                        f"class, {'/'.join(map(str, seeds))} draws")
     return fig
 
 
-__all__ = ["PROBE_COLOURS", "STYLES", "probe_figure", "sweep_figure", "sweep_view"]
+def sweep_finding(rows: Sequence[dict], backbones: Sequence[str], dataset: str,
+                  poolings: Sequence[str] | None = None) -> str:
+    """What one dataset of the sweep shows against GAP, as a title. For each pooling p of
+    ``poolings`` (default: all but GAP) and backbone b, the lead l = mean_p - mean_GAP counts
+    when |l| > max(std_p, std_GAP), the claims table's rule (the std over seeds). Names the
+    pooling that leads at the most backbones, with its leads smallest backbone first, or says
+    none does; then the one that trails at the most, if any."""
+    cells = {(r["backbone"], r["pooling"]): r for r in rows if r["dataset"] == dataset}
+    poolings = [p for p in (poolings or dict.fromkeys(p for _, p in cells)) if p != "GAP"]
+    shown = [b for b in backbones if (b, "GAP") in cells]
+    if not shown or not poolings:
+        raise ValueError(f"sweep_finding needs GAP and another pooling of {dataset!r}")
+
+    def leads(p: str, sign: int) -> list[float]:
+        out = []
+        for b in shown:
+            if (b, p) in cells:
+                lead = cells[(b, p)]["test_top1"] - cells[(b, "GAP")]["test_top1"]
+                noise = max(cells[(b, p)]["test_top1_std"], cells[(b, "GAP")]["test_top1_std"])
+                if sign * lead > noise:
+                    out.append(lead)
+        return out
+
+    def best(sign: int) -> tuple[str, list[float]]:
+        return max(((p, leads(p, sign)) for p in poolings),
+                   key=lambda pl: (len(pl[1]), sign * sum(pl[1])))
+
+    ahead, behind = best(+1), best(-1)
+    if ahead[1]:
+        text = (f"{dataset}: {ahead[0]} leads GAP\nbeyond seed noise at {len(ahead[1])} of "
+                f"{len(shown)} sizes ({', '.join(f'{v:+.1f}' for v in ahead[1])} points)")
+    else:
+        text = f"{dataset}: no pooling leads GAP beyond seed noise at any size"
+    if behind[1]:
+        text += (f";\n{behind[0]} trails it at {len(behind[1])} of {len(shown)} "
+                 f"({', '.join(f'{v:+.1f}' for v in behind[1])})")
+    return text
+
+
+def probe_finding(rows: Sequence[dict], dataset: str, per_class: int) -> str:
+    """What one panel of :func:`probe_figure` shows, as a title: per frozen backbone, in the
+    panel's order (left to right), the better of the second-order poolings (covariance, root)
+    minus GAP, in points of the mean test top-1 over the label draws."""
+    chosen = [r for r in rows if r["dataset"] == dataset and r["per_class"] == per_class]
+    if not chosen:
+        raise ValueError(f"no probe rows for {dataset!r} at {per_class} labels a class")
+    cell = {(r["backbone"], r["pooling"]): r["test_top1"] for r in chosen}
+    leads = []
+    for b in dict.fromkeys(r["backbone"] for r in chosen):
+        others = [v for (bb, p), v in cell.items() if bb == b and p != "gap"]
+        if (b, "gap") in cell and others:
+            leads.append(f"{max(others) - cell[(b, 'gap')]:+.1f}")
+    return (f"{dataset}, {per_class} labels a class: the better of covariance and root minus "
+            f"GAP,\nbackbone by backbone (left to right): {', '.join(leads)} points")
+
+
+__all__ = ["PROBE_COLOURS", "STYLES", "probe_figure", "probe_finding", "sweep_figure",
+           "sweep_finding", "sweep_view"]

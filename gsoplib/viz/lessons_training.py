@@ -1,0 +1,211 @@
+"""Notebook 05's lesson on the warm-up: a tiny network trained for a few dozen SGD steps on a
+fixed set of batches, with and without a linear warm-up of its learning rate, its loss drawn step
+by step.
+
+    HEADS                          the poolings the widget offers (the sweep's smallest backbone)
+    fixed_batches(num_batches, batch_size)
+                                   the second-order set's first images, normalised, in batches
+    warmup_run(peak_lr, warmup_steps, head, grad_clip, seed, steps)
+                                   one run: the loss and the learning rate at every step
+    warmup_figure(run, reference)  loss and learning rate per step, a run against a reference
+    warmup_view(peak_lr, warmup_steps, head, grad_clip, seed, steps)
+                                   notebook 05's widget callback: the chosen run against the same
+                                   run without warm-up, drawn, the finding in the title
+
+The optimiser is the ``fast`` recipe's (notebook 05 builds its step from scratch and checks it
+against ``torch.optim.SGD``): with momentum mu = 0.9, Nesterov, weight decay lambda = 5e-4 and the
+gradient's norm clipped at ``grad_clip`` (0: not clipped), step i does
+
+    g <- clip(grad L(w)) + lambda w,   b <- mu b + g,   w <- w - eta_i (g + mu b),
+
+at the rate eta_i = peak_lr * s_i, where s is :func:`gsoplib.train.lr_factor` read in steps (the
+trainer's rule with an epoch of S = ``num_batches`` steps): a linear warm-up over the first W =
+``warmup_steps`` steps, then a cosine to 0 at step T = ``steps``,
+
+    s_i = min(1, i / W) * (1 + cos(pi * clamp((i - W) / (T - W), 0, 1))) / 2.
+
+The loss is the recipe's cross-entropy with label smoothing 0.1 on the 8 classes of the
+second-order set: ln 8 = 2.08 for a network that knows nothing, 0.47 at best (the entropy of
+the smoothed target, notebook 05's curves of real runs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+
+from ..data import load_dataset, normalize
+from ..models import create_model
+from ..train import lr_factor
+from ._axes import _figure, _title
+
+#: The widget's poolings on the sweep's smallest backbone (``benchmarks/compare.py``'s
+#: "1 stage x 8": a CIFAR stem and one basic block of 8 channels): GAP, or the covariance of the
+#: 8 channels, its Newton-Schulz root (3 iterations) and an fc on its 36 entries, with the
+#: features as the paper's layer gives them (x1) or scaled by 4 as in the small zoo (x4).
+HEADS = {
+    "GAP": {},
+    "iSQRT-COV x1": {"blocks": "√", "head_kwargs": {"rd_channels": None, "iters": 3}},
+    "iSQRT-COV x4": {"blocks": "√", "head_kwargs": {"rd_channels": None, "iters": 3,
+                                                    "feature_scale": 4.0}},
+}
+BACKBONE = {"block": "basic", "layers": (1,), "widths": (8,), "stem": "cifar", "stem_width": 8,
+            "blocks": "-"}
+# The fast recipe's optimiser (gsoplib.train.recipes.RECIPES["fast"]).
+MOMENTUM, WEIGHT_DECAY, LABEL_SMOOTHING = 0.9, 5e-4, 0.1
+
+
+@lru_cache(maxsize=2)
+def fixed_batches(num_batches: int = 8, batch_size: int = 32) -> tuple[tuple, tuple, int]:
+    """The first ``num_batches * batch_size`` images of the second-order set's training stream
+    (generated, seed 0), normalised, as ``num_batches`` batches: images (batch_size, 3, 32, 32)
+    and labels (batch_size,), and the number of classes (8). The same batches in every run."""
+    split = load_dataset("second_order", train=True, num_train=num_batches * batch_size)
+    images = normalize(split.images, split.info.mean, split.info.std)
+    return images.split(batch_size), split.labels.split(batch_size), split.info.num_classes
+
+
+@dataclass(frozen=True)
+class WarmupRun:
+    """One run of :func:`warmup_run`. losses: the training loss of each step, on that step's
+    batch before the update (T values, fewer if a loss was not finite: the run stops there);
+    lrs: the rate each step used, eta_i = peak_lr * s_i (T values)."""
+
+    head: str
+    peak_lr: float
+    warmup_steps: int
+    grad_clip: float
+    seed: int
+    losses: tuple[float, ...]
+    lrs: tuple[float, ...]
+    num_batches: int
+
+    @property
+    def diverged(self) -> bool:
+        """True when a loss was not finite (NaN or inf)."""
+        return len(self.losses) < len(self.lrs)
+
+    @property
+    def highest(self) -> float:
+        """The largest loss of the run (inf when it diverged)."""
+        return math.inf if self.diverged else max(self.losses)
+
+    @property
+    def final(self) -> float:
+        """The mean loss of the last pass over the batches (inf when it diverged)."""
+        return math.inf if self.diverged else float(np.mean(self.losses[-self.num_batches:]))
+
+
+def warmup_run(peak_lr: float = 0.2, warmup_steps: int = 16, head: str = "iSQRT-COV x4",
+               grad_clip: float = 5.0, seed: int = 0, steps: int = 64) -> WarmupRun:
+    """Train ``head`` on the sweep's smallest backbone for ``steps`` SGD steps, cycling through
+    :func:`fixed_batches` in order (8 batches of 32: images (32, 3, 32, 32), labels (32,)), at
+    eta_i = peak_lr * s_i (module docstring); ``seed`` sets the initial weights. One torch
+    thread, so a run repeats exactly on one machine: about a second on a CPU core. Runs are
+    cached by their settings, so the widget's reference run is not trained twice."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; valid: {', '.join(HEADS)}")
+    if not 0 <= warmup_steps < steps:
+        raise ValueError(f"warmup_steps must be in [0, {steps}), got {warmup_steps}")
+    return _run(float(peak_lr), int(warmup_steps), head, float(grad_clip), int(seed), int(steps))
+
+
+@lru_cache(maxsize=64)
+def _run(peak_lr: float, warmup_steps: int, head: str, grad_clip: float, seed: int,
+         steps: int) -> WarmupRun:
+    images, labels, classes = fixed_batches()
+    S = len(images)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        model = create_model("small_vanilla", num_classes=classes, in_chans=3,
+                             **{**BACKBONE, **HEADS[head]}).train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=peak_lr, momentum=MOMENTUM,
+                                    weight_decay=WEIGHT_DECAY, nesterov=True)
+        losses, lrs = [], []
+        for i in range(steps):
+            lr = peak_lr * lr_factor(i / S, steps / S, "cosine", warmup_epochs=warmup_steps / S)
+            optimizer.param_groups[0]["lr"] = lr
+            lrs.append(lr)
+            loss = F.cross_entropy(model(images[i % S]), labels[i % S],
+                                   label_smoothing=LABEL_SMOOTHING)
+            if not torch.isfinite(loss):
+                lrs += [peak_lr * lr_factor(j / S, steps / S, "cosine",
+                                            warmup_epochs=warmup_steps / S)
+                        for j in range(i + 1, steps)]
+                break
+            losses.append(loss.item())
+            optimizer.zero_grad()
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    return WarmupRun(head, peak_lr, warmup_steps, grad_clip, seed, tuple(losses), tuple(lrs), S)
+
+
+def _summary(run: WarmupRun) -> str:
+    """The run's finding in words: where it diverged, or its highest and final loss, the final
+    one flagged when it is within 5% of ln 8 (a network that learned nothing)."""
+    if run.diverged:
+        return f"diverged (loss not finite at step {len(run.losses)})"
+    nothing = " (ln 8: nothing learned)" if run.final > 0.95 * math.log(8) else ""
+    return f"loss peaks at {run.highest:.3g}, ends at {run.final:.2f}{nothing}"
+
+
+def warmup_figure(run: WarmupRun, reference: WarmupRun | None = None,
+                  figsize: tuple[float, float] = (11.0, 3.8)) -> Figure:
+    """Left: the training loss per step of ``run`` (and of ``reference``, grey), log scale, with
+    ln K (a network that knows nothing) dotted; right: the learning rate per step of both. The
+    left title states each run's highest and final loss (or where it diverged)."""
+    fig = _figure(figsize, left=0.07, right=0.98, bottom=0.14, top=0.8, wspace=0.25)
+    loss_ax, lr_ax = fig.subplots(1, 2, width_ratios=[1.5, 1])
+    shown = [(reference, "tab:grey"), (run, "tab:red")] if reference is not None else [
+        (run, "tab:red")]
+    for r, colour in shown:
+        label = f"warm-up {r.warmup_steps} steps" if r.warmup_steps else "no warm-up"
+        loss_ax.plot(range(len(r.losses)), r.losses, color=colour, lw=1.2, label=label)
+        lr_ax.plot(range(len(r.lrs)), r.lrs, color=colour, lw=1.2, label=label)
+    loss_ax.axhline(math.log(8), color="black", lw=0.8, ls=":", label="ln 8: knows nothing")
+    spread = max(r.highest for r, _ in shown) / min(min(r.losses, default=1.0) for r, _ in shown)
+    log = spread > 20   # a log scale only where a spike would flatten the rest of the curve
+    if log:
+        loss_ax.set_yscale("log")
+    loss_ax.set_xlabel(f"SGD step ({run.num_batches} fixed batches of the second-order set, "
+                       "in turn)")
+    loss_ax.set_ylabel("training loss" + (" (log scale)" if log else ""))
+    loss_ax.set_xlim(-1, len(run.lrs))
+    loss_ax.legend(fontsize=7, loc="upper right")
+    clip = f"clip {run.grad_clip:g}" if run.grad_clip else "no clipping"
+    head = f"{run.head}, peak lr {run.peak_lr:g}, {clip}, seed {run.seed}"
+    if reference is None:
+        title = f"{head}\n{'no warm-up' if not run.warmup_steps else 'warm-up'}: {_summary(run)}"
+    else:
+        title = (f"{head}\nwarm-up {run.warmup_steps} steps: {_summary(run)}; "
+                 f"without: {_summary(reference)}")
+    _title(loss_ax, title)
+    lr_ax.set_xlabel("SGD step")
+    lr_ax.set_ylabel("learning rate")
+    lr_ax.legend(fontsize=7, loc="upper right")
+    _title(lr_ax, f"linear warm-up to {run.peak_lr:g}, then a cosine to 0")
+    return fig
+
+
+def warmup_view(peak_lr: float = 0.2, warmup_steps: int = 16, head: str = "iSQRT-COV x4",
+                grad_clip: float = 5.0, seed: int = 0, steps: int = 64) -> Figure:
+    """Notebook 05's widget callback: :func:`warmup_run` at the chosen settings and, when it
+    warms up, the same run without warm-up as the reference, drawn by :func:`warmup_figure`."""
+    run = warmup_run(peak_lr, warmup_steps, head, grad_clip, seed, steps)
+    reference = (warmup_run(peak_lr, 0, head, grad_clip, seed, steps) if warmup_steps else None)
+    return warmup_figure(run, reference)
+
+
+__all__ = ["HEADS", "WarmupRun", "fixed_batches", "warmup_figure", "warmup_run", "warmup_view"]
