@@ -113,8 +113,39 @@ def test_the_view_titles_say_what_was_computed():
     assert full.axes[2].get_title() == ("C = 3: rank = min(C, M - 1) in every sample,\n"
                                         "so below C = 3 for every M <= 3")
     assert low.axes[2].get_title().startswith("C = 8: rank = min(C, M - 1) in every sample")
-    too_large = lessons.probe_and_rank_view(0.4, 64, 8)
+    too_large = lessons.probe_and_rank_view(0.4, 64, 8, clamp_rho=False)
     assert "outside [0, 0.256)" in too_large.axes[0].texts[0].get_text()
+    negative = lessons.probe_and_rank_view(-0.1, 64, 3)
+    assert "outside [0, 0.500)" in negative.axes[0].texts[0].get_text()
+
+
+def test_the_view_lowers_a_rho_too_large_for_the_channels_and_says_so():
+    # the default rho = 0.25 is valid up to C = 8 (0.256), not at C = 9 (0.25) or 16 (0.228)
+    assert lessons.largest_rho(9, 8) == pytest.approx(0.25)
+    for channels, used, limit in ((9, 0.24, "0.250"), (16, 0.22, "0.228")):
+        fig = lessons.probe_and_rank_view(0.25, 64, channels, num_train=200, num_test=200)
+        title = fig._suptitle.get_text()
+        assert title.startswith(f"rho = {used:g} (the 0.25 asked for lowered below {limit}, the "
+                                f"largest valid rho for C = {channels})")
+        # it computed at the lowered rho: the same accuracy as probe_and_rank there
+        r = lessons.probe_and_rank(used, 64, channels, num_train=200, num_test=200)
+        assert f"triu(Sigma) {r.covariance_accuracy:.2f} (train" in fig.axes[0].get_title()
+    valid = lessons.probe_and_rank_view(0.25, 64, 8, num_train=200, num_test=200)
+    assert valid._suptitle.get_text().startswith("rho = 0.25, M = 64")
+
+
+def test_the_view_recomputes_with_the_training_samples_and_the_seed():
+    few = lessons.probe_and_rank_view(0.2, 64, 16, num_train=1000)
+    many = lessons.probe_and_rank_view(0.2, 64, 16, num_train=4000)
+    accuracy = {name: [float(v) for v in re.findall(r"\d\.\d\d", fig.axes[0].get_title())]
+                for name, fig in (("few", few), ("many", many))}
+    # (test, train, mean): with 4000 samples the 136 features overfit less, test accuracy rises
+    assert accuracy["many"][0] > accuracy["few"][0] + 0.1
+    assert accuracy["few"][1] - accuracy["few"][0] > accuracy["many"][1] - accuracy["many"][0]
+    assert "1000 training samples, seed 0" in few._suptitle.get_text()
+    other = lessons.probe_and_rank_view(0.2, 64, 16, num_train=1000, seed=3)
+    assert "seed 3" in other._suptitle.get_text()
+    assert other.axes[0].get_title() != few.axes[0].get_title()
 
 
 def test_notebook_widget_cell_recomputes_when_a_slider_moves(monkeypatch):
@@ -137,6 +168,14 @@ def test_notebook_widget_cell_recomputes_when_a_slider_moves(monkeypatch):
     controls["channels"].value = 8
     controls["positions"].value = 5
     assert view.result.axes[1].get_title() == "rank of Sigma: 4 in every test sample (bound 4)"
+    # the training-set size and the seed are sliders too, and a rho too large for C is lowered
+    assert controls["num_train"].max == 8000 and controls["seed"].max == 9
+    controls["num_train"].value = 500
+    controls["seed"].value = 2
+    assert "500 training samples, seed 2" in view.result._suptitle.get_text()
+    controls["rho"].value = 0.25
+    controls["channels"].value = 16
+    assert view.result._suptitle.get_text().startswith("rho = 0.22 (the 0.25 asked for lowered")
 
 
 def test_the_rank_panel_ticks_only_the_sampled_positions():
@@ -246,3 +285,61 @@ def test_feature_covariance_figure_reports_the_rank_bound():
     full = lessons.feature_covariance_figure(covariance(many), 25)
     assert full.axes[1].get_title().startswith("rank of Sigma: 4 in the 6 images")
     assert "full rank" in full._suptitle.get_text()
+
+
+def test_feature_covariance_figure_draws_correlations_on_minus_one_to_one():
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(3, 6, 5, 5, generator=g, dtype=torch.float64)
+    x[:, 2] *= 10                                         # one channel with a large variance
+    sigma = covariance(x)
+    fig = lessons.feature_covariance_figure(sigma, 25, correlation=True)
+    shown = np.asarray(fig.axes[0].get_images()[0].get_array())
+    d = sigma[0].diagonal().rsqrt()
+    np.testing.assert_allclose(shown, (d[:, None] * sigma[0] * d[None, :]).numpy())
+    assert fig.axes[0].get_images()[0].get_clim() == (-1.0, 1.0)
+    assert np.allclose(np.diag(shown), 1.0)
+    variances = sigma[0].diagonal()
+    assert (f"median {float(variances.median()):.2f}, largest {float(variances.max()):.2f}"
+            in fig.axes[0].get_title())
+    assert fig.axes[2].get_ylabel() == "correlation of channels i and j"
+    plain = lessons.feature_covariance_figure(sigma, 25)     # the default draws Sigma itself
+    assert plain.axes[0].get_images()[0].get_clim()[1] == pytest.approx(float(sigma[0].abs().max()))
+    dead = sigma.clone()
+    dead[:, 4, :] = dead[:, :, 4] = 0                                 # a channel with zero variance
+    blank = np.asarray(lessons.feature_covariance_figure(dead, 25, correlation=True)
+                       .axes[0].get_images()[0].get_array())
+    assert np.isnan(blank[4]).all() and not np.isnan(blank[0, :4]).any()
+
+
+def test_saved_bytes_are_what_each_form_keeps():
+    from gsoplib.ops import covariance_centring_matrix, saved_tensor_bytes
+    from gsoplib.ops.authors_covpool import authors_covpool
+
+    forms = {"authors": authors_covpool, "autograd": covariance_centring_matrix,
+             "gsoplib": covariance}
+    for channels, side in ((16, 3), (8, 6), (32, 4)):
+        x = torch.randn(1, channels, side, side, requires_grad=True)
+        for name, form in forms.items():
+            kept = saved_tensor_bytes(lambda f=form, v=x: f(v))
+            assert kept == lessons.saved_bytes(channels, side * side, name), (name, channels, side)
+    m = np.array([49, 784])
+    np.testing.assert_array_equal(lessons.saved_bytes(128, m, "gsoplib"), 4 * 128 * m)
+
+
+def test_saved_bytes_figure_draws_the_three_forms_and_the_measurements():
+    measured = {"authors": {196: 254016, 784: 2860032}, "gsoplib": {784: 401408}}
+    fig = lessons.saved_bytes_figure(128, measured=measured)
+    ax = fig.axes[0]
+    assert ax.get_title() == ("c = 128: I_hat's M^2 passes X's cM at M = c = 128; at M = 784 I_hat "
+                              "is 6.1x X")
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    authors = lines["the authors' layer (keeps X, I_hat): 4 (M^2 + cM)"]
+    x, y = authors.get_data()
+    np.testing.assert_allclose(y, 4 * (x * x + 128 * x) / 1e6)
+    markers = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert [list(line.get_xdata()) for line in markers] == [[196, 784], [784]]
+    np.testing.assert_allclose(markers[0].get_ydata(), [0.254016, 2.860032])
+    # the finding moves with c: at c = 64, M = 784 is 12.25 times c
+    title = lessons.saved_bytes_figure(64).axes[0].get_title()
+    assert "M = c = 64; at M = 784 I_hat is 12.2x X" in title

@@ -18,8 +18,10 @@ and the notebook's figures of the second-order set and of a network's covariance
     second_order_figure(images, labels, class_names, mean, std)  the images, their pixels'
                                    tilt, and their means (one cloud) beside their covariances
                                    (clusters)
-    feature_covariance_figure(sigma, positions)  a network's covariances and their spectra
-                                   against the bound rank(Sigma) <= min(C, M - 1)
+    feature_covariance_figure(sigma, positions)  a network's covariances (or correlations)
+                                   and their spectra against the bound rank(Sigma) <= min(C, M - 1)
+    saved_bytes(channels, positions)  bytes per sample each covariance form keeps for the backward
+    saved_bytes_figure(channels)   those bytes against M, log-log: where I_hat's M^2 passes X's cM
 
 The numbers a figure shows come from :func:`probe_and_rank`, so a test (or a reader) can check
 them without reading pixels.
@@ -32,6 +34,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -309,6 +312,7 @@ def feature_covariance_figure(
     *,
     image: int = 0,
     source: str = "features",
+    correlation: bool = False,
     figsize=(12.0, 4.0),
 ) -> Figure:
     """One image's covariance of C convolutional channels over M positions, and the spectra of
@@ -320,8 +324,13 @@ def feature_covariance_figure(
             times the largest and do not read as zero).
         positions: M, the positions each Sigma averages over.
         image: whose Sigma the heat map shows. source: named in the titles.
+        correlation: False draws Sigma[image] itself, on a diverging scale symmetric about its
+            largest |Sigma_ij|; True draws its correlation D^-1/2 Sigma D^-1/2 (D = diag Sigma)
+            on -1..1, so that channels with a large variance do not set the colours for all
+            (a channel with zero variance has no correlation: its row and column stay blank),
+            and the title gives the median and the largest channel variance.
 
-    Left: Sigma[image] on a diverging scale symmetric about 0. Right: each image's eigenvalues
+    Left: the heat map. Right: each image's eigenvalues
     over its largest (median and 10-90% range over the N images), with the zeros (at most
     ZERO_RTOL) drawn at the bottom and min(C, M - 1) as a dashed line when it is below C. The
     right title gives the numerical rank of every image's Sigma (:func:`numerical_rank`).
@@ -333,14 +342,24 @@ def feature_covariance_figure(
     ranks = numerical_rank(sigma, rtol=ZERO_RTOL)
     fig = _figure(figsize, left=0.06, right=0.98, bottom=0.14, top=0.82, wspace=0.3)
     ah, ae = fig.subplots(1, 2, gridspec_kw={"width_ratios": (1.0, 1.5)})
-    one = sigma[image].numpy()
-    limit = float(np.abs(one).max())
-    shown = ah.imshow(one, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    one = sigma[image]
+    if correlation:
+        variances = one.diagonal()
+        scale = torch.where(variances > 0, variances.rsqrt(), torch.full_like(variances, np.nan))
+        values, limit = (scale[:, None] * one * scale[None, :]).numpy(), 1.0
+        label = "correlation of channels i and j"
+        heading = (f"{source}: correlation, image {image}\n(channel variances: median "
+                   f"{float(variances.median()):.2f}, largest {float(variances.max()):.2f})")
+    else:
+        values = one.numpy()
+        limit = float(np.abs(values).max())
+        label = "Sigma_ij, covariance of channels i and j"
+        heading = f"{source}: Sigma of image {image}, {channels} x {channels}"
+    shown = ah.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
     ah.set_xlabel("channel j")
     ah.set_ylabel("channel i")
-    fig.colorbar(shown, ax=ah, fraction=0.046, pad=0.03).set_label(
-        "Sigma_ij, covariance of channels i and j", fontsize=8)
-    _title(ah, f"{source}: Sigma of image {image}, {channels} x {channels}")
+    fig.colorbar(shown, ax=ah, fraction=0.046, pad=0.03).set_label(label, fontsize=8)
+    _title(ah, heading)
     _spectrum_panel(ae, eigenvalues / eigenvalues[:, :1], bound, f"{len(sigma)} images")
     low, high = int(ranks.min()), int(ranks.max())
     rank, zeros = ((f"{low}", f"{channels - low} zero eigenvalues each") if low == high else
@@ -487,23 +506,33 @@ def probe_and_rank_view(
     num_train: int = 1000,
     num_test: int = 1000,
     seed: int = 0,
+    clamp_rho: bool = True,
     figsize=(14.0, 3.4),
 ) -> Figure:
     """The widget's callback: :func:`probe_and_rank` at (rho, M, C), drawn in three panels.
 
     Left: test accuracy of the two linear probes (mean: C features; triu(Sigma): C (C + 1) / 2)
-    against chance. Middle: each test sample's eigenvalues of Sigma over its largest, descending
+    against chance, with the triu(Sigma) probe's accuracy on its own ``num_train`` training
+    samples (far above the test accuracy when it fits noise). Middle: each test sample's
+    eigenvalues of Sigma over its largest, descending
     (the median over samples, the 10-90% range shaded), zeros (at most ZERO_RTOL) drawn at the
     bottom with the bound min(C, M - 1) on the rank, both only when the bound is below C.
     Right: :func:`rank_against_positions` for this C at M = 2 .. 2C + 2 and the chosen M, against
     min(C, M - 1): the rank grows as M - 1 until it reaches C, whatever the chosen M.
-    A rho that makes some R_k indefinite, or M < 2, gives a figure with one sentence instead
-    of an error, so a slider moved too far reads as a message.
+    A rho at or above :func:`largest_rho` (some R_k = I + rho S_k would not be positive
+    definite: 0.256 for C = 8, 0.228 for C = 16) is lowered, with ``clamp_rho``, to the largest
+    two-decimal value below it, and the suptitle says so; without ``clamp_rho``, or for rho < 0
+    or M < 2, the figure is one sentence instead of an error, so a slider moved too far reads as
+    a message.
     """
     if positions < 2:
         return _message(f"M = {positions}: a covariance needs at least 2 positions.", figsize)
     limit = largest_rho(channels, default_num_classes(channels))
-    if not 0 <= rho < limit:
+    valid = limit * (1 - 1e-5)         # correlation_matrices wants the smallest eigenvalue > 1e-6
+    asked, lowered = rho, clamp_rho and rho >= valid
+    if lowered:
+        rho = math.floor(valid * 100) / 100
+    if not 0 <= rho < valid:
         return _message(
             f"rho = {rho:g} is outside [0, {limit:.3f}) for C = {channels}: some class's matrix "
             f"I + rho S_k would not be positive definite, so it is no correlation matrix.",
@@ -515,11 +544,14 @@ def probe_and_rank_view(
     names = [f"mean (GAP)\n{channels} features",
              f"triu(Sigma)\n{channels * (channels + 1) // 2} features"]
     ax.barh(names, [r.gap_accuracy, r.covariance_accuracy], color=[OTHER, CHOSEN])
+    ax.plot([r.covariance_train_accuracy], [1], "D", color="k", mfc="none", ms=7, clip_on=False,
+            label=f"triu(Sigma) on its {num_train} training samples")
     ax.axvline(r.chance, color="k", ls="--", lw=1, label=f"chance 1/{r.num_classes}")
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"test accuracy ({num_test} samples)")
     ax.legend(fontsize=7, loc="lower right")
-    _title(ax, f"linear probe: triu(Sigma) {r.covariance_accuracy:.2f}, mean {r.gap_accuracy:.2f}")
+    _title(ax, f"linear probe: triu(Sigma) {r.covariance_accuracy:.2f} "
+               f"(train {r.covariance_train_accuracy:.2f}), mean {r.gap_accuracy:.2f}")
 
     _spectrum_panel(ae, r.eigenvalues, r.rank_bound, "samples")
     low_rank, high_rank = int(r.ranks.min()), int(r.ranks.max())
@@ -549,6 +581,90 @@ def probe_and_rank_view(
     _title(ar, f"C = {channels}: rank = min(C, M - 1) "
                f"{'in every sample' if exact else 'NOT in every sample'},\n"
                f"so below C = {channels} for every M <= {channels}")
-    fig.suptitle(f"rho = {rho:g}, M = {positions} positions, C = {channels} channels, "
-                 f"{r.num_classes} classes", fontsize=10)
+    note = (f" (the {asked:g} asked for lowered below {limit:.3f}, the largest valid rho for "
+            f"C = {channels})" if lowered else "")
+    fig.suptitle(f"rho = {rho:g}{note}, M = {positions} positions, C = {channels} channels, "
+                 f"{r.num_classes} classes, {num_train} training samples, seed {seed}",
+                 fontsize=10)
+    return fig
+
+
+FORMS = {
+    "authors": ("the authors' layer (keeps X, I_hat): 4 (M^2 + cM)", 1),
+    "autograd": ("plain autograd through Eq. 5 (X, I_hat, X I_hat): 4 (M^2 + 2cM)", 2),
+    "gsoplib": ("gsoplib's covariance (X alone): 4 cM", None),
+}
+"""The forms :func:`saved_bytes` counts: a label, and how many (c, M) matrices each keeps beside
+I_hat (None: no I_hat at all, X alone)."""
+
+
+def saved_bytes(channels: int, positions, form: str) -> np.ndarray:
+    """Bytes per sample (float32) a covariance form keeps for the backward, at c channels and
+    M positions (``positions`` a number or an array).
+
+    "authors": the authors' autograd function saves X (c x M) and its per-sample copy of
+    GM-SOP Eq. 5's I_hat (M x M): 4 (M^2 + cM)
+    (:func:`gsoplib.ops.authors_covpool.authors_covpool`).
+    "autograd": plain autograd through (X I_hat) X^T keeps the inputs of both products, X, I_hat
+    and X I_hat (X^T is a view of X): 4 (M^2 + 2cM)
+    (:func:`gsoplib.ops.covariance_centring_matrix`).
+    "gsoplib": :func:`gsoplib.ops.covariance` keeps X alone: 4 cM.
+
+    >>> int(saved_bytes(128, 784, "authors")), int(saved_bytes(128, 784, "autograd"))
+    (2860032, 3261440)
+    """
+    m = np.asarray(positions, dtype=np.float64)
+    copies = FORMS[form][1]
+    return 4 * (channels * m if copies is None else m * m + copies * channels * m)
+
+
+def saved_bytes_figure(
+    channels: int = 128,
+    *,
+    marks: dict[int, str] | None = None,
+    measured: dict[str, dict[int, int]] | None = None,
+    finding_at: int = 784,
+    figsize=(11.0, 4.0),
+) -> Figure:
+    """Bytes per sample kept for the backward against the number of positions M, log-log, for
+    the three forms of :func:`saved_bytes` at c = ``channels``, M = 49 (7 x 7) to 3136 (56 x 56).
+
+    ``marks``: {M: what it is} drawn as dotted vertical lines (default the GSoP-Net blocks' 196,
+    784 and 3136 positions). ``measured``: {form: {M: bytes}} measured values (for example with
+    :func:`gsoplib.ops.saved_tensor_bytes`), drawn as hollow markers on their form's line. The
+    crossing M = c, where I_hat's M^2 numbers pass X's cM, is marked; the title gives it and how
+    many times X I_hat is at ``finding_at`` (M / c).
+    """
+    marks = marks if marks is not None else {
+        196: "last stage, 14 x 14", 784: "first block, 28 x 28", 3136: "stride 1, 56 x 56"}
+    m = np.geomspace(49, 3136, 200)
+    fig = _figure(figsize, left=0.09, right=0.6, bottom=0.14, top=0.88)
+    ax = fig.subplots()
+    styles = {"authors": ("tab:red", "-"), "autograd": ("tab:purple", "--"),
+              "gsoplib": (CHOSEN, "-")}
+    for form, (label, _) in FORMS.items():
+        color, ls = styles[form]
+        ax.loglog(m, saved_bytes(channels, m, form) / 1e6, ls, color=color, label=label)
+    ax.loglog(m, 4 * m * m / 1e6, ":", color=OTHER, lw=1, label="I_hat alone: 4 M^2")
+    for i, (form, points) in enumerate((measured or {}).items()):
+        ax.loglog(list(points), [v / 1e6 for v in points.values()], "o", mfc="none", ms=7,
+                  color=styles[form][0],
+                  label="measured (saved_tensor_bytes), on its line" if i == 0 else None)
+    ax.axvline(channels, color="0.4", lw=0.8)
+    ax.text(channels / 1.05, 0.013, f"M = c = {channels}:\nM^2 = cM", fontsize=7, color="0.3",
+            ha="right")
+    for positions, what in marks.items():
+        ax.axvline(positions, color="k", ls=":", lw=0.8)
+        ax.text(positions / 1.05, 70, f"M = {positions}\n{what}", fontsize=7, va="top",
+                ha="right")
+    ax.set_xlim(49, 3136 * 1.1)
+    ax.set_ylim(0.01, 100)
+    ax.set_xticks(sorted({49, channels, *marks}))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("positions M = H W (log scale)")
+    ax.set_ylabel("MB kept for the backward, per sample\n(float32, log scale)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    _title(ax, f"c = {channels}: I_hat's M^2 passes X's cM at M = c = {channels}; at "
+               f"M = {finding_at} I_hat is {finding_at / channels:.1f}x X")
     return fig
