@@ -95,7 +95,8 @@ def test_reference_rows_by_name_with_their_n_and_drawn_beside_the_curve():
     drawn = newton.accuracy_against_iterations(results, tables=("t",),
                                                references={"t": ["GAP", "x4"]})
     labels = [t.get_text() for t in drawn.axes[0].get_legend().get_texts()]
-    assert "GAP: 98.00 ± 0.50" in labels and "x4: 97.00 ± 1.00 (N = 3)" in labels
+    assert "GAP: 98.00 ± 0.50 (band: ± std)" in labels
+    assert "x4: 97.00 ± 1.00 (N = 3, drawn just left of it)" in labels
     assert len(labels) == len(plain.axes[0].get_legend().get_texts()) + 2
     # the N rows decide the title; a band above every N's mean is named after it
     assert drawn.axes[0].get_title() == plain.axes[0].get_title() + "; GAP mean above every N"

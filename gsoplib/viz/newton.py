@@ -10,6 +10,10 @@ Each function takes the widget's knobs as keyword arguments with defaults, compu
     :func:`backward_memory`         saved bytes and matmuls of the two backwards (presets:
                                     :data:`PAPER_SCALES`)
     :func:`accuracy_against_iterations`  measured test accuracy against N from a benchmark JSON
+    :func:`head_spectrum`           a trained head's covariance spectra and what the root, y_N
+                                    and the logarithm make of them
+    :func:`sqrtm_timings`           forward+backward time of eigh and Newton-Schulz against n
+                                    from ``benchmarks/results/sqrtm-*.json``
 The numbers a figure shows come from a ``*_summary`` function beside it, so a test (or a reader)
 can check them without reading pixels.
 """
@@ -42,6 +46,7 @@ from ..ops.iterations import (
     plain_newton_sqrtm,
     relative_errors,
 )
+from ..root_check import RANK_RTOL
 from ._axes import _figure, _title
 from .curves import newton_schulz_convergence
 
@@ -171,8 +176,9 @@ def ns_explorer(
 def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(9.0, 3.6)) -> Figure:
     """y_N(lambda) for N = 1..max_iters against sqrt(lambda), lambda in [1e-6, 1] (left), and
     the ratio y_N / sqrt(lambda) (right); every N its own colour of one sequential map, N = 3
-    (the GSoP-Net authors' code, GM-SOP's release) and N = 5 (iSQRT-COV's recipes) drawn
-    thicker; on the right each curve is labelled N=k where its ratio reaches 0.5. A dotted line
+    (the GSoP-Net authors' code, GM-SOP's release) and N = 5 (iSQRT-COV's, as GM-SOP Sec. 3.1
+    cites it) drawn thicker; on the right each curve is labelled N=k where its ratio reaches 0.5;
+    the left legend sits above the curves (y up to 3e4). A dotted line
     at lambda = 1/channels: every eigenvalue of a flat channels x channels covariance after
     trace normalisation. The right title gives
     y_3, y_5 and y_max_iters over sqrt at that lambda (1e-3 when channels is None)."""
@@ -181,7 +187,7 @@ def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(9.0
     ax, ar = fig.subplots(1, 2)
     ax.loglog(lam, lam.sqrt(), color="k", lw=2.5, label=r"$\sqrt{\lambda}$")
     colors = _sequential(max_iters)
-    papers = {3: " (GSoP-Net code)", 5: " (iSQRT-COV recipe)"}
+    papers = {3: " (GSoP-Net code)", 5: " (iSQRT-COV)"}
     for n in range(1, max_iters + 1):
         y = newton_schulz_polynomial(lam, n)
         style = {"lw": 2.2 if n in papers else 1.0, "color": colors[n - 1],
@@ -201,7 +207,8 @@ def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(9.0
         a.set_xlabel(r"$\lambda$ (trace-normalised eigenvalue)")
     ax.set_ylabel(r"$y_N(\lambda)$, eigenvalue after N iterations")
     ar.set_ylabel(r"$y_N(\lambda) / \sqrt{\lambda}$")
-    ax.legend(fontsize=6, loc="lower right", ncol=2)
+    ax.set_ylim(top=3e4)                    # room above the curves (max 1) for the legend
+    ax.legend(fontsize=6, loc="upper left", ncol=2)
     handles, labels = ar.get_legend_handles_labels()
     ar.legend(handles[-2:], labels[-2:], fontsize=7, loc="lower right")
     _title(ax, r"small $\lambda$: $y_N \approx (3/2)^N \lambda$, slope 1, not 1/2", fontsize=8)
@@ -379,6 +386,7 @@ def accuracy_against_iterations(
     labels: Mapping[str, str] | None = None,
     figsize=(9.0, 3.6),
     references: Mapping[str, Sequence[str]] | None = None,
+    extra_references: Mapping[str, Sequence[IterationsAccuracy]] | None = None,
 ) -> Figure:
     """Test top-1 (%) against N, one panel per table of a ``benchmarks/compare.py --table`` JSON
     (:func:`accuracy_by_iterations`): mean and sample std over seeds (error bars), every seed a
@@ -388,8 +396,11 @@ def accuracy_against_iterations(
     the x label names the seeds and the epochs (from the JSON's per-run ``rows``).
 
     references: per table, variant labels of other rows of it to draw beside the N curve
-    (:func:`reference_rows`): a row without a Newton-Schulz head (GAP) as a band of its mean
-    +- std across all N, a row with one as a diamond with its error bar just left of its N.
+    (:func:`reference_rows`): a row without a Newton-Schulz head (GAP) as a dashed line at its
+    mean and a band of +- std across all N, a row with one as a diamond with its error bar
+    drawn just left of its N (the legend says so). extra_references: per table, rows from
+    elsewhere (another JSON, as :class:`IterationsAccuracy`; ``iters`` 0 for GAP) drawn the
+    same way after those of ``references``.
     """
     fig = _figure(figsize, left=0.08, right=0.98, bottom=0.16, top=0.86, wspace=0.22)
     axes = np.atleast_1d(fig.subplots(1, len(tables), sharey=True))
@@ -403,14 +414,16 @@ def accuracy_against_iterations(
             ax.plot([r.iters * 1.08] * len(r.runs), r.runs, ".", color="0.4", ms=5)
         ax.plot([], [], ".", color="0.4", label="one seed (right of its N)")
         others = reference_rows(results, table, (references or {}).get(table, ()))
+        others += list((extra_references or {}).get(table, ()))
         for r, color in zip(others, ("tab:green", "tab:purple", "tab:brown", "tab:olive")):
             text = f"{r.variant}: {r.mean:.2f} ± {r.std:.2f}"
             if r.iters == 0:
                 ax.axhspan(r.mean - r.std, r.mean + r.std, color=color, alpha=0.15)
-                ax.axhline(r.mean, color=color, ls="--", lw=1, label=text)
+                ax.axhline(r.mean, color=color, ls="--", lw=1, label=f"{text} (band: ± std)")
             else:
-                ax.errorbar([r.iters / 1.08], [r.mean], yerr=[r.std], marker="D", ms=5,
-                            ls="none", capsize=3, color=color, label=f"{text} (N = {r.iters})")
+                ax.errorbar([r.iters / 1.05], [r.mean], yerr=[r.std], marker="D", ms=5,
+                            ls="none", capsize=3, color=color,
+                            label=f"{text} (N = {r.iters}, drawn just left of it)")
         ax.set_xscale("log")
         ax.set_xticks(its, [str(n) for n in its])
         ax.minorticks_off()
@@ -433,6 +446,142 @@ def accuracy_against_iterations(
     return fig
 
 
+def head_spectrum_summary(covs: torch.Tensor, iters: int = 3, log_eps: float = 1e-6) -> dict:
+    """The numbers behind :func:`head_spectrum`, per covariance of the (B, C, C) ``covs``, in
+    float64, eigenvalues sorted from the largest down (index 0 is the largest):
+
+    ``eigenvalues`` (B, C); ``quantiles`` (3, C): their 10th, 50th and 90th percentiles over the
+    B covariances at each index; ``zeros`` (B,): how many lie at or below
+    :data:`gsoplib.root_check.RANK_RTOL` times the largest (numerically zero, as
+    :func:`gsoplib.root_check.numerical_rank` counts them); and three maps of every eigenvalue,
+    (B, C) each: ``root`` sqrt(lambda) (the exact root, lambda clamped at 0), ``layer``
+    sqrt(tr Sigma) y_N(lambda / tr Sigma) (the trace-normalised Newton-Schulz layer with N =
+    ``iters``, post-compensated: iSQRT-COV's meta-layer on that eigenvalue) and ``log``
+    log(max(lambda, log_eps)) (the matrix logarithm with gsoplib's clamp,
+    :func:`gsoplib.ops.normalisations.logm_eigh`).
+    """
+    lam = torch.linalg.eigvalsh(covs.detach().to(torch.float64)).flip(-1)
+    zero = lam <= RANK_RTOL * lam[:, :1]
+    positive = lam.clamp(min=0)
+    trace = positive.sum(-1, keepdim=True)
+    return {
+        "eigenvalues": lam,
+        "quantiles": torch.quantile(lam, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64), dim=0),
+        "zeros": zero.sum(-1),
+        "zero_mask": zero,
+        "root": positive.sqrt(),
+        "layer": trace.sqrt() * newton_schulz_polynomial(positive / trace, iters),
+        "log": lam.clamp(min=log_eps).log(),
+        "iters": iters,
+    }
+
+
+def head_spectrum(
+    covs: torch.Tensor, iters: int = 3, log_eps: float = 1e-6, figsize=(9.0, 3.6)
+) -> Figure:
+    """Left: the eigenvalues of the (B, C, C) covariances ``covs`` sorted from the largest
+    down, median over the B and its 10-90% band, log y; the numerically zero ones (see
+    :func:`head_spectrum_summary`) shaded and drawn at the bottom of the axis. Right: the
+    median over the B at each index of sqrt(lambda), of the N = ``iters`` Newton-Schulz layer
+    sqrt(tr) y_N(lambda / tr) (left y axis) and of log(max(lambda, log_eps)) (right y axis). The
+    title states the zeros per image and what the log and the root make of them.
+    """
+    s = head_spectrum_summary(covs, iters, log_eps)
+    lam, zeros = s["eigenvalues"], s["zeros"]
+    count = lam.shape[-1]
+    index = np.arange(1, count + 1)
+    fig = _figure(figsize, left=0.08, right=0.92, bottom=0.14, top=0.84, wspace=0.3)
+    ax, am = fig.subplots(1, 2)
+    floor = float(lam[~s["zero_mask"]].min()) / 100
+    q10, q50, q90 = (q.clamp(min=floor).numpy() for q in s["quantiles"])
+    first_zero = count - int(zeros.min())
+    per = (f"{int(zeros.min())}" if zeros.min() == zeros.max()
+           else f"{int(zeros.min())}-{int(zeros.max())}")
+    for a in (ax, am):
+        a.axvspan(first_zero + 0.5, count + 0.5, color="0.85",
+                  label=f"numerically zero: {per} per covariance")
+        a.set_xlim(0.5, count + 0.5)
+        a.set_xlabel("eigenvalue index, largest first")
+    ax.fill_between(index, q10, q90, color="tab:blue", alpha=0.25, label="10-90% of covariances")
+    ax.semilogy(index, q50, color="tab:blue", label=f"median of {lam.shape[0]:,}")
+    ax.set_ylim(floor / 2, float(s["quantiles"][2].max()) * 3)
+    ax.set_ylabel(r"eigenvalue $\lambda$ of $\Sigma$ (zeros drawn at the bottom)")
+    ax.legend(fontsize=7, loc="lower left")
+    _title(ax, f"{lam.shape[0]:,} covariances of {count} channels: largest eigenvalue\n"
+               f"{float(lam[:, 0].median()):.1f} (median), {per} zero per covariance", fontsize=8)
+    root, layer, log = (s[k].median(0).values.numpy() for k in ("root", "layer", "log"))
+    am.plot(index, root, color="k", lw=2, label=r"$\sqrt{\lambda}$ (exact root)")
+    am.plot(index, layer, color="tab:blue",
+            label=rf"layer, N = {iters}: $\sqrt{{tr}}\,y_{iters}(\lambda/tr)$")
+    am.set_ylabel("root and layer (median)")
+    am.set_ylim(bottom=-0.05 * float(root.max()))
+    al = am.twinx()
+    al.plot(index, log, color="tab:red", ls="--",
+            label=rf"$\log\max(\lambda, {log_eps:g})$ (right axis)")
+    al.set_ylabel(r"$\log \lambda$ (median)", color="tab:red")
+    al.tick_params(axis="y", colors="tab:red")
+    handles = am.get_legend_handles_labels()[0] + al.get_legend_handles_labels()[0]
+    am.legend(handles, [h.get_label() for h in handles], fontsize=6.5, loc="upper right")
+    zero_logs = s["log"][s["zero_mask"]]
+    _title(am, f"the {per} zero eigenvalues: the log sends them to {float(zero_logs.median()):.1f} "
+               f"(median),\nthe root to at most {float(s['root'][s['zero_mask']].max()):.3f}",
+           fontsize=8)
+    return fig
+
+
+_TIMED = ("eigh", "NS autograd", "NS memory-efficient")
+
+
+def sqrtm_timing_summary(results: Mapping) -> dict:
+    """Forward+backward milliseconds per (batch B, size n) and method, from a
+    ``benchmarks/sqrtm.py`` JSON (its ``rows``; the covariance rows are left out):
+    {(B, n): {"eigh": ms, "NS autograd": ms, "NS memory-efficient": ms}}, plus the Newton-Schulz
+    iteration count under the key ``"iters"``."""
+    out: dict = {}
+    iters = {r["iters"] for r in results["rows"] if r.get("method") in _TIMED}
+    for r in results["rows"]:
+        if r.get("method") in _TIMED:
+            out.setdefault((r["B"], r["n"]), {})[r["method"]] = r["fwd_bwd_ms"]
+    if len(iters) != 1:
+        raise ValueError(f"expected one Newton-Schulz iteration count, found {sorted(iters)}")
+    return {"iters": iters.pop(), **out}
+
+
+def sqrtm_timings(results: Mapping, figsize=(9.0, 3.4)) -> Figure:
+    """Forward+backward time (ms, log scale) against n of eigh, Newton-Schulz with autograd
+    and the memory-efficient Newton-Schulz (:func:`sqrtm_timing_summary`), one panel per batch
+    size B; each title says at which n eigh is the faster of eigh and autograd Newton-Schulz,
+    and by how much at the largest n; the x label names the machine from the JSON."""
+    s = sqrtm_timing_summary(results)
+    iters = s.pop("iters")
+    batches = sorted({b for b, _ in s})
+    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.2, top=0.84, wspace=0.22)
+    axes = np.atleast_1d(fig.subplots(1, len(batches), sharey=True))
+    machine = results.get("machine", {})
+    where = (f"{machine.get('device', '?')}: {machine.get('cpu', '')}, "
+             f"{machine.get('torch_threads', '?')} threads").replace(": ,", ",")
+    styles = {"eigh": ("k", "s", "-"), "NS autograd": ("tab:blue", "o", "-"),
+              "NS memory-efficient": ("tab:green", "^", "--")}
+    for ax, b in zip(axes, batches):
+        sizes = sorted(n for bb, n in s if bb == b)
+        for method, (color, marker, ls) in styles.items():
+            label = method if method == "eigh" else f"{method}, N = {iters}"
+            ax.loglog(sizes, [s[b, n][method] for n in sizes], color=color, marker=marker, ls=ls,
+                      label=label)
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel(f"matrix size n ({where})", fontsize=8)
+        ax.tick_params(labelleft=True)
+        faster = [n for n in sizes if s[b, n]["eigh"] < s[b, n]["NS autograd"]]
+        last = sizes[-1]
+        ratio = s[b, last]["NS autograd"] / s[b, last]["eigh"]
+        _title(ax, f"B = {b}: eigh faster at n = {', '.join(map(str, faster)) or 'none'}; "
+                   f"n = {last}: NS {ratio:.1f}x eigh's time", fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0].set_ylabel("forward + backward (ms, median)")
+    return fig
+
+
 __all__ = [
     "PAPER_SCALES",
     "IterationsAccuracy",
@@ -442,9 +591,13 @@ __all__ = [
     "cobweb",
     "convergence_by_spectrum",
     "eigenvalue_maps",
+    "head_spectrum",
+    "head_spectrum_summary",
     "newton_instability",
     "ns_explorer",
     "ns_explorer_summary",
     "reference_rows",
+    "sqrtm_timing_summary",
+    "sqrtm_timings",
     "within_one_std_of_best",
 ]
