@@ -3,6 +3,11 @@
 (B, C, H, W) -> mean over positions (B, C) -> dropout -> FC -> (B, num_classes). This is the head
 of the vanilla, SE, CBAM and GSoP-Net1 networks (GSoP-Net Sec. 3.3: "GSoP-Net1 ... ends with
 average pooling").
+
+``hidden=d`` puts a Linear(C, d) + ReLU between the means and the FC, so that the classifier reads
+d features, as many as a covariance head's C(C+1)/2 when d is set so: a control that separates
+"the head reads more features" from "the features are second-order" (``benchmarks/compare.py
+--sweep``'s "GAP + MLP" pooling). Not in the papers; 0 (the default) is GSoP-Net1's head.
 """
 
 from __future__ import annotations
@@ -14,17 +19,25 @@ from ._contract import with_aux
 
 
 class GlobalAvgPoolHead(nn.Module):
-    """GAP + optional dropout + FC: (B, C, H, W) -> (B, num_classes); ``output_dim`` = C."""
+    """GAP [+ Linear(C, hidden) + ReLU] + optional dropout + FC: (B, C, H, W) -> (B, num_classes).
 
-    def __init__(self, in_channels: int, num_classes: int = 1000, dropout: float = 0.0) -> None:
+    ``output_dim`` is what the FC reads: C, or ``hidden`` when it is set.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int = 1000, dropout: float = 0.0,
+                 hidden: int = 0) -> None:
         super().__init__()
-        self.output_dim = in_channels
+        if hidden < 0:
+            raise ValueError(f"hidden must be 0 (no hidden layer) or a width, got {hidden}")
+        self.hidden = (nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(inplace=True))
+                       if hidden else nn.Identity())
+        self.output_dim = hidden or in_channels
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(in_channels, num_classes)
+        self.fc = nn.Linear(self.output_dim, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled representation, (B, C)."""
         return x.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
-        return with_aux(self.fc(self.dropout(self.features(x))), None, return_aux)
+        return with_aux(self.fc(self.dropout(self.hidden(self.features(x)))), None, return_aux)

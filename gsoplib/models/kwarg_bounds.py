@@ -15,6 +15,7 @@ The bounds are what the papers use with room for a user's own experiments:
   ResNet-101's third stage 23); widths and reduced channels 1 to 4,096; strides 1 to 4;
 - a mixture of 1 to 128 components, K of them chosen (GM-SOP Sec. 3.2 tries N = 128, K = 32;
   its networks use 16 and 8); component widths 1 to 4,096, at most 4 projections;
+- the GAP head's hidden width 0 to 32,896 (iSQRT-COV's feature count at 256 channels);
 - weights of losses 0 to 10,000 (GM-SOP's alpha is 100, Fig. 2 tries 1,000), dropout 0 to 1,
   scales from 0.001
   to 1,000 (the gate's learned logit scale is capped at 100);
@@ -185,6 +186,7 @@ BLOCK_BOUNDS: dict[str, Bound] = {
 #: every head's arguments (:data:`gsoplib.models.resnet.HEADS`), by name.
 HEAD_BOUNDS: dict[str, Bound] = {
     "dropout": number(0, 1),
+    "hidden": integer(0, 32_896),  # the GAP head's hidden width; 32,896 = C(C+1)/2 at C = 256
     "rd_channels": optional(CHANNELS),
     "iters": integer(1, MAX_ITERS),
     "memory_efficient": flag(),

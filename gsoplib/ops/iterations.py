@@ -29,6 +29,7 @@ import math
 
 import torch
 
+from ._precision import no_autocast
 from .sqrtm import sqrtm_eigh
 
 PRENORMALISATIONS = ("trace", "frobenius", "none")
@@ -143,7 +144,8 @@ def newton_schulz_prenormalised(
 
     prenormalisation: 'trace' (iSQRT-COV's, what :func:`gsoplib.ops.sqrtm_newton_schulz` does),
     'frobenius' (A / ||A||_F, the other norm iSQRT-COV discusses) or 'none' (iterate on A
-    itself). a: (B, n, n) -> (B, n, n) ~ a^(1/2), in a's dtype; inf/NaN where it diverges.
+    itself). a: (B, n, n) -> (B, n, n) ~ a^(1/2), in a's dtype (autocast off inside); inf/NaN
+    where it diverges.
     """
     if prenormalisation not in PRENORMALISATIONS:
         raise ValueError(
@@ -157,12 +159,13 @@ def newton_schulz_prenormalised(
     else:
         scale = torch.ones(a.shape[0], dtype=a.dtype)
     scale = scale.view(-1, 1, 1)
-    eye = torch.eye(a.shape[-1], dtype=a.dtype)
-    y, z = a / scale, eye.expand_as(a)
-    for _ in range(iters):
-        t = 0.5 * (3 * eye - z @ y)
-        y, z = y @ t, t @ z
-    return y * scale.sqrt()
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    with no_autocast(a.device):  # in a's dtype under autocast too, as sqrtm_newton_schulz
+        y, z = a / scale, eye.expand_as(a)
+        for _ in range(iters):
+            t = 0.5 * (3 * eye - z @ y)
+            y, z = y @ t, t @ z
+        return y * scale.sqrt()
 
 
 def relative_errors(iterates: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from ._precision import no_autocast
 from .sqrtm import _check_square, sqrtm_eigh, sqrtm_newton_schulz
 from .triu import triu_vec
 
@@ -24,10 +25,13 @@ NORMALISATIONS = ("raw", "signed_sqrt", "ns_sqrt", "eigh_sqrt", "log")
 
 
 def logm_eigh(a: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Matrix logarithm of symmetric PSD (B, n, n) matrices, eigenvalues clamped to >= eps."""
+    """Matrix logarithm of symmetric PSD (B, n, n) matrices, eigenvalues clamped to >= eps.
+
+    In a's dtype, autocast off inside (as every covariance, trace and root op of gsoplib)."""
     _check_square(a, "logm_eigh")
-    evals, u = torch.linalg.eigh(a)
-    return (u * evals.clamp(min=eps).log().unsqueeze(-2)) @ u.transpose(-1, -2)
+    with no_autocast(a.device):
+        evals, u = torch.linalg.eigh(a)
+        return (u * evals.clamp(min=eps).log().unsqueeze(-2)) @ u.transpose(-1, -2)
 
 
 def power_euclidean(a: torch.Tensor, p: float, eps: float = 1e-12) -> torch.Tensor:
@@ -35,9 +39,10 @@ def power_euclidean(a: torch.Tensor, p: float, eps: float = 1e-12) -> torch.Tens
     _check_square(a, "power_euclidean")
     if p <= 0:
         raise ValueError(f"p must be > 0, got {p}")
-    evals, u = torch.linalg.eigh(a)
-    mapped = (evals.clamp(min=eps) ** p - 1) / p
-    return (u * mapped.unsqueeze(-2)) @ u.transpose(-1, -2)
+    with no_autocast(a.device):  # in a's dtype under autocast too
+        evals, u = torch.linalg.eigh(a)
+        mapped = (evals.clamp(min=eps) ** p - 1) / p
+        return (u * mapped.unsqueeze(-2)) @ u.transpose(-1, -2)
 
 
 def normalise_covariance(cov: torch.Tensor, kind: str, iters: int = 3) -> torch.Tensor:
