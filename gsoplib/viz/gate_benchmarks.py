@@ -7,7 +7,8 @@ drawn from their JSON rows, and the state a row's gate is in. Notebook 04 reads 
                                  tied at 1/K) in colour and close variants labelled together
     gate_status(row)             that state, from a row's effective components and weights
     fig3_figure(rows)            GM-SOP's Fig. 3 in small (``benchmarks/fig3.py``): top-1 and
-                                 training speed over K, a line per N (``seeds=``: every seed)
+                                 training speed over K, a line per N (``seeds=``: every seed;
+                                 ``speed_seeds=True``: every seed's speed too)
     balance_figure(rows)         GM-SOP's Fig. 2 on a whole network (``benchmarks/balance.py``):
                                  training usage and test share per component, per gate form
 
@@ -63,9 +64,10 @@ def saturation_figure(rows: Sequence[dict], *, k: int = 4, figsize=(11.0, 3.8)) 
     return fig
 
 
-def _seed_range(seeds: Sequence[dict], n: int, k: int, mean: float) -> tuple[float, float]:
-    """(mean - lowest, highest - mean) of the test top-1 of the seeds of cell (n, k)."""
-    accs = [r["test_top1"] for r in seeds if r["N"] == n and r["K"] == k]
+def _seed_range(seeds: Sequence[dict], n: int, k: int, mean: float,
+                key: str = "test_top1") -> tuple[float, float]:
+    """(mean - lowest, highest - mean) of ``key`` (test top-1) over the seeds of cell (n, k)."""
+    accs = [r[key] for r in seeds if r["N"] == n and r["K"] == k]
     if not accs:
         raise ValueError(f"fig3_figure: no seed rows for N = {n}, K = {k}")
     return mean - min(accs), max(accs) - mean
@@ -79,6 +81,7 @@ def fig3_figure(
     seeds: Sequence[dict] | None = None,
     titles: Sequence[str] | None = None,
     right: str = "effective",
+    speed_seeds: bool = False,
 ) -> Figure:
     """GM-SOP's Fig. 3 in small from ``benchmarks/fig3.py``'s ``summary`` rows (N, K,
     test_top1, test_top1_std, train_images_per_s, effective_components). Left: test top-1
@@ -92,7 +95,12 @@ def fig3_figure(
 
     ``right='largest_weight'``: the right panel draws instead the mean largest kept weight
     max_k omega_k (Eq. 3) against K, with the tie 1/K dashed: effective components near K
-    cannot tell a mixing gate from a tied one, the largest weight's distance from 1/K can."""
+    cannot tell a mixing gate from a tied one, the largest weight's distance from 1/K can.
+
+    ``speed_seeds=True`` (needs ``seeds``, whose rows then also hold train_images_per_s): the
+    middle panel draws every seed's training speed as a dot and the bar from the slowest to
+    the fastest seed, through the summary's median, the lines shifted as on the left, so that
+    a difference can be read against the spread of the seeds."""
     if not rows:
         raise ValueError("fig3_figure needs at least one row")
     if right not in ("effective", "largest_weight"):
@@ -100,6 +108,8 @@ def fig3_figure(
             f"fig3_figure: right must be 'effective' or 'largest_weight', got {right!r}")
     if titles is not None and len(titles) != 3:
         raise ValueError(f"fig3_figure needs 3 titles, got {len(titles)}")
+    if speed_seeds and seeds is None:
+        raise ValueError("fig3_figure: speed_seeds=True needs the per-seed rows (seeds=)")
     fig = _figure(figsize, left=0.06, right=0.98, bottom=0.15, top=0.80, wspace=0.32)
     axes = fig.subplots(1, 3)
     ks = sorted({r["K"] for r in rows})
@@ -119,7 +129,17 @@ def fig3_figure(
             dots = [(r["K"] * shift, r["test_top1"]) for r in seeds if r["N"] == n]
             axes[0].scatter(*zip(*dots), s=16, color=bars.lines[0].get_color(), alpha=0.6,
                             edgecolors="black", linewidths=0.4, zorder=3)
-        axes[1].plot(kk, [r["train_images_per_s"] for r in line], marker="o", label=f"N = {n}")
+        speeds = [r["train_images_per_s"] for r in line]
+        if speed_seeds:
+            spans = np.array([_seed_range(seeds, n, r["K"], r["train_images_per_s"],
+                                          key="train_images_per_s") for r in line]).T
+            bars = axes[1].errorbar([k * shift for k in kk], speeds, yerr=spans, marker="o",
+                                    capsize=3, label=f"N = {n}")
+            dots = [(r["K"] * shift, r["train_images_per_s"]) for r in seeds if r["N"] == n]
+            axes[1].scatter(*zip(*dots), s=16, color=bars.lines[0].get_color(), alpha=0.6,
+                            edgecolors="black", linewidths=0.4, zorder=3)
+        else:
+            axes[1].plot(kk, speeds, marker="o", label=f"N = {n}")
         axes[2].plot(kk, [r["effective_components" if right == "effective" else "largest_weight"]
                           for r in line], marker="o", label=f"N = {n}")
     if right == "effective":
@@ -135,7 +155,8 @@ def fig3_figure(
                 else "test top-1 % (mean; bar: seed range)")
     for ax, ylabel, text in (
         (axes[0], accuracy, texts[0]),
-        (axes[1], "training images / s", texts[1]),
+        (axes[1], "training images / s" + (" (median; bar: seed range)" if speed_seeds
+                                            else ""), texts[1]),
         (axes[2], third, texts[2]),
     ):
         ax.set_xscale("log", base=2)

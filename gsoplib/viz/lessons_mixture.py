@@ -8,6 +8,10 @@ and the functions its widgets call.
     train_branch_toy(data, ...)  the toy with a gating branch that learns (the release's
                                  component-shaped one): does the balance loss teach it to shrink f?
     branch_collapse_figure(runs) mean |f| and the kept weights' distance from 1/K over the steps
+    router_curves(growth, s)     section 5's experiment: a linear and a cosine router as W_g
+                                 grows, effective components and largest kept weight
+    router_view(growth, s)       the same drawn, with the cosine bound: the router widget's callback
+    load_check_figure(...)       Shazeer's P(s, n) by formula against a simulation, +-2 SE
 
 The benchmarks' committed results (Fig. 3, the saturation table, the balance run) are drawn by
 :mod:`gsoplib.viz.gate_benchmarks`.
@@ -24,7 +28,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..heads import GatedMixtureHead
+from ..heads import GatedMixtureHead, NoisyTopKGate
 from ..heads.gate import GateDiagnostics, diagnose_gate
 from ..toy_mixture import (
     BUSY_FRACTION,
@@ -286,11 +290,152 @@ def branch_collapse_figure(
     return fig
 
 
+#: The W_g growth factors :func:`router_view` sweeps: 1 to 100, evenly on a log scale.
+ROUTER_GROWTH = tuple(float(g) for g in np.geomspace(1.0, 100.0, 21))
+
+
+def cosine_bound(s: float, k: int) -> float:
+    """The largest weight a softmax over K kept cosine logits in [-s, s] can give one
+    component, e^(2s) / (e^(2s) + K - 1): its logit s, the other K - 1 at -s."""
+    return 1.0 / (1.0 + (k - 1) * float(np.exp(-2.0 * s)))
+
+
+def router_curves(
+    growth: Sequence[float],
+    s: float = 2.0,
+    *,
+    k: int = 4,
+    num_experts: int = 8,
+    in_features: int = 10,
+    samples: int = 512,
+    seed: int = 0,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Notebook 04's section 5 experiment: what growing router weights do to the kept weights.
+
+    ``torch.manual_seed(seed)``, then ``samples`` gating features f ~ N(0, I) (samples,
+    in_features), then a gate ``NoisyTopKGate(form='mixing', input_norm='none')`` with cosine
+    scale s (its W_g drawn as the gate draws it) and a linear one (``form='live'``); both read
+    W_g = g * W_g0 for every growth factor g, in eval (clean logits, GM-SOP Eq. 2 without the
+    noise). The linear router's logits W_g f grow with g; the cosine router's s cos(f, w_n) do
+    not. For each router and each g: ``effective`` (len(growth),) the mean over images of
+    1 / sum_k omega_k^2 over the K kept weights (Eq. 3), ``largest`` (len(growth),) the mean
+    largest kept weight, and ``per_image`` (len(growth), samples) each image's largest kept
+    weight."""
+    torch.manual_seed(seed)
+    f = torch.randn(samples, in_features)
+    cosine = NoisyTopKGate(in_features, num_experts=num_experts, k=k, form="mixing",
+                           input_norm="none", logit_scale=s).eval()
+    linear = NoisyTopKGate(in_features, num_experts=num_experts, k=k, form="live",
+                           input_norm="none").eval()
+    base = cosine.w_gate.detach().clone()
+    curves = {name: {"effective": [], "largest": [], "per_image": []}
+              for name in ("linear", "cosine")}
+    with torch.no_grad():
+        for g in growth:
+            for name, gate in (("linear", linear), ("cosine", cosine)):
+                gate.w_gate.copy_(g * base)
+                kept = gate(f).top_weights.double()
+                curves[name]["effective"].append((1.0 / kept.square().sum(1)).mean().item())
+                curves[name]["largest"].append(kept.max(1).values.mean().item())
+                curves[name]["per_image"].append(kept.max(1).values.numpy())
+    return {name: {key: np.asarray(v) for key, v in c.items()} for name, c in curves.items()}
+
+
+def router_view(growth: float = 10.0, s: float = 2.0) -> Figure:
+    """The router widget's callback: :func:`router_curves` over :data:`ROUTER_GROWTH` and at
+    ``growth`` (K = 4 of N = 8, 512 images), recomputed for the cosine scale s. Left: effective
+    components per image against the growth of W_g (log scale). Middle: the mean largest kept
+    weight, with the cosine bound e^(2s) / (e^(2s) + K - 1) (:func:`cosine_bound`). Right: the
+    histogram over the images of the largest kept weight at ``growth``. The titles give the
+    numbers at ``growth``."""
+    k = 4
+    sweep = sorted(set(ROUTER_GROWTH) | {float(growth)})
+    curves = router_curves(sweep, s, k=k)
+    at = sweep.index(float(growth))
+    bound = cosine_bound(s, k)
+    colours = {"linear": OTHER, "cosine": CHOSEN}
+    fig = _figure((11.0, 3.6), left=0.06, right=0.98, bottom=0.15, top=0.80, wspace=0.32)
+    axes = fig.subplots(1, 3)
+    for name, c in curves.items():
+        label = "linear W_g f" if name == "linear" else f"cosine, s = {s:g}"
+        axes[0].plot(sweep, c["effective"], color=colours[name], label=label)
+        axes[1].plot(sweep, c["largest"], color=colours[name], label=label)
+        axes[2].hist(c["per_image"][at], bins=np.linspace(1 / k, 1.0, 31), color=colours[name],
+                     alpha=0.6, label=label)
+    for ax in axes[:2]:
+        ax.set_xscale("log")
+        ax.axvline(growth, color="black", lw=0.8, ls=":")
+        ax.set_xlabel("growth factor of W_g (log scale)")
+    axes[0].axhline(k, color="black", lw=0.8, ls="--", label=f"K = {k}: a tie")
+    axes[0].axhline(1.5, color=OTHER, lw=0.8, ls=":", label="below 1.5: one component")
+    axes[0].set_ylim(0.8, k + 0.2)
+    axes[0].set_ylabel(f"effective components (of K = {k})")
+    axes[1].axhline(bound, color=CHOSEN, lw=0.8, ls="--", label=f"cosine bound {bound:.3f}")
+    axes[1].set_ylim(0.0, 1.05)
+    axes[1].set_ylabel("largest kept weight (mean over images)")
+    axes[2].axvline(bound, color=CHOSEN, lw=0.8, ls="--", label=f"cosine bound {bound:.3f}")
+    axes[2].set_xlabel("largest kept weight of an image")
+    axes[2].set_ylabel("images")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    lin, cos = curves["linear"], curves["cosine"]
+    flat = np.ptp(cos["effective"]) < 1e-4
+    _title(axes[0], f"W_g x {growth:g}: {lin['effective'][at]:.2f} of {k} count (linear),\n"
+                    f"{cos['effective'][at]:.2f} (cosine{', at every growth' if flat else ''})")
+    _title(axes[1], f"the cosine router (s = {s:g}) stays below {bound:.3f};\n"
+                    f"the linear one reaches {lin['largest'][-1]:.2f} at W_g x 100")
+    _title(axes[2], f"W_g x {growth:g}: largest weight per image\n"
+                    f"(linear mean {lin['largest'][at]:.2f}, cosine {cos['largest'][at]:.2f})")
+    return fig
+
+
+def load_check_figure(
+    formula: np.ndarray, simulated: np.ndarray, se: np.ndarray, *, title: str = ""
+) -> Figure:
+    """Shazeer et al.'s P(s, n) (the probability that expert n stays in sample s's top K when
+    only its own noise is redrawn, the load loss's smooth count) by the formula against a
+    simulation, one point per (s, n). Left: simulated against formula with +-2 SE bars
+    (SE = sqrt(P (1 - P) / draws)) and the diagonal. Right: (simulated - formula) / SE per
+    pair, with +-2 marked: a wrong formula shows as points far outside, seed noise inside."""
+    formula, simulated, se = (np.ravel(np.asarray(a, dtype=float))
+                              for a in (formula, simulated, se))
+    if not len(formula) == len(simulated) == len(se) > 0:
+        raise ValueError("load_check_figure needs formula, simulated and se of one equal length")
+    fig = _figure((10.0, 3.8), left=0.08, right=0.98, bottom=0.14,
+                  top=0.80 if title else 0.88, wspace=0.3)
+    axes = fig.subplots(1, 2)
+    axes[0].errorbar(formula, simulated, yerr=2 * se, fmt="o", ms=3, capsize=2, color=CHOSEN,
+                     label="simulation, +-2 SE")
+    axes[0].plot([0, 1], [0, 1], color="black", lw=0.8, ls="--", label="equal")
+    axes[0].set_xlabel("P(s, n) by the formula")
+    axes[0].set_ylabel("share of draws that keep n in the top K")
+    axes[0].legend(fontsize=7)
+    z = np.divide(simulated - formula, se, out=np.zeros_like(se), where=se > 0)
+    axes[1].scatter(formula, z, s=12, color=CHOSEN)
+    for level in (-2, 2):
+        axes[1].axhline(level, color="0.4", lw=0.8, ls=":")
+    axes[1].axhline(0, color="black", lw=0.8)
+    axes[1].set_xlabel("P(s, n) by the formula")
+    axes[1].set_ylabel("(simulated - formula) / SE")
+    inside = int((np.abs(z) <= 2).sum())
+    _title(axes[0], f"{len(z)} pairs (s, n): the simulation lies on the formula")
+    _title(axes[1], f"{inside} of {len(z)} within 2 SE (about 95% expected); "
+                    f"largest {np.abs(z).max():.1f} SE")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
 __all__ = [
+    "ROUTER_GROWTH",
     "BranchToyRun",
     "branch_collapse_figure",
+    "cosine_bound",
     "fig2_figure",
     "importance_cv",
+    "load_check_figure",
+    "router_curves",
+    "router_view",
     "toy_mixture_view",
     "toy_usage_figure",
     "train_branch_toy",

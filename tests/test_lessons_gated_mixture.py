@@ -1,0 +1,73 @@
+"""Notebook 04's later additions: the router widget (section 5), the load-loss check figure
+(section 3) and fig3_figure's per-seed training speed (section 7)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gsoplib.viz import gate_benchmarks, lessons_mixture
+
+
+def test_router_curves_linear_saturates_cosine_does_not():
+    curves = lessons_mixture.router_curves([1.0, 10.0, 100.0], s=2.0)
+    linear, cosine = curves["linear"], curves["cosine"]
+    # the numbers notebook 04 prints in section 5 (seed 0, 512 images, K = 4 of N = 8)
+    assert np.round(linear["effective"], 2).tolist() == [3.19, 1.26, 1.03]
+    assert np.round(cosine["effective"], 2).tolist() == [3.65, 3.65, 3.65]
+    assert np.ptp(cosine["effective"]) < 1e-4                 # the cosine ignores |W_g|
+    assert linear["largest"][-1] > 0.98 > lessons_mixture.cosine_bound(2.0, 4)
+    assert cosine["per_image"].max() <= lessons_mixture.cosine_bound(2.0, 4) + 1e-6
+    assert cosine["per_image"].shape == (3, 512)
+
+
+def test_cosine_bound_is_the_extreme_softmax():
+    assert math.isclose(lessons_mixture.cosine_bound(2.0, 4), math.exp(4) / (math.exp(4) + 3))
+    assert math.isclose(lessons_mixture.cosine_bound(0.5, 1), 1.0)
+    assert round(lessons_mixture.cosine_bound(2.0, 4), 3) == 0.948
+
+
+def test_router_view_recomputes_for_growth_and_scale():
+    low = lessons_mixture.router_view(growth=1.0, s=2.0)
+    high = lessons_mixture.router_view(growth=100.0, s=2.0)
+    assert low.axes[0].get_title().startswith("W_g x 1: 3.19 of 4 count (linear)")
+    assert high.axes[0].get_title().startswith("W_g x 100: 1.03 of 4 count (linear)")
+    assert "at every growth" in low.axes[0].get_title()
+    sharp = lessons_mixture.router_view(growth=10.0, s=8.0)
+    assert "stays below 0.948" in low.axes[1].get_title()
+    assert "stays below 1.000" in sharp.axes[1].get_title()     # e^16 / (e^16 + 3) to 3 digits
+    cosine_low = float(low.axes[2].get_title().rsplit("cosine ", 1)[1].rstrip(")"))
+    cosine_sharp = float(sharp.axes[2].get_title().rsplit("cosine ", 1)[1].rstrip(")"))
+    assert cosine_sharp > cosine_low + 0.1                      # a larger s sharpens the weights
+    assert len(low.axes) == 3 and low.axes[0].get_xscale() == "log"
+
+
+def test_load_check_figure_counts_the_pairs_within_two_se():
+    formula = np.array([0.1, 0.5, 0.9, 0.3])
+    se = np.full(4, 0.01)
+    simulated = formula + np.array([0.0, 0.015, -0.03, 0.005])
+    fig = lessons_mixture.load_check_figure(formula, simulated, se, title="t")
+    assert fig.axes[1].get_title() == "3 of 4 within 2 SE (about 95% expected); largest 3.0 SE"
+    assert fig.axes[0].get_title().startswith("4 pairs")
+    with pytest.raises(ValueError, match="equal length"):
+        lessons_mixture.load_check_figure(formula, simulated[:3], se)
+
+
+def test_fig3_figure_draws_every_seed_speed_when_asked():
+    seeds = [{"N": 4, "K": k, "test_top1": 90.0 + j, "train_images_per_s": v}
+             for k, speeds in ((1, (450.0, 470.0, 460.0)), (2, (400.0, 420.0, 430.0)))
+             for j, v in enumerate(speeds)]
+    rows = [{"N": 4, "K": k, "test_top1": 91.0, "test_top1_std": 1.0, "train_images_per_s": m,
+             "effective_components": k} for k, m in ((1, 460.0), (2, 420.0))]
+    fig = gate_benchmarks.fig3_figure(rows, seeds=seeds, speed_seeds=True)
+    speed = fig.axes[1]
+    bars = speed.containers[0].lines[2][0].get_segments()
+    assert [(float(s[0][1]), float(s[1][1])) for s in bars] == [(450.0, 470.0), (400.0, 430.0)]
+    assert len(speed.collections[-1].get_offsets()) == 6         # every seed a dot
+    assert "seed range" in speed.get_ylabel()
+    plain = gate_benchmarks.fig3_figure(rows, seeds=seeds).axes[1]  # the default: medians only
+    assert not plain.containers and "seed range" not in plain.get_ylabel()
+    with pytest.raises(ValueError, match="speed_seeds=True needs"):
+        gate_benchmarks.fig3_figure(rows, speed_seeds=True)
