@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,62 @@ def test_position_grid_ticks_and_covariance_axis_labels_are_options():
     assert len(heat) == 2 and all(ax.get_ylabel() == "channel i" for ax in heat)
     bars = [ax for ax in labelled.axes if hasattr(ax, "_colorbar")]
     assert [ax.get_ylabel() for ax in bars] == ["entry", "entry"]
+
+
+def test_choice_share_counts_images_and_the_figure_draws_it_beside_mean_omega():
+    # 6 images, 3 classes, N = 4, K = 2: class 0 always {0, 1}; class 1 {0, 1} then {2, 3};
+    # class 2 always {2, 3}
+    indices = torch.tensor([[0, 1], [1, 0], [0, 1], [2, 3], [3, 2], [2, 3]])
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    share = lessons_inspecting.choice_share(indices, labels, 3, 4)
+    expected = torch.tensor([[1, 1, 0, 0], [0.5, 0.5, 0.5, 0.5], [0, 0, 1, 1]],
+                            dtype=torch.float64)
+    torch.testing.assert_close(share, expected)
+    torch.testing.assert_close(share.sum(1), torch.full((3,), 2.0, dtype=torch.float64))
+    weights = torch.zeros(6, 4).scatter_(1, indices, torch.tensor([[0.7, 0.3]]).expand(6, 2))
+    fig = lessons_inspecting.choice_share_figure(indices, weights, labels, ["a", "b", "c"],
+                                                 title="t")
+    left, right = fig.axes[0].images[0], fig.axes[1].images[0]
+    np.testing.assert_allclose(left.get_array(), expected.numpy())
+    assert (left.norm.vmin, left.norm.vmax) == (0, 1)
+    # class 0's two images put 0.7 then 0.3 on component 0 (the first of each row's indices)
+    assert right.get_array()[0, 0] == pytest.approx((0.7 + 0.3) / 2)
+    assert right.get_array()[2, 2] == pytest.approx((0.7 + 0.3) / 2)
+    assert right.get_array()[1, 0] == pytest.approx(0.7 / 2)
+    bars = [ax.get_ylabel() for ax in fig.axes if hasattr(ax, "_colorbar")]
+    assert bars == ["share of the class's images\nchoosing the component", "mean omega"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a (2)", "b (2)", "c (2)"]
+    assert fig.get_suptitle() == "t"
+
+
+def test_region_sums_split_a_map_into_positive_negative_and_net_per_region():
+    heat = torch.tensor([[1.0, -2.0], [0.5, -0.25]])
+    top = torch.tensor([[True, True], [False, False]])
+    sums = lessons_inspecting.region_sums(heat, {"top": top, "bottom": ~top})
+    assert sums["top"] == (1.0, -2.0, -1.0) and sums["bottom"] == (0.5, -0.25, 0.25)
+    assert sum(v.net for v in sums.values()) == pytest.approx(heat.sum().item())
+    with pytest.raises(ValueError, match="shape"):
+        lessons_inspecting.region_sums(heat, {"wrong": torch.ones(3, 3, dtype=torch.bool)})
+
+
+def test_region_sums_figure_draws_the_parts_and_the_net_of_each_map(tshirt):
+    """On the T-shirt, integrated gradients from gsoplib's grey put most of the logit's rise on
+    the background, from black none: the figure's bars and diamonds are those numbers."""
+    model, image, garment, info = tshirt
+    maps = {f"from {v:.2f}": lessons_inspecting.baseline_attributions(
+        model, image, (v - info.mean[0]) / info.std[0], nodes=128).integrated
+        for v in (info.mean[0], 0.0)}
+    regions = {"garment": garment, "background": ~garment}
+    fig = lessons_inspecting.region_sums_figure(maps, regions)
+    assert [ax.get_title() for ax in fig.axes] == list(maps)
+    for ax, heat in zip(fig.axes, maps.values()):
+        sums = lessons_inspecting.region_sums(heat, regions)
+        widths = [bar.get_width() for bar in ax.patches]            # positive bars, then negative
+        assert widths == pytest.approx([s.positive for s in sums.values()]
+                                       + [s.negative for s in sums.values()])
+        nets = [line.get_xdata()[0] for line in ax.lines if line.get_marker() == "D"]
+        assert nets == pytest.approx([s.net for s in sums.values()])
+        assert [t.get_text() for t in ax.texts] == [f"net {s.net:+.2f}" for s in sums.values()]
+    grey, black = (lessons_inspecting.region_sums(h, regions) for h in maps.values())
+    assert grey["background"].net > grey["garment"].net and abs(black["background"].net) < 0.1
+    assert black["garment"].negative < -1                         # cancellation inside the garment

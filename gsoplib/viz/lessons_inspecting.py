@@ -1,11 +1,16 @@
-"""Notebook 06's widget on the attribution baseline: occlusion and integrated gradients of one
-image from a uniform baseline of any intensity, from black to the dataset's mean grey (the
-baseline of :mod:`gsoplib.attribution`).
+"""Notebook 06's figures: the widget on the attribution baseline (occlusion and integrated
+gradients of one image from a uniform baseline of any intensity, from black to the dataset's
+mean grey, the baseline of :mod:`gsoplib.attribution`), and a GM-SOP gate's choices per class.
 
     baseline_attributions(model, image, value)   both maps from a uniform baseline ``value``
                                                  (normalised units) and the logit's change
     baseline_view(intensity, model, image, ...)  the widget's callback: both maps, their sums
                                                  over the garment and the background in the titles
+    choice_share(indices, labels, n_classes, n)  the share of each class's images that chose each
+                                                 component, p(n | y) K
+    choice_share_figure(indices, weights, ...)   that share beside the mean gate weight per class
+    region_sums(heat, regions)                   a map's positive, negative and net sum per region
+    region_sums_figure(maps, regions)            those sums as bars, one panel per map
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -133,4 +139,118 @@ def baseline_view(
     return fig
 
 
-__all__ = ["BaselineMaps", "baseline_attributions", "baseline_view"]
+def choice_share(indices: torch.Tensor, labels: torch.Tensor, n_classes: int,
+                 n_components: int) -> torch.Tensor:
+    """(n_classes, n_components): the share of each class's images whose gate chose each
+    component, from ``indices`` (S, K) (the chosen components, e.g. ``tap_gate_indices``) and
+    ``labels`` (S,) class numbers. It is p(n | y) K with p(y, n) the joint of notebook 06's mutual
+    information (each image counting 1/K for each of its K choices, GM-SOP Eq. 3's support); each
+    row sums to K. A class with no image gets a row of NaN."""
+    chosen = torch.zeros(len(indices), n_components, dtype=torch.float64).scatter_(1, indices, 1.0)
+    members = torch.nn.functional.one_hot(labels.long(), n_classes).double()      # (S, classes)
+    return (members.T @ chosen) / members.sum(0)[:, None]
+
+
+def choice_share_figure(
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    *,
+    title: str | None = None,
+    figsize: tuple[float, float] = (11.0, 4.0),
+) -> Figure:
+    """Two classes x components grids of a GM-SOP gate over S images: left :func:`choice_share`
+    (0 to 1: the share of the class's images that chose the component, what the mutual
+    information I(class; component) is computed from), right the mean gate weight omega (GM-SOP
+    Eq. 3; ``weights`` (S, N), zero where not chosen) over the class's images, 0 to its largest.
+    Rows are labelled with the class and its number of images; ``title`` goes above both."""
+    share = choice_share(indices, labels, len(classes), weights.shape[1])
+    members = torch.nn.functional.one_hot(labels.long(), len(classes)).double()
+    mean_omega = (members.T @ weights.double()) / members.sum(0)[:, None]
+    fig = Figure(figsize=figsize)
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.8, wspace=0.3)
+    axes = fig.subplots(1, 2)
+    rows = [f"{name} ({int(n)})" for name, n in zip(classes, members.sum(0).tolist())]
+    panels = ((share, Normalize(0, 1), "share of the class's images\nchoosing the component",
+               "which components a class chooses"),
+              (mean_omega, Normalize(0, max(float(mean_omega.max()), 1e-6)), "mean omega",
+               "mean gate weight omega per class"))
+    for ax, (grid, norm, label, heading) in zip(axes, panels):
+        im = ax.imshow(grid.numpy(), cmap="Blues", norm=norm, aspect="auto",
+                       interpolation="nearest")
+        ax.set_yticks(np.arange(len(classes)), rows if ax is axes[0] else [], fontsize=8)
+        ax.set_xticks(np.arange(grid.shape[1]))
+        ax.set_xlabel("component")
+        ax.set_title(heading, fontsize=9)
+        fig.colorbar(im, ax=ax, label=label, pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+class RegionSums(NamedTuple):
+    """What :func:`region_sums` returns for one region of a map."""
+
+    positive: float   #: the sum of the map's positive values in the region
+    negative: float   #: the sum of its negative values there (<= 0)
+    net: float        #: positive + negative: the region's share of what the map distributes
+
+
+def region_sums(heat: torch.Tensor, regions: dict[str, torch.Tensor]) -> dict[str, RegionSums]:
+    """Split an attribution map ``heat`` (H, W) over ``regions`` (name -> (H, W) bool masks):
+    per region, the sum of its positive values, of its negative values, and the net sum. For
+    integrated gradients the nets over regions that cover the image add up to
+    y^c(x) - y^c(b) (completeness, Sundararajan et al. 2017, Prop. 1); the positive and negative
+    parts say how much of each net is left after cancellation."""
+    heat = heat.detach().double()
+    out = {}
+    for name, mask in regions.items():
+        if mask.shape != heat.shape:
+            raise ValueError(f"region {name!r} has shape {tuple(mask.shape)}, the map "
+                             f"{tuple(heat.shape)}")
+        values = heat[mask.bool()]
+        positive, negative = values.clamp(min=0).sum().item(), values.clamp(max=0).sum().item()
+        out[name] = RegionSums(positive, negative, positive + negative)
+    return out
+
+
+def region_sums_figure(
+    maps: dict[str, torch.Tensor],
+    regions: dict[str, torch.Tensor],
+    *,
+    unit: str = "contribution to the class logit",
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """One panel per map (name -> (H, W)) with :func:`region_sums` as horizontal bars: per region
+    a red bar for the positive part, a blue one for the negative part and a black diamond, with
+    its value written beside it, at the net sum. All panels share the x axis (``unit``), so their
+    bars compare; each panel's title is the map's name."""
+    figsize = figsize or (1.0 + 3.9 * len(maps), 1.6 + 0.5 * len(regions))
+    fig = Figure(figsize=figsize)
+    fig.subplots_adjust(left=1.0 / figsize[0], right=1 - 0.2 / figsize[0], bottom=0.85 / figsize[1],
+                        top=1 - 0.35 / figsize[1], wspace=0.2)
+    axes = np.atleast_1d(fig.subplots(1, len(maps), sharex=True, sharey=True))
+    rows = np.arange(len(regions))
+    for ax, (name, heat) in zip(axes, maps.items()):
+        sums = region_sums(heat, regions)
+        pos, neg = ([getattr(v, part) for v in sums.values()] for part in ("positive", "negative"))
+        ax.barh(rows, pos, height=0.6, color="#c0392b", label="positive part")
+        ax.barh(rows, neg, height=0.6, color="#2e6da4", label="negative part")
+        for row, v in zip(rows, sums.values()):
+            ax.plot([v.net], [row], "kD", markersize=6, label="net sum" if row == 0 else None)
+            ax.annotate(f"net {v.net:+.2f}", (v.net, row), xytext=(4, 7),
+                        textcoords="offset points", fontsize=8)
+        ax.axvline(0, color="0.3", linewidth=0.8)
+        ax.set_yticks(rows, list(regions), fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(unit, fontsize=8)
+    axes[0].invert_yaxis()                                   # shared: the first region on top
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    return fig
+
+
+__all__ = ["BaselineMaps", "RegionSums", "baseline_attributions", "baseline_view", "choice_share",
+           "choice_share_figure", "region_sums", "region_sums_figure"]
