@@ -242,3 +242,17 @@ def test_the_small_networks_scale_their_isqrt_features_and_the_paper_s_do_not():
     assert create_model("small_isqrt", num_classes=10, in_chans=1).head.feature_scale == 4.0
     with torch.device("meta"):
         assert create_model("resnet50_gsop2").head.feature_scale == 1.0
+
+
+def test_the_gap_head_with_a_hidden_layer_reads_d_features_and_keeps_the_plain_heads_keys():
+    """GlobalAvgPoolHead(hidden=d): GAP -> Linear(C, d) + ReLU -> FC, the sweep's control; the
+    default (no hidden layer) has exactly the FC's parameters, so bundled checkpoints load."""
+    plain, wide = GlobalAvgPoolHead(8, num_classes=10), GlobalAvgPoolHead(8, 10, hidden=36)
+    assert sorted(plain.state_dict()) == ["fc.bias", "fc.weight"]
+    assert (plain.output_dim, wide.output_dim) == (8, 36)
+    assert sum(p.numel() for p in wide.parameters()) == 8 * 36 + 36 + 36 * 10 + 10
+    x = torch.randn(4, 8, 5, 5)
+    by_hand = wide.fc(torch.relu(wide.hidden[0](x.mean((2, 3)))))
+    torch.testing.assert_close(wide(x), by_hand)
+    with pytest.raises(ValueError, match="hidden"):
+        GlobalAvgPoolHead(8, 10, hidden=-1)
