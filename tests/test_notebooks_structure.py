@@ -184,6 +184,7 @@ LESSON_WIDGETS = {
     "01_covariance_pooling": ["lessons_covariance.probe_and_rank_view"],
     "02_matrix_square_root": ["newton.cobweb", "newton.ns_explorer", "newton.backward_memory"],
     "03_gsop_block": ["lessons_block.placement_view", "lessons_block.block_view"],
+    "04_gated_mixture": ["lessons_mixture.router_view"],
     "05_training": ["lessons_training.warmup_view"],
     "06_inspecting": ["lessons_inspecting.baseline_view"],
 }
