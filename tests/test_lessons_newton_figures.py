@@ -49,6 +49,9 @@ def test_head_spectrum_titles_state_the_zeros_and_follow_the_input():
     left, right = fig.axes[0].get_title(), fig.axes[1].get_title()
     assert "5 zero per covariance" in left and "of 12 channels" in left
     assert "log sends them to -13.8" in right and "the root to at most" in right
+    summary = newton.head_spectrum_summary(covs)
+    largest = float(summary["root"][summary["zero_mask"]].max())
+    assert f"the root to at most {largest:.2g}" in right   # two significant digits, as notebook 02
     assert fig.axes[0].get_ylabel() and fig.axes[1].get_ylabel() and fig.axes[2].get_ylabel()
     wider = newton.head_spectrum(_covs(samples=10))   # rank 9: 3 zeros
     assert "3 zero per covariance" in wider.axes[0].get_title()

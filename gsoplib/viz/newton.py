@@ -524,7 +524,7 @@ def head_spectrum(
     am.legend(handles, [h.get_label() for h in handles], fontsize=6.5, loc="upper right")
     zero_logs = s["log"][s["zero_mask"]]
     _title(am, f"the {per} zero eigenvalues: the log sends them to {float(zero_logs.median()):.1f} "
-               f"(median),\nthe root to at most {float(s['root'][s['zero_mask']].max()):.3f}",
+               f"(median),\nthe root to at most {float(s['root'][s['zero_mask']].max()):.2g}",
            fontsize=8)
     return fig
 
