@@ -84,9 +84,10 @@ class ISqrtCovHead(nn.Module):
     ``feature_scale`` multiplies the vectorised root before the FC (1: the paper). The root of a
     covariance is small next to a GAP feature of the same backbone (a squared norm of about 6
     against 68 for the small ResNet at initialisation), so the FC over its d(d+1)/2 inputs
-    starts with tiny logits and passes the backbone about a quarter of the gradient a GAP head
-    does (0.22 against 0.91): at a few epochs the network trains slower and less reliably.
-    The small networks of the zoo use 4, the scale at which that gradient matches a GAP head's;
+    starts with tiny logits and passes the backbone about a quarter to a third of the gradient
+    a GAP head does (notebook 02 measures 0.28-0.32 on the same backbone weights, seeds 0-2): at
+    a few epochs the network trains slower and less reliably. The small networks of the zoo use
+    4, which brings that gradient to about a GAP head's (1.2 times it there);
     the paper configurations keep 1 (``benchmarks/compare.py --table isqrt_head`` measures
     both). ``norm``: a BatchNorm1d before the FC; ``fc_init='zeros'``: a zero-initialised FC
     (both ablations, measured there).
