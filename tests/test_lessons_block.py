@@ -163,3 +163,33 @@ def test_block_view_labels_the_matrices_rows_and_columns():
     assert all("per-row std over\ncolumns, this image: " in ax.get_title() for ax in heatmaps)
     labels = {ax.get_ylabel() for ax in axes}
     assert {"covariance entry", "row-normalised entry"} <= labels
+
+
+def test_placement_cost_has_imagenet_quarter_head_by_default():
+    # Table 4's networks classify ImageNet-1/4K's 250 classes (Sec. 4), not ImageNet-1K's 1000
+    quarter = lessons_block.placement_cost(64, "-,-,C,-", input_size=64)
+    full = lessons_block.placement_cost(64, "-,-,C,-", input_size=64, num_classes=1000)
+    assert quarter.num_classes == 250 and full.num_classes == 1000
+    assert full.vanilla_params - quarter.vanilla_params == 750 * (2048 + 1)   # the FC's rows
+    assert full.params - quarter.params == 750 * (2048 + 1)
+    assert full.added_params == quarter.added_params
+    titles = [lessons_block.placement_figure(cost)._suptitle.get_text() for cost in (quarter, full)]
+    assert "(250-class head, ImageNet-1/4K)" in titles[0] and "(1000-class head)" in titles[1]
+
+
+def test_block_view_title_states_what_the_row_bn_did():
+    titles = [lessons_block.block_view(image, "layer3.2.attn")._suptitle.get_text()
+              for image in (0, 1)]
+    assert all(": row-wise BN lifts the per-row std " in t for t in titles)
+    assert titles[0] != titles[1]
+    tb = lessons_block.trained_block(0, "layer3.2.attn")
+    low, high = tb.cov_bn.std(dim=1).aminmax()
+    assert titles[0].endswith(f" to {low:.2f}-{high:.2f}")
+
+
+def test_placement_cost_reads_the_rank_before_the_relu():
+    # S2's block input is a 1x1 conv of 64 channels: before the ReLU its reduced map has rank 64
+    cost = lessons_block.placement_cost(256, "C,-,-,-", input_size=64)
+    s2 = cost.stages[0]
+    assert s2.positions == 16 * 16 and s2.rank_linear == 64 and s2.rank > 64
+    assert cost.stages[1].rank_linear is None

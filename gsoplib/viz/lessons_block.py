@@ -4,9 +4,10 @@ block's channel weights differ from an untrained one's.
 
     block_parameters(channels, c)            Table 2's parameter count, as a formula
     block_multiply_adds(channels, c, M)      Table 2's FLOPs (multiply-adds), as a formula
-    placement_cost(c, mask)                  ResNet-26 with channel blocks of size c at the
-                                             stages of ``mask``: each stage's block counted, the
-                                             network's totals, each placed covariance's rank
+    placement_cost(c, mask)                  ResNet-26 (250-class head, ImageNet-1/4K) with
+                                             channel blocks of size c at the stages of ``mask``:
+                                             each stage's block counted, the network's totals,
+                                             each placed covariance's rank
     placement_figure(cost)                   parameters and multiply-adds per stage, spectra
     placement_view(c, mask)                  notebook 03's second widget callback: both of the above
     weight_spread(weights, labels)           range, spread and class dependence of weights
@@ -35,6 +36,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ..blocks import GSoPChannel
 from ..models import count_multiply_adds, count_parameters, create_model
+from ..ops import covariance
 from ..probe import probe
 from ..root_check import numerical_rank
 from ._axes import _figure, _title
@@ -77,7 +79,10 @@ class StageCost:
     placed: whether the mask puts a block there. For a placed block, rank: the numerical rank of
     its c x c covariance on the probe image, and eigenvalues: (c,) that covariance's
     eigenvalues over the largest, descending; rank_bound = min(c, M - 1): a covariance of M
-    centred samples has rank at most M - 1.
+    centred samples has rank at most M - 1. rank_linear: the numerical rank of the covariance of
+    the block's reduced map before its ReLU (conv + BN, an affine map of the block's input), at
+    most the rank of the block's input over the positions, e.g. the width of the bottleneck's
+    last conv's input (64 at S2).
     """
 
     stage: str
@@ -90,6 +95,7 @@ class StageCost:
     rank_bound: int
     rank: int | None = None
     eigenvalues: np.ndarray | None = None
+    rank_linear: int | None = None
 
 
 @dataclass
@@ -97,7 +103,8 @@ class PlacementCost:
     """ResNet-26 (GSoP-Net Table 3) with channel blocks of covariance size ``c`` at ``mask``.
 
     params, multiply_adds: the network's, counted (multiply-adds on one image at
-    ``input_size``); vanilla_params, vanilla_multiply_adds: the same without blocks.
+    ``input_size``); vanilla_params, vanilla_multiply_adds: the same without blocks;
+    num_classes: the classifier's outputs (250 for ImageNet-1/4K, the set of Table 4).
     """
 
     c: int
@@ -108,6 +115,7 @@ class PlacementCost:
     multiply_adds: int
     vanilla_params: int
     vanilla_multiply_adds: int
+    num_classes: int = 250
 
     @property
     def added_params(self) -> int:
@@ -119,9 +127,9 @@ class PlacementCost:
 
 
 @lru_cache(maxsize=4)
-def _vanilla(input_size: int) -> tuple[int, int]:
+def _vanilla(input_size: int, num_classes: int = 250) -> tuple[int, int]:
     with FakeTensorMode():
-        model = create_model("resnet26")
+        model = create_model("resnet26", num_classes=num_classes)
     return count_parameters(model), count_multiply_adds(model, input_size)
 
 
@@ -143,11 +151,13 @@ def _calibrate(model: nn.Module, batch: torch.Tensor) -> list[tuple[int, int]]:
 
 
 def placement_cost(c: int = 128, mask: str = "C,C,C,C", *, input_size: int = 224,
-                   seed: int = 0, calibration: int = 4) -> PlacementCost:
-    """Build ResNet-26 with ``GSoPChannel(C', c)`` after the last bottleneck of each stage
-    marked 'C' in ``mask`` ([S2, S3, S4, S5], GSoP-Net Table 4c/4d notation, '-' for none),
-    count its parameters and multiply-adds and those of a block at every stage, and run it on
-    one seeded noise image to read each placed block's c x c covariance (B = 1).
+                   seed: int = 0, calibration: int = 4, num_classes: int = 250) -> PlacementCost:
+    """Build ResNet-26 with ``GSoPChannel(C', c)`` inside the last bottleneck of each stage
+    marked 'C' in ``mask`` ([S2, S3, S4, S5], GSoP-Net Table 4c/4d notation, '-' for none), on
+    its bn3 output before the shortcut is added (Sec. 3.4), count its parameters and
+    multiply-adds and those of a block at every stage, and run it on one seeded noise image to
+    read each placed block's c x c covariance (B = 1). The classifier has ``num_classes``
+    outputs: 250 by default, ImageNet-1/4K's classes (Sec. 4, the set of Table 4).
 
     The network is untrained: its BN statistics are set from ``calibration`` noise images, so
     only what does not depend on training is read from it, the covariance's rank, bounded by
@@ -160,11 +170,12 @@ def placement_cost(c: int = 128, mask: str = "C,C,C,C", *, input_size: int = 224
                          f"([S2, S3, S4, S5]), got {mask!r}")
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = create_model("resnet26", blocks=mask, block_kwargs={"rd_channels": c})
+        model = create_model("resnet26", blocks=mask, block_kwargs={"rd_channels": c},
+                             num_classes=num_classes)
         shapes = _calibrate(model, torch.randn(calibration, 3, input_size, input_size))
         image = torch.randn(1, 3, input_size, input_size)
     placed = [p == "C" for p in parts]
-    insp = probe(model, image, taps="tap_cov") if any(placed) else None
+    insp = probe(model, image, taps=["tap_input", "tap_cov"]) if any(placed) else None
     stages = []
     for s, ((channels, positions), here) in enumerate(zip(shapes, placed)):
         path = f"layer{s + 1}.{len(getattr(model, f'layer{s + 1}')) - 1}.attn"
@@ -179,10 +190,15 @@ def placement_cost(c: int = 128, mask: str = "C,C,C,C", *, input_size: int = 224
             evals = torch.linalg.eigvalsh(cov[0].double()).flip(0)
             cost.rank = int(numerical_rank(cov)[0])
             cost.eigenvalues = (evals / evals[0]).clamp_min(0).numpy()
+            attn = model.get_submodule(path)
+            with torch.no_grad():                  # conv + BN of the reduce step, no ReLU
+                linear = attn.reduce[:2](attn.pre_act(insp[path]["tap_input"]))
+            cost.rank_linear = int(numerical_rank(covariance(linear))[0])
         stages.append(cost)
-    vanilla_params, vanilla_macs = _vanilla(input_size)
+    vanilla_params, vanilla_macs = _vanilla(input_size, num_classes)
     return PlacementCost(c, mask, input_size, stages, count_parameters(model),
-                         count_multiply_adds(model, input_size), vanilla_params, vanilla_macs)
+                         count_multiply_adds(model, input_size), vanilla_params, vanilla_macs,
+                         num_classes)
 
 
 def placement_figure(cost: PlacementCost, *, figsize=(12.0, 3.6)) -> Figure:
@@ -236,14 +252,17 @@ def placement_figure(cost: PlacementCost, *, figsize=(12.0, 3.6)) -> Figure:
         ax_s.text(0.5, 0.5, "no block placed", ha="center", va="center",
                   transform=ax_s.transAxes)
         _title(ax_s, "covariance spectrum")
-    fig.suptitle(f"ResNet-26 with channel blocks of size c = {cost.c} at [{cost.mask}] "
-                 "(untrained; spectra on one noise image)", fontsize=10)
+    head = (f"{cost.num_classes}-class head, ImageNet-1/4K" if cost.num_classes == 250
+            else f"{cost.num_classes}-class head")
+    fig.suptitle(f"ResNet-26 ({head}) with channel blocks of size c = {cost.c} at "
+                 f"[{cost.mask}] (untrained; spectra on one noise image)", fontsize=10)
     return fig
 
 
 def placement_view(c: int = 128, mask: str = "C,C,C,C", input_size: int = 224) -> Figure:
     """Notebook 03's second widget callback: :func:`placement_cost` of ``c`` and ``mask``, drawn by
-    :func:`placement_figure`. Takes about a second on a CPU at 224."""
+    :func:`placement_figure`, with ImageNet-1/4K's 250-class head. Takes about a second on a
+    CPU at 224."""
     return placement_figure(placement_cost(c, mask, input_size=input_size))
 
 
@@ -423,7 +442,8 @@ def block_view(image: int = 0, block: str = "layer3.2.attn") -> Figure:
     98% quantile of |entries|); the row-wise BN output Sigma~ (c x c, the same); the C'
     channel weights in channel order, with the block's weights on the other 63 of the first 64
     test images as a grey band (their range). The matrices' titles give the range over rows of
-    each row's standard deviation over its c columns, in this one image."""
+    each row's standard deviation over its c columns, in this one image; the figure's title
+    says how the row-wise BN moved that range."""
     from .blocks import _diverging
     tb = trained_block(image, block)
     first64 = _first64_weights(block)
@@ -464,8 +484,9 @@ def block_view(image: int = 0, block: str = "layer3.2.attn") -> Figure:
     ax_w.legend(fontsize=7, loc="lower right")
     _title(ax_w, f"{n} channel weights: min {tb.weights.min():.2f}, median "
                  f"{tb.weights.median():.2f}, max {tb.weights.max():.2f}")
-    fig.suptitle(f"trained fmnist_small_gsop1, block {block} (c = {c}, C' = {n})",
-                 fontsize=10)
+    fig.suptitle(f"trained fmnist_small_gsop1, block {block} (c = {c}, C' = {n}): row-wise BN "
+                 f"lifts the per-row std {row_std.min():.3f}-{row_std.max():.3f} to "
+                 f"{bn_std.min():.2f}-{bn_std.max():.2f}", fontsize=10)
     return fig
 
 
