@@ -590,12 +590,13 @@ def probe_and_rank_view(
 
 
 FORMS = {
-    "authors": ("the authors' layer (keeps X, I_hat): 4 (M^2 + cM)", 1),
-    "autograd": ("plain autograd through Eq. 5 (X, I_hat, X I_hat): 4 (M^2 + 2cM)", 2),
-    "gsoplib": ("gsoplib's covariance (X alone): 4 cM", None),
+    "authors": ("the authors' layer (authors_covpool)", 1),
+    "autograd": ("plain autograd through Eq. 5 (covariance_centring_matrix)", 2),
+    "gsoplib": ("gsoplib's covariance (X alone)", None),
 }
 """The forms :func:`saved_bytes` counts: a label, and how many (c, M) matrices each keeps beside
-I_hat (None: no I_hat at all, X alone)."""
+I_hat (None: no I_hat at all, X alone). The labels name the functions, not what they keep or
+the byte formulas: notebook 01's exercise 3 asks the reader to derive those."""
 
 
 def saved_bytes(channels: int, positions, form: str) -> np.ndarray:
