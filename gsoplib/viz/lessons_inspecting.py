@@ -11,6 +11,11 @@ mean grey, the baseline of :mod:`gsoplib.attribution`), and a GM-SOP gate's choi
     choice_share_figure(indices, weights, ...)   that share beside the mean gate weight per class
     region_sums(heat, regions)                   a map's positive, negative and net sum per region
     region_sums_figure(maps, regions)            those sums as bars, one panel per map
+    class_means(values, labels, n_classes)       the mean of each class's images
+    class_mean_weights_figure(weights, ...)      class means of channel weights minus the overall
+                                                 mean, classes x channels, one panel per block
+    map_grid_figure(grid)                        rows of h x w maps, one colour scale per row
+    class_mean_maps_figure(maps, labels, ...)    the class-mean position maps of each block
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from matplotlib.colors import Normalize
+from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from .attribution import attribution_figure
@@ -252,5 +258,116 @@ def region_sums_figure(
     return fig
 
 
+def class_means(values: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(n_classes, ...): the mean of ``values`` (S, ...) over each class's images, ``labels`` (S,)
+    class numbers; the w-bar_k of notebook 06's class share
+    1 - sum_s ||w_s - w-bar_{y_s}||^2 / sum_s ||w_s - w-bar||^2. A class with no image gets NaN."""
+    flat = values.detach().double().flatten(1)                                    # (S, D)
+    members = torch.nn.functional.one_hot(labels.long(), n_classes).double()     # (S, classes)
+    means = (members.T @ flat) / members.sum(0)[:, None]
+    return means.view(n_classes, *values.shape[1:])
+
+
+def class_mean_weights_figure(
+    weights: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    classes: list[str],
+    *,
+    shares: dict[str, float] | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """One panel per block (name -> channel weights (S, C)): a classes x channels grid of each
+    class's mean weight minus the mean over all S images (w-bar_k - w-bar, what the class share
+    counts; red above the mean, blue below, a symmetric scale per panel). Panel widths follow
+    the channel counts; with ``shares`` (name -> share) each panel's title gives the share of
+    the variance the class explains. Rows are labelled with the class and its number of images."""
+    counts = torch.bincount(labels.long(), minlength=len(classes)).tolist()
+    widths = [w.shape[1] + 12 for w in weights.values()]
+    figsize = figsize or (min(2.5 + 0.14 * sum(widths), 16.0), 4.0)
+    fig = Figure(figsize=figsize)
+    fig.subplots_adjust(left=1.3 / figsize[0], right=0.98, bottom=0.14, top=0.8, wspace=0.3)
+    axes = np.atleast_1d(fig.subplots(1, len(weights), gridspec_kw={"width_ratios": widths}))
+    for ax, (name, w) in zip(axes, weights.items()):
+        deviation = (class_means(w, labels, len(classes)) - w.detach().double().mean(0)).numpy()
+        limit = max(float(np.nanmax(np.abs(deviation))), 1e-6)
+        im = ax.imshow(deviation, cmap="RdBu_r", norm=TwoSlopeNorm(0, -limit, limit),
+                       aspect="auto", interpolation="nearest")
+        rows = [f"{c} ({n})" for c, n in zip(classes, counts)] if ax is axes[0] else []
+        ax.set_yticks(np.arange(len(classes)), rows, fontsize=8)
+        ax.set_xlabel("channel", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(axis="both", labelsize=7)
+        heading = name if shares is None else f"{name}: the class explains {shares[name]:.0%}"
+        ax.set_title(heading, fontsize=9)
+        bar = fig.colorbar(im, ax=ax, pad=0.02, fraction=0.05)
+        bar.ax.tick_params(labelsize=7)
+        if ax is axes[-1]:
+            bar.set_label("class mean - overall mean weight", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def map_grid_figure(
+    grid: dict[str, dict[str, torch.Tensor]],
+    *,
+    title: str | None = None,
+    label: str = "weight",
+    cell: float = 1.15,
+) -> Figure:
+    """Rows of h x w maps: ``grid`` maps a row's name to {column name: map (h, w)}; every row
+    has the same columns. One colour scale (viridis, from the row's smallest to its largest
+    value, NaN left blank) and one colorbar (``label``) per row, so maps compare along a row.
+    Column names head the first row, row names label the first column."""
+    columns = list(next(iter(grid.values())))
+    if any(list(row) != columns for row in grid.values()):
+        raise ValueError("every row of the grid needs the same columns")
+    heading = 0.45 + (0.2 * (title.count("\n") + 1) if title else 0.0)   # inches above the maps
+    fig = Figure(figsize=(1.6 + cell * (len(columns) + 0.4), 0.15 + heading + cell * len(grid)))
+    fig.subplots_adjust(left=1.5 / fig.get_figwidth(), right=0.93, bottom=0.03,
+                        top=1 - heading / fig.get_figheight(), wspace=0.08, hspace=0.12)
+    axes = np.atleast_2d(fig.subplots(len(grid), len(columns), squeeze=False))
+    for r, (row_name, row) in enumerate(grid.items()):
+        values = torch.stack([m.detach().double() for m in row.values()])
+        norm = Normalize(float(np.nanmin(values.numpy())), float(np.nanmax(values.numpy())))
+        for c, (column, heat) in enumerate(row.items()):
+            ax = axes[r, c]
+            im = ax.imshow(heat.detach().double().numpy(), cmap="viridis", norm=norm,
+                           interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(column, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(row_name, fontsize=8, rotation=0, ha="right", va="center")
+        fig.colorbar(im, ax=list(axes[r]), pad=0.01, fraction=0.02).set_label(label, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def class_mean_maps_figure(
+    maps: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    classes: list[str],
+    *,
+    shares: dict[str, float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The class-mean position maps: one row per block (name -> pooled maps (S, h, w), GSoP-Net
+    Sec. 3.2's weights before upsampling), one column per class, each cell the class's mean
+    map over its images (:func:`class_means`), one colour scale per row
+    (:func:`map_grid_figure`). With ``shares`` the row names give the share of the maps'
+    variance the class explains."""
+    grid = {}
+    for name, m in maps.items():
+        means = class_means(m, labels, len(classes))
+        row = name if shares is None else f"{name}\nclass explains\n{shares[name]:.0%}"
+        grid[row] = dict(zip(classes, means))
+    return map_grid_figure(grid, title=title, label="class-mean weight")
+
+
 __all__ = ["BaselineMaps", "RegionSums", "baseline_attributions", "baseline_view", "choice_share",
-           "choice_share_figure", "region_sums", "region_sums_figure"]
+           "choice_share_figure", "class_mean_maps_figure", "class_mean_weights_figure",
+           "class_means", "map_grid_figure", "region_sums", "region_sums_figure"]
