@@ -246,7 +246,8 @@ def test_sweep_quick_run_writes_its_cells_and_the_figure(tmp_path):
     )
     result = json.loads((tmp_path / "sweep-cpu.json").read_text())
     cells = {(r["backbone"], r["pooling"]) for r in result["summary"]}
-    assert len(cells) == 2 * 5 and figure.stat().st_size > 10_000
+    assert len(cells) == 2 * len(_compare_module().POOLINGS) == 2 * 6
+    assert figure.stat().st_size > 10_000
     compare = _compare_module()
     kwargs = compare.sweep_kwargs((1,), (8,), "iSQRT-COV head")
     assert kwargs["blocks"] == "√" and kwargs["head_kwargs"]["rd_channels"] is None
@@ -254,6 +255,8 @@ def test_sweep_quick_run_writes_its_cells_and_the_figure(tmp_path):
     scaled = compare.sweep_kwargs((1,), (8,), "iSQRT-COV head x4")
     assert scaled["head_kwargs"]["feature_scale"] == 4
     assert compare.sweep_kwargs((1, 1), (8, 16), "GSoP blocks + GAP")["blocks"] == "C,C"
+    control = compare.sweep_kwargs((1,), (8,), "GAP + MLP")  # the control: 36 first-order inputs
+    assert control["blocks"] == "-" and control["head_kwargs"] == {"hidden": 36}
 
 
 def test_curves_quick_run_logs_steps_and_epochs_per_model(tmp_path):
