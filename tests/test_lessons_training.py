@@ -79,3 +79,60 @@ def test_bad_arguments():
         lessons_training.warmup_run(0.1, 0, "SE")
     with pytest.raises(ValueError, match="warmup_steps must be in"):
         lessons_training.warmup_run(0.1, 64, "GAP")
+
+
+def test_grad_norms_say_where_the_clip_engaged():
+    """Notebook 05: without warm-up the x4 head's gradient stays below the clip until the loss
+    has spiked, so the clipped and unclipped runs agree up to the spike."""
+    clipped = lessons_training.warmup_run(0.2, 0, "iSQRT-COV x4", 5.0)
+    unclipped = lessons_training.warmup_run(0.2, 0, "iSQRT-COV x4", 0.0)
+    assert len(clipped.grad_norms) == len(clipped.losses) == 64
+    spike = clipped.losses.index(clipped.highest)
+    assert max(clipped.grad_norms[:spike]) < 5.0 < clipped.grad_norms[spike]
+    assert clipped.losses[:spike + 1] == unclipped.losses[:spike + 1]
+    assert clipped.grad_norms[:spike + 1] == unclipped.grad_norms[:spike + 1]
+    # the norm is measured before clipping: a clipped step still reports its full norm
+    assert unclipped.final >= clipped.final
+    gap = lessons_training.warmup_run(0.2, 16, "GAP")
+    assert len(gap.grad_norms) == 64 and all(n > 0 for n in gap.grad_norms)
+
+
+def _bundled_rows():
+    return [
+        {"model": "small_vanilla", "data": "fashion_mnist", "epochs": 2, "test top-1": 0.9191},
+        {"model": "small_gsop1", "data": "fashion_mnist", "epochs": 5, "test top-1": 0.9331},
+        {"model": "small_vanilla", "data": "second_order", "epochs": 10, "test top-1": 0.996},
+        {"model": "small_gsop1", "data": "second_order", "epochs": 10, "test top-1": 0.999},
+    ]
+
+
+def test_bundled_figure_counts_errors_with_binomial_bars():
+    fig = lessons_training.bundled_figure(_bundled_rows(), {"fashion_mnist": 10_000,
+                                                            "second_order": 2_000})
+    accuracy, errors = fig.axes
+    assert accuracy.get_xlim() == (0.0, 100.0)
+    assert accuracy.get_title() == ("fashion_mnist: 91.9-93.3% test top-1\n"
+                                    "2-5 epochs, unequal budgets: no ranking")
+    assert [p.get_width() for p in accuracy.patches] == pytest.approx([91.91, 93.31])
+    assert errors.get_title() == ("second_order: small_vanilla 8, small_gsop1 2 test errors of "
+                                  "2,000\n10 epochs, one seed each: a hint, no ranking")
+    assert [p.get_width() for p in errors.patches] == [8, 2]
+    # the bars' half-widths are the binomial standard errors sqrt(n p (1 - p))
+    segments = errors.collections[0].get_segments()
+    half = sorted((s[1][0] - s[0][0]) / 2 for s in segments)
+    assert half == pytest.approx(sorted([math.sqrt(2000 * 0.996 * 0.004),
+                                         math.sqrt(2000 * 0.999 * 0.001)]))
+    # counting errors on another dataset instead changes what is drawn
+    other = lessons_training.bundled_figure(_bundled_rows(), {"fashion_mnist": 10_000,
+                                                              "second_order": 2_000},
+                                            count_errors=())
+    assert other.axes[1].get_xlim() == (0.0, 100.0)
+
+
+def test_pair_misses_are_the_images_each_bundled_model_gets_wrong():
+    from gsoplib.data import load_dataset
+    test = load_dataset("second_order", train=False)
+    for name, missed in lessons_training.PAIR_MISSES.items():
+        right = lessons_training.per_image_correct(name, test.images, test.labels)
+        assert right.shape == (2000,)
+        assert tuple((~right).nonzero().flatten().tolist()) == missed

@@ -15,7 +15,7 @@ from ._axes import _figure, _title
 #: One colour and marker per pooling, the same in every panel.
 STYLES = {"GAP": ("tab:grey", "o"), "GSoP blocks + GAP": ("tab:blue", "s"),
           "iSQRT-COV head": ("tab:orange", "^"), "iSQRT-COV head x4": ("tab:red", "v"),
-          "GM-SOP head": ("tab:green", "D")}
+          "GM-SOP head": ("tab:green", "D"), "GAP + MLP": ("tab:purple", "P")}
 
 
 def sweep_figure(rows: Sequence[dict], backbones: Sequence[str], *,
