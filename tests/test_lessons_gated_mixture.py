@@ -71,3 +71,19 @@ def test_fig3_figure_draws_every_seed_speed_when_asked():
     assert not plain.containers and "seed range" not in plain.get_ylabel()
     with pytest.raises(ValueError, match="speed_seeds=True needs"):
         gate_benchmarks.fig3_figure(rows, speed_seeds=True)
+
+
+def test_mixture_timing_figure_draws_a_bar_per_method_and_the_prediction():
+    rows = [{"level": level, "method": m, "fwd_bwd_ms": ms, "x_vs_ave": x}
+            for level in ("head", "network")
+            for m, ms, x in (("GM-SOP-16-8 (dispatch)", 6.0, 0.6), ("Ave-SOP-16", 10.0, 1.0))]
+    fig = gate_benchmarks.mixture_timing_figure(rows, predicted=9 / 16, titles=("h", "n"))
+    head, network = fig.axes
+    assert [p.get_width() for p in head.patches] == [0.6, 1.0]
+    ticks = {t.get_text(): y for t, y in zip(head.get_yticklabels(), head.get_yticks())}
+    assert ticks == {"GM-SOP-16-8 (dispatch)": 1, "Ave-SOP-16": 0}                # first row on top
+    marks = {line.get_label(): line.get_xdata()[0] for line in head.lines}
+    assert marks["the count of CM evaluations: 0.56"] == 9 / 16 and marks["Ave-SOP (1x)"] == 1.0
+    assert len(network.lines) == 1 and head.get_title() == "h"       # the prediction: head only
+    with pytest.raises(ValueError, match="needs 2 titles"):
+        gate_benchmarks.mixture_timing_figure(rows, titles=("h",))

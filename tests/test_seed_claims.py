@@ -9,7 +9,13 @@ import statistics
 import pytest
 
 from gsoplib.viz.lessons_sqrtm import t_two_sided_p
-from gsoplib.viz.seed_claims import SeedComparison, claims_table, compare_seeds, p_text
+from gsoplib.viz.seed_claims import (
+    SeedComparison,
+    claims_markdown,
+    claims_table,
+    compare_seeds,
+    p_text,
+)
 
 # benchmarks/results/fig3-cpu.json, GM-SOP Fig. 3 in small: N = 4 and N = 8 at K = 1 (to 0.1)
 N4_K1 = [92.6, 81.9, 86.2]
@@ -73,6 +79,17 @@ def test_claims_table_wraps_each_column():
     assert lines[2].startswith("a claim long enough ") and lines[3].startswith("to wrap onto a")
     assert all(len(line) <= len(lines[1]) for line in lines)
 
+
+
+def test_claims_markdown_is_one_table_line_per_row_with_pipes_escaped():
+    text = claims_markdown([("a above b", "Fig. 2", "mean |omega - 1/K| 0.37\nof 0.375", "holds"),
+                            ("c", "d", "e", "f")], header=("w", "x", "y", "z"))
+    lines = text.splitlines()
+    assert lines[:2] == ["| w | x | y | z |", "|---|---|---|---|"] and len(lines) == 4
+    assert lines[2] == "| a above b | Fig. 2 | mean \\|omega - 1/K\\| 0.37 of 0.375 | holds |"
+    assert all(line.replace("\\|", "").count("|") == 5 for line in lines)   # four cells each
+    with pytest.raises(ValueError, match="4 cells"):
+        claims_markdown([("a", "b", "c")])
 
 # --- stratified_permutation_test --------------------------------------------------------------
 

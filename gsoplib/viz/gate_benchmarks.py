@@ -11,6 +11,8 @@ drawn from their JSON rows, and the state a row's gate is in. Notebook 04 reads 
                                  ``speed_seeds=True``: every seed's speed too)
     balance_figure(rows)         GM-SOP's Fig. 2 on a whole network (``benchmarks/balance.py``):
                                  training usage and test share per component, per gate form
+    mixture_timing_figure(rows)  ``benchmarks/mixture.py``'s times over Ave-SOP's as bars, with
+                                 the ratio the count of CM evaluations predicts
 
 The toy mixture's figures (runs trained in seconds) are in :mod:`gsoplib.viz.lessons_mixture`.
 """
@@ -330,11 +332,59 @@ def balance_figure(
     return fig
 
 
+
+def mixture_timing_figure(
+    rows: Sequence[dict],
+    *,
+    predicted: float | None = None,
+    titles: Sequence[str] | None = None,
+    figsize: tuple[float, float] = (11.0, 3.2),
+) -> Figure:
+    """``benchmarks/mixture.py``'s timings as bars: each method's forward + backward time over
+    Ave-SOP-N's (``x_vs_ave``), one panel per level ('head', then 'network'), the line 1 (the
+    average) and, on the head panel, ``predicted``: the ratio the count of CM evaluations gives
+    ((K + 1)/N for dispatch with a gating branch shaped like a CM, GM-SOP Sec. 2.3).
+
+    Args:
+        rows: dicts with 'level', 'method', 'fwd_bwd_ms' and 'x_vs_ave', as in
+            ``benchmarks/results/mixture-cpu.json``.
+        predicted: the head-level prediction to mark (None: no mark).
+        titles: one per level; default: the level.
+    Returns:
+        the Figure (two axes).
+    """
+    levels = list(dict.fromkeys(r["level"] for r in rows))
+    if titles is not None and len(titles) != len(levels):
+        raise ValueError(f"mixture_timing_figure needs {len(levels)} titles, got {len(titles)}")
+    fig = _figure(figsize, left=0.2, right=0.98, bottom=0.17, top=0.82, wspace=0.75)
+    axes = fig.subplots(1, len(levels), squeeze=False)[0]
+    for col, (ax, level) in enumerate(zip(axes, levels)):
+        mine = [r for r in rows if r["level"] == level]
+        y = np.arange(len(mine))[::-1]
+        ratios = [r["x_vs_ave"] for r in mine]
+        colours = [CHOSEN if "dispatch" in r["method"] else OTHER for r in mine]
+        ax.barh(y, ratios, color=colours, height=0.6)
+        for yi, r in zip(y, mine):
+            ax.text(r["x_vs_ave"] + 0.02, yi, f"{r['x_vs_ave']:.2f}x ({r['fwd_bwd_ms']:.0f} ms)",
+                    va="center", fontsize=7)
+        ax.set_yticks(y, [r["method"] for r in mine], fontsize=7)
+        ax.axvline(1.0, color="black", lw=0.8, ls=":", label="Ave-SOP (1x)")
+        if predicted is not None and level == "head":
+            ax.axvline(predicted, color="tab:red", lw=1.0, ls="--",
+                       label=f"the count of CM evaluations: {predicted:.2f}")
+        ax.set_xlim(0, 1.35 * max(ratios))
+        ax.set_xlabel("forward + backward time / Ave-SOP's")
+        ax.legend(fontsize=7, loc="lower right")
+        _title(ax, titles[col] if titles else level)
+    return fig
+
+
 __all__ = [
     "STATUS_COLOURS",
     "balance_figure",
     "fig3_figure",
     "gate_status",
+    "mixture_timing_figure",
     "saturation_figure",
     "saturation_overview",
 ]

@@ -3,6 +3,7 @@
     compare_seeds(a, b)   two settings' accuracies over their seeds: means and standard
                           deviations, the project's std rule, Welch's t-test (two-sided p)
     claims_table(rows)    claim | paper | measured | verdict, as aligned plain text
+    claims_markdown(rows) the same rows as a Markdown table
     stratified_permutation_test(x, y, strata)
                           does y move with x inside each stratum (e.g. top-1 with N at
                           fixed K)? The pooled within-stratum slope and a permutation p,
@@ -131,6 +132,27 @@ def claims_table(
     rule = "-+-".join("-" * w for w in widths)
     body = ["\n".join(lines(row)) for row in rows]
     return "\n".join(lines(header) + [rule]) + "\n" + "\n\n".join(body)
+
+
+def claims_markdown(rows: Sequence[Sequence[str]], *, header: Sequence[str] = HEADER) -> str:
+    """The rows of :func:`claims_table` as a Markdown table, for ``IPython.display.Markdown``:
+    one line per row, a ``|`` inside a cell escaped as ``\\|`` (so ``|omega - 1/K|`` stays in
+    its cell) and line breaks as spaces.
+
+    Examples:
+        >>> print(claims_markdown([("a above b", "paper", "mean |x| 1", "holds")]))
+        | claim | paper | measured | verdict |
+        |---|---|---|---|
+        | a above b | paper | mean \\|x\\| 1 | holds |
+    """
+    if any(len(row) != len(header) for row in rows):
+        raise ValueError(f"claims_markdown: every row needs {len(header)} cells")
+
+    def line(cells: Sequence[str]) -> str:
+        texts = (str(c).replace("|", "\\|").replace("\n", " ") for c in cells)
+        return "| " + " | ".join(texts) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *(line(row) for row in rows)])
 
 
 @dataclass(frozen=True)
@@ -268,6 +290,7 @@ __all__ = [
     "HEADER",
     "PermutationTest",
     "SeedComparison",
+    "claims_markdown",
     "claims_table",
     "compare_seeds",
     "p_text",
