@@ -497,7 +497,7 @@ def gate_probe_figure(weights: dict[str, torch.Tensor], labels: torch.Tensor,
                                    "coloured by class") -> Figure:
     """One panel per gate (``ncols`` panels a row, default all in one row): each image's first
     two channel weights w_0, w_1 (of N x K weights), coloured by its class ``labels`` (N,),
-    on second-order images (notebook 03 section 3), with a legend of the classes
+    on second-order images (notebook 03 section 4), with a legend of the classes
     (``class_names``, or their numbers); the panel's title gives the largest standard deviation
     of a weight over the images and the linear probe's test ``accuracy`` on all K weights, not
     only the two drawn. On centred images SE's weights are a function of the channel means, all
