@@ -112,7 +112,8 @@ def test_gate_benchmark_saturation_table_on_the_second_order_set(tmp_path):
     for row in result["rows"]:
         assert 1 <= row["effective_components"] <= 4 and row["logit_span"] >= 0
     cosine = result["rows"][1]
-    assert cosine["head_kwargs"] == {"gate": "mixing", "gate_logit_scale": 4.0}
+    assert cosine["head_kwargs"] == {"alpha": 100.0, "dropout": 0.2, "gate": "mixing",
+                                     "gate_logit_scale": 4.0}  # pinned: as measured
     assert cosine["logit_span"] <= 2 * 4.0  # the cosine router's bound
     assert "| cosine_s4 |" in out.stdout
     bad = subprocess.run([sys.executable, str(BENCHMARKS / "gate.py"), "--only", "cosine_s4"],

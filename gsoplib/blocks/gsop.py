@@ -16,7 +16,7 @@ The row-wise convolution treats the d x d covariance as a 1 x d map with d chann
 channel i): each row gets 4 length-d filters of its own, so the embedding is one linear map per
 row, 4d^2 weights in all (Table 2: 1 x 128 x 1, G = 128 for c = 128).
 
-Where the authors' code and the paper differ (notebook 03, section 9, tabulates the same):
+Where the authors' code and the paper differ (notebook 03, section 10, tabulates the same):
 
     after the reducing BN       paper: a ReLU in both blocks (Table 2's "conv + BN + ReLU");
                                 code: a ReLU in the channel block, none in the position block.
