@@ -192,9 +192,11 @@ BACKBONES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
 #: heads are (``ISqrtCovHead(feature_scale=4)``); GM-SOP keeps the head's defaults (the paper's
 #: dropout of 0.2 and alpha = 100; the small zoo drops the dropout and uses alpha = 1). "GAP +
 #: MLP" is a control, not a paper's pooling: GAP, then Linear(C, C(C+1)/2) + ReLU before the FC,
-#: so that its classifier reads as many features as the iSQRT-COV head's, all of them first-order.
+#: so that its classifier reads as many features as the iSQRT-COV head's, all of them first-order;
+#: "GAP x4" is the other control: GAP's means scaled by 4 before the FC, as the x4 head scales its
+#: root (the scale sets the FC's effective learning rate).
 POOLINGS = ("GAP", "GSoP blocks + GAP", "iSQRT-COV head", "iSQRT-COV head x4", "GM-SOP head",
-            "GAP + MLP")
+            "GAP + MLP", "GAP x4")
 
 
 def sweep_kwargs(layers: tuple[int, ...], widths: tuple[int, ...], pooling: str) -> dict:
@@ -203,7 +205,8 @@ def sweep_kwargs(layers: tuple[int, ...], widths: tuple[int, ...], pooling: str)
     the last map's own C channels, its Newton-Schulz root (3 iterations) and an FC (no
     reduction, so it reads what GAP reads), its features as they come (feature_scale 1, the
     paper's) or x4 (the small zoo's); GM-SOP-8-4 with components C -> C -> C/2; or GAP with a
-    hidden Linear(C, C(C+1)/2) + ReLU, the covariance head's feature count (the control)."""
+    hidden Linear(C, C(C+1)/2) + ReLU, the covariance head's feature count; or GAP with its means
+    scaled by 4 (the two controls)."""
     stages, c = len(layers), widths[-1]
     out = {"block": "basic", "layers": layers, "widths": widths, "stem": "cifar",
            "stem_width": widths[0], "blocks": ",".join("-" * stages)}
@@ -216,6 +219,8 @@ def sweep_kwargs(layers: tuple[int, ...], widths: tuple[int, ...], pooling: str)
             out["head_kwargs"]["feature_scale"] = 4.0
     elif pooling == "GAP + MLP":
         out.update(head_kwargs={"hidden": c * (c + 1) // 2})
+    elif pooling == "GAP x4":
+        out.update(head_kwargs={"feature_scale": 4.0})
     elif pooling == "GM-SOP head":
         out.update(head="gated_mixture", head_kwargs={
             "component": "sop", "num_components": 8, "k": 4,

@@ -247,7 +247,7 @@ def test_sweep_quick_run_writes_its_cells_and_the_figure(tmp_path):
     )
     result = json.loads((tmp_path / "sweep-cpu.json").read_text())
     cells = {(r["backbone"], r["pooling"]) for r in result["summary"]}
-    assert len(cells) == 2 * len(_compare_module().POOLINGS) == 2 * 6
+    assert len(cells) == 2 * len(_compare_module().POOLINGS) == 2 * 7
     assert figure.stat().st_size > 10_000
     compare = _compare_module()
     kwargs = compare.sweep_kwargs((1,), (8,), "iSQRT-COV head")
@@ -258,6 +258,7 @@ def test_sweep_quick_run_writes_its_cells_and_the_figure(tmp_path):
     assert compare.sweep_kwargs((1, 1), (8, 16), "GSoP blocks + GAP")["blocks"] == "C,C"
     control = compare.sweep_kwargs((1,), (8,), "GAP + MLP")  # the control: 36 first-order inputs
     assert control["blocks"] == "-" and control["head_kwargs"] == {"hidden": 36}
+    assert compare.sweep_kwargs((1,), (8,), "GAP x4")["head_kwargs"] == {"feature_scale": 4.0}
 
 
 def test_curves_quick_run_logs_steps_and_epochs_per_model(tmp_path):

@@ -256,3 +256,6 @@ def test_the_gap_head_with_a_hidden_layer_reads_d_features_and_keeps_the_plain_h
     torch.testing.assert_close(wide(x), by_hand)
     with pytest.raises(ValueError, match="hidden"):
         GlobalAvgPoolHead(8, 10, hidden=-1)
+    scaled = GlobalAvgPoolHead(8, 10, feature_scale=4.0)
+    scaled.load_state_dict(plain.state_dict())  # same keys: the scale is not a parameter
+    torch.testing.assert_close(scaled(x), plain.fc(4 * x.mean((2, 3))))

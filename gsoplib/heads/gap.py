@@ -7,7 +7,10 @@ average pooling").
 ``hidden=d`` puts a Linear(C, d) + ReLU between the means and the FC, so that the classifier reads
 d features, as many as a covariance head's C(C+1)/2 when d is set so: a control that separates
 "the head reads more features" from "the features are second-order" (``benchmarks/compare.py
---sweep``'s "GAP + MLP" pooling). Not in the papers; 0 (the default) is GSoP-Net1's head.
+--sweep``'s "GAP + MLP" pooling). ``feature_scale`` multiplies the pooled means before the
+FC, as :class:`~gsoplib.heads.ISqrtCovHead`'s does its root: the sweep's "GAP x4" control for
+the scaled covariance head (a larger input scale is a larger effective rate for the FC). Neither
+is in the papers; ``hidden=0, feature_scale=1`` (the defaults) is GSoP-Net1's head.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ class GlobalAvgPoolHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int = 1000, dropout: float = 0.0,
-                 hidden: int = 0) -> None:
+                 hidden: int = 0, feature_scale: float = 1.0) -> None:
         super().__init__()
+        self.feature_scale = float(feature_scale)
         if hidden < 0:
             raise ValueError(f"hidden must be 0 (no hidden layer) or a width, got {hidden}")
         self.hidden = (nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(inplace=True))
@@ -36,8 +40,8 @@ class GlobalAvgPoolHead(nn.Module):
         self.fc = nn.Linear(self.output_dim, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled representation, (B, C)."""
-        return x.mean(dim=(2, 3))
+        """The pooled representation (times ``feature_scale``), (B, C)."""
+        return x.mean(dim=(2, 3)) * self.feature_scale
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
         return with_aux(self.fc(self.dropout(self.hidden(self.features(x)))), None, return_aux)
