@@ -173,17 +173,17 @@ def ns_explorer(
     return fig
 
 
-def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(9.0, 3.6)) -> Figure:
+def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(10.5, 3.6)) -> Figure:
     """y_N(lambda) for N = 1..max_iters against sqrt(lambda), lambda in [1e-6, 1] (left), and
     the ratio y_N / sqrt(lambda) (right); every N its own colour of one sequential map, N = 3
     (the GSoP-Net authors' code, GM-SOP's release) and N = 5 (iSQRT-COV's, as GM-SOP Sec. 3.1
     cites it) drawn thicker; on the right each curve is labelled N=k where its ratio reaches 0.5;
-    the left legend sits above the curves (y up to 3e4). A dotted line
+    the left legend sits outside the axes, between the panels (y capped at 2). A dotted line
     at lambda = 1/channels: every eigenvalue of a flat channels x channels covariance after
     trace normalisation. The right title gives
     y_3, y_5 and y_max_iters over sqrt at that lambda (1e-3 when channels is None)."""
     lam = torch.logspace(-6, 0, 300, dtype=torch.float64)
-    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.14, top=0.88, wspace=0.3)
+    fig = _figure(figsize, left=0.07, right=0.98, bottom=0.14, top=0.88, wspace=0.78)
     ax, ar = fig.subplots(1, 2)
     ax.loglog(lam, lam.sqrt(), color="k", lw=2.5, label=r"$\sqrt{\lambda}$")
     colors = _sequential(max_iters)
@@ -207,8 +207,8 @@ def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(9.0
         a.set_xlabel(r"$\lambda$ (trace-normalised eigenvalue)")
     ax.set_ylabel(r"$y_N(\lambda)$, eigenvalue after N iterations")
     ar.set_ylabel(r"$y_N(\lambda) / \sqrt{\lambda}$")
-    ax.set_ylim(top=3e4)                    # room above the curves (max 1) for the legend
-    ax.legend(fontsize=6, loc="upper left", ncol=2)
+    ax.set_ylim(top=2)                      # the curves reach 1 at lambda = 1
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     handles, labels = ar.get_legend_handles_labels()
     ar.legend(handles[-2:], labels[-2:], fontsize=7, loc="lower right")
     _title(ax, r"small $\lambda$: $y_N \approx (3/2)^N \lambda$, slope 1, not 1/2", fontsize=8)
