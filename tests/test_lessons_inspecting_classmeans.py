@@ -44,6 +44,9 @@ def test_class_mean_weights_figure_draws_the_deviation_from_the_overall_mean():
     assert fig.axes[1].get_title() == "b: the class explains 25%"
     assert fig.get_suptitle() == "found"
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["x (6)", "y (6)", "z (6)"]
+    bars = fig.axes[2:]                          # one colour bar per panel, each labelled
+    assert len(bars) == 2
+    assert all(bar.get_ylabel() == "class mean - overall mean weight" for bar in bars)
 
 
 def test_map_grid_figure_one_scale_per_row_and_blank_nan():

@@ -281,7 +281,8 @@ def class_mean_weights_figure(
     class's mean weight minus the mean over all S images (w-bar_k - w-bar, what the class share
     counts; red above the mean, blue below, a symmetric scale per panel). Panel widths follow
     the channel counts; with ``shares`` (name -> share) each panel's title gives the share of
-    the variance the class explains. Rows are labelled with the class and its number of images."""
+    the variance the class explains. Rows are labelled with the class and its number of images;
+    every panel's colour bar is labelled "class mean - overall mean weight"."""
     counts = torch.bincount(labels.long(), minlength=len(classes)).tolist()
     widths = [w.shape[1] + 12 for w in weights.values()]
     figsize = figsize or (min(2.5 + 0.14 * sum(widths), 16.0), 4.0)
@@ -302,8 +303,7 @@ def class_mean_weights_figure(
         ax.set_title(heading, fontsize=9)
         bar = fig.colorbar(im, ax=ax, pad=0.02, fraction=0.05)
         bar.ax.tick_params(labelsize=7)
-        if ax is axes[-1]:
-            bar.set_label("class mean - overall mean weight", fontsize=7)
+        bar.set_label("class mean - overall mean weight", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
