@@ -193,3 +193,19 @@ def test_placement_cost_reads_the_rank_before_the_relu():
     s2 = cost.stages[0]
     assert s2.positions == 16 * 16 and s2.rank_linear == 64 and s2.rank > 64
     assert cost.stages[1].rank_linear is None
+
+
+def test_trained_weights_figure_draws_the_shuffled_floors():
+    labels = torch.arange(3).repeat_interleave(10)
+    trained, untrained = torch.rand(30, 16), 0.5 + 0.01 * torch.randn(30, 16)
+    plain = lessons_block.trained_weights_figure(trained, untrained, labels, ["a", "b", "c"])
+    fig = lessons_block.trained_weights_figure(trained, untrained, labels, ["a", "b", "c"],
+                                               floors={"trained": (0.2, 0.3),
+                                                       "untrained": (0.05, 0.07)})
+    right = fig.axes[3]
+    dotted = [line for line in right.get_lines() if line.get_linestyle() == ":"]
+    levels = sorted(line.get_ydata()[0] for line in dotted if len(line.get_ydata()))
+    assert levels == pytest.approx([0.05, 0.2])        # one dotted line per model, at its mean
+    assert len(right.patches) == 2                     # the bands up to the 95th percentile
+    assert right.get_legend().get_texts()[-1].get_text().startswith("shuffled labels")
+    assert not any(line.get_linestyle() == ":" for line in plain.axes[3].get_lines())

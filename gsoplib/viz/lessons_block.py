@@ -301,7 +301,8 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
                            labels: torch.Tensor, class_names: Sequence[str], *,
                            untrained_name: str = "untrained", figsize=(12.0, 3.8),
                            reference: torch.Tensor | None = None,
-                           reference_name: str = "reference", title: str | None = None) -> Figure:
+                           reference_name: str = "reference", title: str | None = None,
+                           floors: dict[str, tuple[float, float]] | None = None) -> Figure:
     """One block's channel weights (N, C) on the same N images, trained against a baseline
     ``untrained`` (N, C) (``untrained_name`` labels it, e.g. "fresh block, trained backbone" for
     a newly initialised block in an otherwise trained network).
@@ -312,7 +313,10 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     for both blocks. ``reference`` (N, C), optional: a second baseline's weights, drawn as a
     black outline (left) and a dashed line (right) and labelled ``reference_name``; ``title``
     (optional) is the figure's title. The left title compares the trained weights' standard
-    deviation with the baseline's (``untrained``), not the reference's.
+    deviation with the baseline's (``untrained``), not the reference's. ``floors`` (optional):
+    per line name ("trained", ``untrained_name``, ``reference_name``), the (mean, 95th
+    percentile) of the median class range under shuffled labels, drawn in the right panel as a
+    dotted line at the mean and a band up to the 95th percentile, in that line's colour.
     """
     t, u = trained.flatten(1).double(), untrained.flatten(1).double()
     st, su = weight_spread(t, labels), weight_spread(u, labels)
@@ -355,6 +359,13 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
         ranges = (m.amax(0) - m.amin(0)).sort(descending=True).values.numpy()
         ax_r.plot(np.arange(1, len(ranges) + 1), ranges, color=colour, ls=style, lw=1.6,
                   label=f"{name}: median {spread.class_range:.3f}")
+        if floors is not None and name in floors:
+            low, high = floors[name]
+            ax_r.axhline(low, color=colour, ls=":", lw=1.2)
+            ax_r.axhspan(low, high, color=colour, alpha=0.15, lw=0)
+    if floors:
+        ax_r.plot([], [], color="0.3", ls=":", lw=1.2,
+                  label="shuffled labels: mean (dotted), 95% (band)")
     ax_r.set_ylim(0, 1)
     ax_r.set_xlabel("channel, sorted", fontsize=9)
     ax_r.set_ylabel("largest - smallest class mean", fontsize=9)
