@@ -173,7 +173,8 @@ def ns_explorer(
     return fig
 
 
-def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(10.5, 3.6)) -> Figure:
+def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(10.5, 3.6),
+                    eigenvalues: torch.Tensor | None = None) -> Figure:
     """y_N(lambda) for N = 1..max_iters against sqrt(lambda), lambda in [1e-6, 1] (left), and
     the ratio y_N / sqrt(lambda) (right); every N its own colour of one sequential map, N = 3
     (the GSoP-Net authors' code, GM-SOP's release) and N = 5 (iSQRT-COV's, as GM-SOP Sec. 3.1
@@ -181,13 +182,18 @@ def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(10.
     the left legend sits outside the axes, between the panels (y capped at 2). A dotted line
     at lambda = 1/channels: every eigenvalue of a flat channels x channels covariance after
     trace normalisation. The right title gives
-    y_3, y_5 and y_max_iters over sqrt at that lambda (1e-3 when channels is None)."""
+    y_3, y_5 and y_max_iters over sqrt at that lambda (1e-3 when channels is None).
+
+    ``eigenvalues`` (optional, any shape, trace-normalised, e.g. (B, C) of a head's covariances;
+    values <= 1e-6 are left out as zeros): drawn as a grey histogram along the right panel's
+    lambda axis, on a second y axis (share of those eigenvalues per log-spaced bin), whose label
+    gives their median and the share above 1/channels; None draws no histogram."""
     lam = torch.logspace(-6, 0, 300, dtype=torch.float64)
     fig = _figure(figsize, left=0.07, right=0.98, bottom=0.14, top=0.88, wspace=0.78)
     ax, ar = fig.subplots(1, 2)
     ax.loglog(lam, lam.sqrt(), color="k", lw=2.5, label=r"$\sqrt{\lambda}$")
     colors = _sequential(max_iters)
-    papers = {3: " (GSoP-Net code)", 5: " (iSQRT-COV)"}
+    papers = {3: " (GSoP-Net/GM-SOP code)", 5: " (iSQRT-COV)"}
     for n in range(1, max_iters + 1):
         y = newton_schulz_polynomial(lam, n)
         style = {"lw": 2.2 if n in papers else 1.0, "color": colors[n - 1],
@@ -217,7 +223,23 @@ def eigenvalue_maps(max_iters: int = 10, channels: int | None = 64, figsize=(10.
               / math.sqrt(at) for n in dict.fromkeys(shown)}
     _title(ar, rf"at $\lambda$ = {at:.3g}: " + ", ".join(
         rf"$y_{{{n}}} = {r:.2f}\sqrt{{\lambda}}$" for n, r in ratios.items()), fontsize=8)
+    if eigenvalues is not None:
+        _eigenvalue_histogram(ar, eigenvalues, at)
     return fig
+
+
+def _eigenvalue_histogram(ax, eigenvalues: torch.Tensor, at: float) -> None:
+    """Grey histogram of the non-zero (> 1e-6) ``eigenvalues`` over ax's lambda range, 60 log bins,
+    as a share of them, on a twin y axis labelled with their median and the share above ``at``."""
+    kept = eigenvalues.detach().double().flatten()
+    kept = kept[kept > 1e-6]
+    bins = np.logspace(-6, 0, 61)
+    ax.figure.subplots_adjust(right=0.91)                       # room for the twin axis' label
+    twin = ax.twinx()
+    share = np.full(len(kept), 1 / len(kept))
+    twin.hist(kept.numpy(), bins=bins, weights=share, color="0.5", alpha=0.35)
+    twin.set_ylabel(f"share of the given eigenvalues (grey)\nmedian {float(kept.median()):.2g}, "
+                    f"{float((kept > at).double().mean()):.0%} above {at:.3g}", fontsize=7)
 
 
 def _sequential(count: int) -> list:
