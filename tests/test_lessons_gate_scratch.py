@@ -305,3 +305,15 @@ def test_fig3_figure_right_panel_can_show_the_largest_weight_against_the_tie():
     assert list(effective.lines[0].get_ydata()) == [1, 2]
     with pytest.raises(ValueError, match="right must be"):
         gate_benchmarks.fig3_figure(rows, right="nothing")
+
+
+def test_saturation_overview_crowd_moves_a_large_group_to_the_legend():
+    crowded = SATURATION + [dict(SATURATION[2], variant=f"mixing_{i}") for i in range(3)]
+    fig = gate_benchmarks.saturation_overview(crowded, crowd=2)
+    left = fig.axes[0]
+    labels = sorted(t.get_text().replace("\n", " ") for t in left.texts)
+    assert labels == ["A", "cosine_learned", "live, live_z_loss"]
+    legend = [t.get_text().replace("\n", " ") for t in left.get_legend().get_texts()]
+    assert "A: mixing, mixing_0, mixing_1, mixing_2" in legend
+    default = gate_benchmarks.saturation_overview(crowded).axes[0]
+    assert "A" not in [t.get_text() for t in default.texts]

@@ -207,6 +207,7 @@ def saturation_overview(
     titles: Sequence[str] | None = None,
     figsize=(11.0, 4.4),
     accuracy: str = "bars",
+    crowd: int | None = None,
 ) -> Figure:
     """The gate variants of ``benchmarks/gate.py --table saturation`` (its ``summary`` rows:
     variant, logit_span, effective_components, weight_deviation, test_top1, test_top1_std),
@@ -217,7 +218,10 @@ def saturation_overview(
     per variant, mean and std over the seeds, the y range holding every error bar.
     ``titles``: the two panel titles, to state the findings. ``accuracy='points'`` draws the
     right panel as points with error bars instead of bars (a bar's length from a y axis that
-    does not start at 0 exaggerates the gaps; a point's position does not)."""
+    does not start at 0 exaggerates the gaps; a point's position does not). ``crowd``: a
+    group of more than this many close variants is labelled by a letter (A, B, ...) and its
+    names go to the legend as "A: name, name, ..."; None (default) writes every group's names
+    next to its points."""
     if not rows:
         raise ValueError("saturation_overview needs at least one row")
     if accuracy not in ("bars", "points"):
@@ -239,13 +243,20 @@ def saturation_overview(
     low, high = math.log10(min(spans)), math.log10(max(spans))
     axes[0].set_xlim(10 ** (low - 0.3), 10 ** (high + 0.3))
     axes[0].set_ylim(0.6, k + 0.5)
+    letters = iter("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
     for group in _clusters([(math.log10(x), y) for x, y in zip(spans, effective)], 0.35, 0.3):
         x = 10 ** (sum(math.log10(spans[i]) for i in group) / len(group))
         y = sum(effective[i] for i in group) / len(group)
         where = (math.log10(x) - low) / max(high - low, 1e-9)
         below = y > (k + 1) / 2
+        names = ", ".join(rows[i]["variant"] for i in group)
+        if crowd is not None and len(group) > crowd:
+            letter = next(letters)
+            axes[0].plot([], [], ls="none", marker=f"${letter}$", color="black",
+                         label=textwrap.fill(f"{letter}: {names}", 45))
+            names = letter
         axes[0].annotate(
-            textwrap.fill(", ".join(rows[i]["variant"] for i in group), 30), (x, y),
+            textwrap.fill(names, 30), (x, y),
             fontsize=6.5, xytext=(0, -8 if below else 8), textcoords="offset points",
             va="top" if below else "bottom",
             ha="left" if where < 0.25 else "right" if where > 0.75 else "center",
