@@ -345,3 +345,20 @@ def test_saved_bytes_figure_draws_the_three_forms_and_the_measurements():
     # the finding moves with c: at c = 64, M = 784 is 12.25 times c
     title = lessons.saved_bytes_figure(64).axes[0].get_title()
     assert "M = c = 64; at M = 784 I_hat is 12.2x X" in title
+
+
+def test_channel_accuracy_figure_draws_draws_means_and_controls():
+    test = {3: [0.85, 0.86], 6: [0.88, 0.90], 16: [0.70, 0.72]}
+    train = {3: [0.87, 0.87], 6: [0.94, 0.95], 16: [1.0, 1.0]}
+    fig = lessons.channel_accuracy_figure(test, train, {"raw": (16, [0.84, 0.83])})
+    ax = fig.axes[0]
+    assert ax.get_title() == "best mean test accuracy at C = 6: 0.890"
+    mean_line = ax.lines[0]
+    assert list(mean_line.get_xdata()) == [3, 6, 16]
+    assert list(mean_line.get_ydata()) == pytest.approx([0.855, 0.89, 0.71])
+    raw_bar = ax.lines[-1]
+    assert list(raw_bar.get_ydata()) == pytest.approx([0.835, 0.835])
+    # the best C moves when the test accuracies do
+    test[16] = [0.95, 0.95]
+    title = lessons.channel_accuracy_figure(test, train).axes[0].get_title()
+    assert title.startswith("best mean test accuracy at C = 16")

@@ -169,6 +169,48 @@ def centring_share_figure(
     return fig
 
 
+def channel_accuracy_figure(
+    test: dict[int, list[float]],
+    train: dict[int, list[float]],
+    markers: dict[str, tuple[int, list[float]]] | None = None,
+    *,
+    figsize=(7.0, 3.4),
+) -> Figure:
+    """The covariance probe's accuracy against the number of channels C, one point per draw.
+
+    ``test`` and ``train``: {C: [accuracy of each draw]} of the linear probe on triu_vec of
+    GM-SOP Eq. 5's Sigma (d = C(C+1)/2 features); test points are filled, train points open,
+    each with a line through the means over the draws. ``markers``: {label: (C, [accuracy of
+    each draw])}, controls drawn just right of their C (side by side) as their own markers, with
+    the mean as a short bar.
+    The title names the C with the best mean test accuracy.
+    """
+    fig = _figure(figsize, left=0.1, right=0.6, bottom=0.15, top=0.88)
+    ax = fig.subplots()
+    channels = sorted(test)
+    for part, values, fill in (("test", test, CHOSEN), ("train", train, "none")):
+        means = [float(np.mean(values[c])) for c in channels]
+        ax.plot(channels, means, "-", color=CHOSEN, lw=1, alpha=1.0 if part == "test" else 0.5,
+                label=f"{part}: mean over draws")
+        for c in channels:
+            ax.plot([c] * len(values[c]), values[c], "o", ms=5, color=CHOSEN, mfc=fill,
+                    label=f"{part}: one draw" if c == channels[0] else None)
+    placed: dict[int, int] = {}                   # controls at one C sit side by side, right of it
+    for i, (label, (c, values)) in enumerate((markers or {}).items()):
+        color = ("tab:green", "tab:red", "tab:purple", "tab:brown")[i % 4]
+        placed[c] = placed.get(c, 0) + 1
+        x = c + 0.6 * placed[c]
+        ax.plot([x] * len(values), values, "s^Dv"[i % 4], ms=5, color=color, label=f"test, {label}")
+        ax.plot([x - 0.25, x + 0.25], [float(np.mean(values))] * 2, "-", color=color, lw=2)
+    ax.set_xticks(channels)
+    ax.set_xlabel("channels C (d = C(C+1)/2 features)")
+    ax.set_ylabel("accuracy of the linear probe")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    best = max(channels, key=lambda c: float(np.mean(test[c])))
+    _title(ax, f"best mean test accuracy at C = {best}: {float(np.mean(test[best])):.3f}")
+    return fig
+
+
 def class_covariance_figure(
     sigma: torch.Tensor,
     labels: torch.Tensor,
