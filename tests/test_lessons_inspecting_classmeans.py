@@ -72,3 +72,15 @@ def test_class_mean_maps_figure_rows_are_blocks_columns_classes():
     np.testing.assert_allclose(drawn, maps[labels == 1].double().mean(0).numpy())
     assert fig.axes[0].get_ylabel() == "block\nclass explains\n40%"
     assert [ax.get_title() for ax in fig.axes[:3]] == ["x", "y", "z"]
+
+
+def test_class_mean_maps_figure_outlines_draw_the_class_mean_mask():
+    labels = torch.tensor([0, 0, 1, 1])
+    maps = torch.rand(4, 4, 4, generator=torch.Generator().manual_seed(0))
+    masks = torch.zeros(4, 4, 4)
+    masks[:2, 1:3, 1:3] = 1.0  # class 0: a garment in the middle
+    plain = li.class_mean_maps_figure({"a": maps, "b": maps}, labels, ["x", "y"])
+    drawn = li.class_mean_maps_figure({"a": maps, "b": maps}, labels, ["x", "y"], outlines=masks)
+    assert all(len(ax.collections) == 0 for ax in plain.axes[:4])
+    contoured = [len(ax.collections) > 0 for ax in drawn.axes[:4]]
+    assert contoured == [True, False, True, False]  # class 1's mean mask is 0: no contour

@@ -354,18 +354,27 @@ def class_mean_maps_figure(
     *,
     shares: dict[str, float] | None = None,
     title: str | None = None,
+    outlines: torch.Tensor | None = None,
 ) -> Figure:
     """The class-mean position maps: one row per block (name -> pooled maps (S, h, w), GSoP-Net
     Sec. 3.2's weights before upsampling), one column per class, each cell the class's mean
     map over its images (:func:`class_means`), one colour scale per row
     (:func:`map_grid_figure`). With ``shares`` the row names give the share of the maps'
-    variance the class explains."""
+    variance the class explains. With ``outlines`` (S, h, w), e.g. each cell's share of garment
+    pixels, every cell also draws the class mean of ``outlines`` as a white contour at 0.5."""
     grid = {}
     for name, m in maps.items():
         means = class_means(m, labels, len(classes))
         row = name if shares is None else f"{name}\nclass explains\n{shares[name]:.0%}"
         grid[row] = dict(zip(classes, means))
-    return map_grid_figure(grid, title=title, label="class-mean weight")
+    fig = map_grid_figure(grid, title=title, label="class-mean weight")
+    if outlines is not None:
+        masks = class_means(outlines, labels, len(classes)).numpy()  # (classes, h, w)
+        for i, ax in enumerate(fig.axes[:len(grid) * len(classes)]):  # the maps, row by row
+            mask = masks[i % len(classes)]
+            if np.nanmin(mask) < 0.5 < np.nanmax(mask):
+                ax.contour(mask, levels=[0.5], colors="white", linewidths=0.9)
+    return fig
 
 
 __all__ = ["BaselineMaps", "RegionSums", "baseline_attributions", "baseline_view", "choice_share",
