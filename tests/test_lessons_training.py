@@ -136,3 +136,35 @@ def test_pair_misses_are_the_images_each_bundled_model_gets_wrong():
         right = lessons_training.per_image_correct(name, test.images, test.labels)
         assert right.shape == (2000,)
         assert tuple((~right).nonzero().flatten().tolist()) == missed
+
+
+def test_fc_input_norm_reads_the_classifier_s_input_and_its_scale():
+    """||f||^2 of what the head's fc reads: GAP x4's is exactly 16 times GAP's (the same
+    initial weights), the x4 head's about 18 times GAP's on the widget's batches (notebook 05)."""
+    import torch
+
+    from gsoplib.models import create_model
+
+    batches, _, classes = lessons_training.fixed_batches()
+    x = torch.cat(batches[:2])
+    norm = {}
+    for name, kwargs in (("GAP", {}), ("GAP x4", {"head_kwargs": {"feature_scale": 4.0}}),
+                         ("iSQRT-COV x4", lessons_training.HEADS["iSQRT-COV x4"])):
+        torch.manual_seed(0)
+        model = create_model("small_vanilla", num_classes=classes, in_chans=3,
+                             **{**lessons_training.BACKBONE, **kwargs}).train()
+        norm[name] = lessons_training.fc_input_norm(model, x)
+    assert norm["GAP x4"] == pytest.approx(16 * norm["GAP"], rel=1e-4)
+    assert 15 < norm["iSQRT-COV x4"] / norm["GAP"] < 21
+
+
+def test_depth_figure_states_the_first_and_last_depth():
+    accuracy = {"the image": {"gap": 13.0, "covariance": 82.0},
+                "stem": {"gap": 55.6, "covariance": 69.3},
+                "layer3": {"gap": 16.8, "covariance": 17.1}}
+    fig = lessons_training.depth_figure(accuracy, chance=12.5)
+    assert fig.axes[0].get_title() == ("an untrained network loses the set with depth: "
+                                       "gap 13% -> 17%; covariance 82% -> 17%")
+    moved = lessons_training.depth_figure({**accuracy, "layer3": {"gap": 30.0, "covariance": 40.0}},
+                                          chance=12.5)
+    assert moved.axes[0].get_title().endswith("gap 13% -> 30%; covariance 82% -> 40%")

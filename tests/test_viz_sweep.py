@@ -35,6 +35,22 @@ def test_sweep_finding_counts_leads_beyond_the_larger_std():
         sweep_finding(ROWS, BACKBONES, "d", ["GAP"])
 
 
+def test_sweep_finding_by_welch_counts_only_p_below_005():
+    """test="welch": a lead counts at Welch's two-sided p < 0.05 over the rows' seeds; a lead of
+    1.5 over stds 1.0 and 0.5 passes the std rule (t = 2.3, p ~ 0.12) and not the test."""
+    assert sweep_finding(ROWS, BACKBONES, "d", test="welch") == (
+        "d: iSQRT-COV head leads GAP\nat p < 0.05 (Welch) at 1 of 2 sizes (+10.0 points);\n"
+        "GSoP blocks + GAP trails it at 2 of 2 (-2.0, -2.0)")
+    near = [{**r, "test_top1": 61.5, "runs": [60.5, 61.5, 62.5]}
+            if (r["backbone"], r["pooling"]) == ("small", "iSQRT-COV head") else r for r in ROWS]
+    assert sweep_finding(near, BACKBONES, "d", ["iSQRT-COV head"]).startswith(
+        "d: iSQRT-COV head leads GAP\nbeyond seed noise at 1 of 2 sizes (+1.5 points)")
+    assert sweep_finding(near, BACKBONES, "d", ["iSQRT-COV head"], test="welch") == (
+        "d: no pooling leads GAP at p < 0.05 (Welch) at any size")
+    with pytest.raises(ValueError, match="test must be"):
+        sweep_finding(ROWS, BACKBONES, "d", test="t")
+
+
 def test_titles_are_optional_and_the_defaults_stay():
     assert sweep_figure(ROWS, BACKBONES).axes[0].get_title() == "d: 3 seeds per point"
     named = sweep_figure(ROWS, BACKBONES, titles={"d": sweep_finding(ROWS, BACKBONES, "d")})

@@ -20,6 +20,9 @@ and two pieces of notebook 05's section on the bundled checkpoints:
     PAIR_MISSES, per_image_correct(name, images, labels)
                                    which test images the two bundled second-order models get
                                    wrong, for their paired (McNemar) comparison
+    depth_figure(accuracy, chance) linear-probe accuracy of GAP and the covariance against the
+                                   depth of an untrained network (notebook 05, section 7)
+    fc_input_norm(model, x)        the mean squared norm of what a model's classifier reads
 
 The optimiser is the ``fast`` recipe's (notebook 05 builds its step from scratch and checks it
 against ``torch.optim.SGD``): with momentum mu = 0.9, Nesterov, weight decay lambda = 5e-4 and the
@@ -293,3 +296,40 @@ def bundled_figure(rows: list[dict], test_images: dict[str, int],
 
 __all__ = ["HEADS", "PAIR_MISSES", "WarmupRun", "bundled_figure", "fixed_batches",
            "per_image_correct", "warmup_figure", "warmup_run", "warmup_view"]
+
+
+def depth_figure(accuracy: dict[str, dict[str, float]], chance: float,
+                 figsize: tuple[float, float] = (7.0, 3.4)) -> Figure:
+    """Linear-probe test top-1 (%) against depth: ``accuracy[where][pooling]``, ``where`` in
+    order from the input (e.g. the image, the stem, each stage), ``pooling`` "gap" or
+    "covariance"; chance (%) dotted. The title states the first and last point of each pooling."""
+    fig = _figure(figsize, left=0.1, right=0.98, bottom=0.2, top=0.82)
+    ax = fig.subplots()
+    where = list(accuracy)
+    for pooling, colour in (("gap", "tab:grey"), ("covariance", "tab:blue")):
+        ax.plot(range(len(where)), [accuracy[w][pooling] for w in where], marker="o",
+                color=colour, label=pooling)
+    ax.axhline(chance, color="black", lw=0.8, ls=":", label=f"chance ({chance:g}%)")
+    ax.set_xticks(range(len(where)), [f"after {w}" for w in where], fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("probe test top-1 %")
+    ax.legend(fontsize=7, loc="upper right")
+    ends = "; ".join(f"{p} {accuracy[where[0]][p]:.0f}% -> {accuracy[where[-1]][p]:.0f}%"
+                     for p in ("gap", "covariance"))
+    _title(ax, f"an untrained network loses the set with depth: {ends}")
+    return fig
+
+
+@torch.no_grad()
+def fc_input_norm(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """The mean over the batch of ||f||_2^2, f the input of ``model.head.fc`` (B, D) for images
+    x (B, C, H, W), in the model's current mode. For a linear classifier z = W f an SGD step
+    dW = -eta g f^T moves the logits of f by -eta ||f||^2 g: ||f||^2 scales the classifier's
+    effective rate."""
+    seen = []
+    hook = model.head.fc.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        model(x)
+    finally:
+        hook.remove()
+    return float(seen[0].square().sum(1).mean())

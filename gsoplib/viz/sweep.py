@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ._axes import _figure, _title
+from .seed_claims import compare_seeds
 
 #: One colour and marker per pooling, the same in every panel.
 STYLES = {"GAP": ("tab:grey", "o"), "GSoP blocks + GAP": ("tab:blue", "s"),
@@ -146,12 +147,17 @@ def probe_figure(rows: Sequence[dict], dataset: str, per_class: int, *,
 
 
 def sweep_finding(rows: Sequence[dict], backbones: Sequence[str], dataset: str,
-                  poolings: Sequence[str] | None = None) -> str:
+                  poolings: Sequence[str] | None = None, test: str = "std") -> str:
     """What one dataset of the sweep shows against GAP, as a title. For each pooling p of
     ``poolings`` (default: all but GAP) and backbone b, the lead l = mean_p - mean_GAP counts
-    when |l| > max(std_p, std_GAP), the claims table's rule (the std over seeds). Names the
-    pooling that leads at the most backbones, with its leads smallest backbone first, or says
-    none does; then the one that trails at the most, if any."""
+    when |l| > max(std_p, std_GAP), the claims table's rule (the std over seeds; with three seeds
+    a side it means Welch's |t| > 1.22 at least, a screen rather than a test); with
+    ``test="welch"`` it counts when Welch's two-sided p < 0.05 instead (each row's ``runs``, the
+    seeds' values; :func:`gsoplib.viz.seed_claims.compare_seeds`). Names the pooling that leads
+    at the most backbones, with its leads smallest backbone first, or says none does; then the
+    one that trails at the most, if any."""
+    if test not in ("std", "welch"):
+        raise ValueError(f"test must be 'std' or 'welch', got {test!r}")
     cells = {(r["backbone"], r["pooling"]): r for r in rows if r["dataset"] == dataset}
     poolings = [p for p in (poolings or dict.fromkeys(p for _, p in cells)) if p != "GAP"]
     shown = [b for b in backbones if (b, "GAP") in cells]
@@ -164,6 +170,10 @@ def sweep_finding(rows: Sequence[dict], backbones: Sequence[str], dataset: str,
             if (b, p) in cells:
                 lead = cells[(b, p)]["test_top1"] - cells[(b, "GAP")]["test_top1"]
                 noise = max(cells[(b, p)]["test_top1_std"], cells[(b, "GAP")]["test_top1_std"])
+                if test == "welch":   # the lead as the test sees it: the seeds' means
+                    welch = compare_seeds(cells[(b, p)]["runs"], cells[(b, "GAP")]["runs"])
+                    # a significant lead only has to have the sign; any other never counts
+                    lead, noise = welch.gap, (abs(welch.gap) if welch.p >= 0.05 else 0.0)
                 if sign * lead > noise:
                     out.append(lead)
         return out
@@ -173,11 +183,12 @@ def sweep_finding(rows: Sequence[dict], backbones: Sequence[str], dataset: str,
                    key=lambda pl: (len(pl[1]), sign * sum(pl[1])))
 
     ahead, behind = best(+1), best(-1)
+    rule = "beyond seed noise" if test == "std" else "at p < 0.05 (Welch)"
     if ahead[1]:
-        text = (f"{dataset}: {ahead[0]} leads GAP\nbeyond seed noise at {len(ahead[1])} of "
+        text = (f"{dataset}: {ahead[0]} leads GAP\n{rule} at {len(ahead[1])} of "
                 f"{len(shown)} sizes ({', '.join(f'{v:+.1f}' for v in ahead[1])} points)")
     else:
-        text = f"{dataset}: no pooling leads GAP beyond seed noise at any size"
+        text = f"{dataset}: no pooling leads GAP {rule} at any size"
     if behind[1]:
         text += (f";\n{behind[0]} trails it at {len(behind[1])} of {len(shown)} "
                  f"({', '.join(f'{v:+.1f}' for v in behind[1])})")
