@@ -323,9 +323,9 @@ def depth_figure(accuracy: dict[str, dict[str, float]], chance: float,
 @torch.no_grad()
 def fc_input_norm(model: torch.nn.Module, x: torch.Tensor) -> float:
     """The mean over the batch of ||f||_2^2, f the input of ``model.head.fc`` (B, D) for images
-    x (B, C, H, W), in the model's current mode. For a linear classifier z = W f an SGD step
-    dW = -eta g f^T moves the logits of f by -eta ||f||^2 g: ||f||^2 scales the classifier's
-    effective rate."""
+    x (B, C, H, W), in the model's current mode. For a linear classifier z = W f + b an SGD step
+    dW = -eta g f^T, db = -eta g moves the logits of f by -eta (||f||^2 + 1) g: ||f||^2 + 1
+    scales the classifier's effective rate."""
     seen = []
     hook = model.head.fc.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     try:

@@ -16,7 +16,8 @@ from .seed_claims import compare_seeds
 #: One colour and marker per pooling, the same in every panel.
 STYLES = {"GAP": ("tab:grey", "o"), "GSoP blocks + GAP": ("tab:blue", "s"),
           "iSQRT-COV head": ("tab:orange", "^"), "iSQRT-COV head x4": ("tab:red", "v"),
-          "GM-SOP head": ("tab:green", "D"), "GAP + MLP": ("tab:purple", "P")}
+          "GM-SOP head": ("tab:green", "D"), "GAP + MLP": ("tab:purple", "P"),
+          "GAP x4": ("tab:brown", "X")}
 
 
 def sweep_figure(rows: Sequence[dict], backbones: Sequence[str], *,
