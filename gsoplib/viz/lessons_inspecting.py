@@ -153,8 +153,7 @@ def choice_share(indices: torch.Tensor, labels: torch.Tensor, n_classes: int,
     information (each image counting 1/K for each of its K choices, GM-SOP Eq. 3's support); each
     row sums to K. A class with no image gets a row of NaN."""
     chosen = torch.zeros(len(indices), n_components, dtype=torch.float64).scatter_(1, indices, 1.0)
-    members = torch.nn.functional.one_hot(labels.long(), n_classes).double()      # (S, classes)
-    return (members.T @ chosen) / members.sum(0)[:, None]
+    return class_means(chosen, labels, n_classes)
 
 
 def choice_share_figure(
@@ -172,12 +171,12 @@ def choice_share_figure(
     Eq. 3; ``weights`` (S, N), zero where not chosen) over the class's images, 0 to its largest.
     Rows are labelled with the class and its number of images; ``title`` goes above both."""
     share = choice_share(indices, labels, len(classes), weights.shape[1])
-    members = torch.nn.functional.one_hot(labels.long(), len(classes)).double()
-    mean_omega = (members.T @ weights.double()) / members.sum(0)[:, None]
+    mean_omega = class_means(weights, labels, len(classes))
+    counts = torch.bincount(labels.long(), minlength=len(classes))
     fig = Figure(figsize=figsize)
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.8, wspace=0.3)
     axes = fig.subplots(1, 2)
-    rows = [f"{name} ({int(n)})" for name, n in zip(classes, members.sum(0).tolist())]
+    rows = [f"{name} ({int(n)})" for name, n in zip(classes, counts.tolist())]
     panels = ((share, Normalize(0, 1), "share of the class's images\nchoosing the component",
                "which components a class chooses"),
               (mean_omega, Normalize(0, max(float(mean_omega.max()), 1e-6)), "mean omega",
