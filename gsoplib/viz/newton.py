@@ -49,10 +49,15 @@ from ..ops.iterations import (
 from ..root_check import RANK_RTOL
 from ._axes import _figure, _title
 from .curves import newton_schulz_convergence
+from .lessons_sqrtm_gradient import null_gradient_figure
 
 #: Paper-scale settings for :func:`backward_memory` (re-exported from
 #: :mod:`gsoplib.ops.backward_memory`, which says where each count comes from).
 PAPER_SCALES = _PAPER_SCALES
+
+#: The y label of every figure that draws the layer's error against N: notebook 02 calls it
+#: e_N = ||sqrt(tr Sigma) Y_N - Sigma^(1/2)||_F / ||Sigma^(1/2)||_F.
+ERROR_LABEL = r"error $e_N$ (relative Frobenius)"
 
 
 def cobweb(lam: float = 2.5, steps: int = 12, figsize=(9.0, 3.6)) -> Figure:
@@ -151,7 +156,7 @@ def ns_explorer(
     ax.axvline(iters, color="tab:red", ls="--", label=f"N = {iters}: error {s['error']:.3g}")
     ax.axhline(tol, color="0.4", ls=":", label=f"tol {tol:g}")
     ax.set_xlabel("iterations N")
-    ax.set_ylabel("relative Frobenius error")
+    ax.set_ylabel(ERROR_LABEL)
     ax.legend(fontsize=7)
     hit = s["iterations_to_tol"]
     _title(ax, f"{prenormalisation}: below tol at N = {hit}" if hit else
@@ -260,6 +265,7 @@ def convergence_by_spectrum(
     over the matrices at the first count of ``used`` and at ``max_iters``."""
     fig = newton_schulz_convergence(matrices, max_iters=max_iters, used=tuple(used), labels=labels)
     fig.set_size_inches(*figsize)
+    fig.axes[0].set_ylabel(ERROR_LABEL)
     errors = newton_schulz_errors(matrices.detach().cpu(), max_iters=max_iters)
     first, last = errors[used[0] - 1], errors[-1]
     _title(fig.axes[0], f"at N = {used[0]} every matrix is {float(first.min()):.0%}-"
@@ -569,13 +575,26 @@ def sqrtm_timing_summary(results: Mapping) -> dict:
     return {"iters": iters.pop(), **out}
 
 
-def sqrtm_timings(results: Mapping, figsize=(9.0, 3.4)) -> Figure:
+def sqrtm_timings(results: Mapping, figsize=(9.0, 3.4), second: Mapping | None = None) -> Figure:
     """Forward+backward time (ms, log scale) against n of eigh, Newton-Schulz with autograd
     and the memory-efficient Newton-Schulz (:func:`sqrtm_timing_summary`), one panel per batch
     size B; each title says at which n eigh is the faster of eigh and autograd Newton-Schulz,
-    and by how much at the largest n; the x label names the machine from the JSON."""
+    and by how much at the largest n; the x label names the machine from the JSON.
+
+    ``second``: optional, another ``benchmarks/sqrtm.py`` JSON of the same (B, n) grid at another
+    iteration count N (e.g. N = 3 beside N = 5). Its three curves are drawn hollow and dotted,
+    its own eigh included (the two runs' eigh times show how far one run's timings move), and
+    each title then gives, for each N, the n where eigh is faster and Newton-Schulz's time over
+    the same run's eigh time at the largest n."""
     s = sqrtm_timing_summary(results)
     iters = s.pop("iters")
+    runs = [(iters, s, "-", None)]
+    if second is not None:
+        s2 = sqrtm_timing_summary(second)
+        iters2 = s2.pop("iters")
+        if iters2 == iters or set(s2) != set(s):
+            raise ValueError("second: expected the same (B, n) grid at another iteration count")
+        runs.append((iters2, s2, ":", "none"))
     batches = sorted({b for b, _ in s})
     fig = _figure(figsize, left=0.08, right=0.98, bottom=0.2, top=0.84, wspace=0.22)
     axes = np.atleast_1d(fig.subplots(1, len(batches), sharey=True))
@@ -586,25 +605,61 @@ def sqrtm_timings(results: Mapping, figsize=(9.0, 3.4)) -> Figure:
               "NS memory-efficient": ("tab:green", "^", "--")}
     for ax, b in zip(axes, batches):
         sizes = sorted(n for bb, n in s if bb == b)
-        for method, (color, marker, ls) in styles.items():
-            label = method if method == "eigh" else f"{method}, N = {iters}"
-            ax.loglog(sizes, [s[b, n][method] for n in sizes], color=color, marker=marker, ls=ls,
-                      label=label)
+        verdicts = []
+        for n_iters, timing, dotted, face in runs:
+            for method, (color, marker, ls) in styles.items():
+                label = method if method == "eigh" else f"{method}, N = {n_iters}"
+                if second is not None and method == "eigh":
+                    label = f"eigh (run with N = {n_iters})"
+                ax.loglog(sizes, [timing[b, n][method] for n in sizes], color=color, marker=marker,
+                          ls=ls if face is None else dotted, mfc=face, label=label)
+            faster = [n for n in sizes if timing[b, n]["eigh"] < timing[b, n]["NS autograd"]]
+            ratio = timing[b, sizes[-1]]["NS autograd"] / timing[b, sizes[-1]]["eigh"]
+            verdicts.append((n_iters, faster, ratio))
         ax.set_xticks(sizes, [str(n) for n in sizes])
         ax.minorticks_off()
         ax.set_xlabel(f"matrix size n ({where})", fontsize=8)
         ax.tick_params(labelleft=True)
-        faster = [n for n in sizes if s[b, n]["eigh"] < s[b, n]["NS autograd"]]
         last = sizes[-1]
-        ratio = s[b, last]["NS autograd"] / s[b, last]["eigh"]
-        _title(ax, f"B = {b}: eigh faster at n = {', '.join(map(str, faster)) or 'none'}; "
-                   f"n = {last}: NS {ratio:.1f}x eigh's time", fontsize=8)
-        ax.legend(fontsize=7, loc="upper left")
+        if second is None:
+            (_, faster, ratio), = verdicts
+            title = (f"B = {b}: eigh faster at n = {', '.join(map(str, faster)) or 'none'}; "
+                     f"n = {last}: NS {ratio:.1f}x eigh's time")
+        else:
+            title = f"B = {b}, NS time / eigh's at n = {last}: " + ", ".join(
+                f"N = {k} {r:.1f}x" for k, _, r in verdicts) + "\neigh faster at n = " + "; ".join(
+                f"{', '.join(map(str, f)) or 'none'} (N = {k})" for k, f, _ in verdicts)
+        _title(ax, title, fontsize=8)
+        ax.legend(fontsize=6 if second is not None else 7, loc="upper left")
     axes[0].set_ylabel("forward + backward (ms, median)")
     return fig
 
 
+def null_gradient_panels(**kwargs) -> Figure:
+    """:func:`gsoplib.viz.lessons_sqrtm_gradient.null_gradient_figure` (same keyword arguments:
+    the gradient entry (0, 0) of the root of Sigma + eps I against eps, left, and of Newton-Schulz
+    against N, right, at Sigma = diag(0, 1, 2) with G = E_00; eps matched to N by
+    eps = tr Sigma / (4 (9/4)^N)) with each marked N's label moved off the curves: below left of
+    its diamond on the left panel, whose curve eps^(-1/2) falls to the right, and below right of
+    its point on the right panel, whose curve (3/2)^N / sqrt(tr Sigma) rises; the left y range
+    is widened downwards so that the lowest label stays inside the axes."""
+    fig = null_gradient_figure(**kwargs)
+    left, right = fig.axes[:2]
+    for ann in left.texts:
+        ann.set_position((-5, -5))
+        ann.set_horizontalalignment("right")
+        ann.set_verticalalignment("top")
+    for ann in right.texts:
+        ann.set_position((8, -4))
+        ann.set_verticalalignment("top")
+    for ax in (left, right):
+        low, high = ax.get_ylim()
+        ax.set_ylim(low / 2.5, high)
+    return fig
+
+
 __all__ = [
+    "ERROR_LABEL",
     "PAPER_SCALES",
     "IterationsAccuracy",
     "accuracy_against_iterations",
@@ -618,6 +673,7 @@ __all__ = [
     "newton_instability",
     "ns_explorer",
     "ns_explorer_summary",
+    "null_gradient_panels",
     "reference_rows",
     "sqrtm_timing_summary",
     "sqrtm_timings",
