@@ -153,7 +153,7 @@ def ns_explorer(
     its = np.arange(1, max_iters + 1)
     errors = s["errors"].numpy().clip(1e-17, 1e6)
     ax.semilogy(its, errors, marker="o", ms=3)
-    ax.axvline(iters, color="tab:red", ls="--", label=f"N = {iters}: error {s['error']:.3g}")
+    ax.axvline(iters, color="tab:red", ls="--", label=f"N = {iters}: $e_N$ = {s['error']:.3g}")
     ax.axhline(tol, color="0.4", ls=":", label=f"tol {tol:g}")
     ax.set_xlabel("iterations N")
     ax.set_ylabel(ERROR_LABEL)
