@@ -32,3 +32,37 @@ def test_t_p_value_matches_tabulated_quantiles():
     with pytest.raises(ValueError):
         t_two_sided_p(1.0, 0)
     assert math.isfinite(t_two_sided_p(50.0, 2.2))
+
+
+def test_welch_p_matches_the_t_test_by_hand():
+    from gsoplib.viz.lessons_sqrtm import welch_p
+
+    a, b = [93.35, 94.00, 95.30], [96.85, 97.70, 97.90]
+    va = torch.tensor(a, dtype=torch.float64).var().item() / 3
+    vb = torch.tensor(b, dtype=torch.float64).var().item() / 3
+    t = (sum(a) / 3 - sum(b) / 3) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    assert welch_p(a, b) == pytest.approx(t_two_sided_p(t, df))
+    assert welch_p(a, b) < 0.05 < welch_p(a, [93.0, 95.0, 96.0])
+    with pytest.raises(ValueError):
+        welch_p([1.0], [1.0, 2.0])
+
+
+def test_permutation_p_floor_and_overlap():
+    from gsoplib.viz.lessons_sqrtm import permutation_p
+
+    assert permutation_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(2 / 20)   # the floor
+    assert permutation_p([1.0, 5.0, 3.0], [2.0, 4.0, 3.0]) == pytest.approx(1.0)      # equal means
+    assert permutation_p([1.0, 2.0], [3.0, 4.0, 5.0]) == pytest.approx(2 / 10)        # C(5, 2) = 10
+
+
+def test_variance_ratio_p_closed_form():
+    from gsoplib.viz.lessons_sqrtm import variance_ratio_p
+
+    f, p = variance_ratio_p([0.0, 1.0, 2.0], [0.0, 2.0, 4.0])
+    assert f == pytest.approx(4.0) and p == pytest.approx(2 / 5)
+    assert variance_ratio_p([0.0, 1.0, 2.0], [0.0, 1.0, 2.0]) == pytest.approx((1.0, 1.0))
+    f_big, p_big = variance_ratio_p([99.15, 98.45, 98.65], [96.65, 98.65, 92.85])
+    assert f_big > 60 and p_big < 0.05
+    with pytest.raises(ValueError):
+        variance_ratio_p([1.0, 2.0], [1.0, 2.0, 3.0])
