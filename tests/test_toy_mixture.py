@@ -163,3 +163,13 @@ def test_at_k_equal_n_the_counts_are_even_but_alpha_still_evens_the_weights(data
     assert "nothing to balance" not in title
     assert f"importance CV {lessons_mixture.importance_cv(free):.2f}" in title
     assert balanced_fig._suptitle.get_text() != title
+
+
+def test_toy_view_is_the_widget_figure_and_recomputes(data):
+    """The toy widget's callback returns the figure of the run its controls describe."""
+    default = lessons_mixture.toy_view(data)
+    balanced = lessons_mixture.toy_view(data, alpha=100.0)
+    assert default.axes[0].get_title().startswith("alpha = 0:")
+    assert balanced.axes[0].get_title().startswith("alpha = 100:")
+    assert default.axes[0].get_title() != balanced.axes[0].get_title()
+    assert "K = 8 is more than N = 4" in lessons_mixture.toy_view(data, num_components=4, k=8)

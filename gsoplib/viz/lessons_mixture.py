@@ -3,7 +3,8 @@ and the functions its widgets call.
 
     toy_usage_figure(run)        one run: training usage, test share, count CV over the steps
     fig2_figure(runs)            several runs (alpha = 0 and 100) side by side: Fig. 2 in small
-    toy_mixture_view(data, ...)  train one toy and draw it: the alpha / N / K widget's callback
+    toy_mixture_view(data, ...)  train one toy and draw it: (the run, its figure)
+    toy_view(data, ...)          the same, the figure only: the alpha / N / K widget's callback
     importance_cv(run)           the CV of the weights' sums, what the balance loss evens
     train_branch_toy(data, ...)  the toy with a gating branch that learns (the release's
                                  component-shaped one): does the balance loss teach it to shrink f?
@@ -155,6 +156,20 @@ def toy_mixture_view(
                             gate=gate)
     return run, toy_usage_figure(run)
 
+
+
+def toy_view(
+    data: ToyData,
+    alpha: float = 0.0,
+    num_components: int = 16,
+    k: int = 4,
+    standardise: bool = False,
+    gate: str = "live",
+) -> Figure | str:
+    """The toy widget's callback: :func:`toy_mixture_view` with its defaults (300 steps), the
+    figure only (or the sentence when K > N). Trains a GM-GAP-``num_components``-``k`` head on
+    the toy's features with the balance loss alpha CV(importance)^2 (GM-SOP Eq. 4)."""
+    return toy_mixture_view(data, alpha, num_components, k, standardise, gate=gate)[1]
 
 @dataclass
 class BranchToyRun:
@@ -437,6 +452,7 @@ __all__ = [
     "router_curves",
     "router_view",
     "toy_mixture_view",
+    "toy_view",
     "toy_usage_figure",
     "train_branch_toy",
 ]
