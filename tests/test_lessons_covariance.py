@@ -250,7 +250,7 @@ def test_second_order_figure_shows_tilted_pixels_overlapping_means_and_separated
     fig = lessons.second_order_figure(images, labels, names, [0.5] * 3, [42.5 / 255] * 3)
     pixels, means, covs = fig.axes[8:11]
     assert fig._suptitle.get_text().startswith("the means overlap, the covariances separate")
-    # (a) the least-squares slopes are the measured correlations, +rho for class 0, -rho for 4
+    # (a) each line's slope is its legend's measured correlation, +rho for class 0, -rho for 4
     slopes = [float(re.search(r"= ([+-]\d\.\d+)", t.get_text()).group(1))
               for t in pixels.get_legend().get_texts()]
     assert slopes == [pytest.approx(0.25, abs=0.05), pytest.approx(-0.25, abs=0.05)]
@@ -330,7 +330,7 @@ def test_saved_bytes_figure_draws_the_three_forms_and_the_measurements():
     measured = {"authors": {196: 254016, 784: 2860032}, "gsoplib": {784: 401408}}
     fig = lessons.saved_bytes_figure(128, measured=measured)
     ax = fig.axes[0]
-    assert ax.get_title() == ("c = 128: I_hat's M^2 passes X's cM at M = c = 128; at M = 784 I_hat "
+    assert ax.get_title() == ("C = 128: I_hat's M^2 passes X's CM at M = C = 128; at M = 784 I_hat "
                               "is 6.1x X")
     assert ax.get_xscale() == ax.get_yscale() == "log"
     lines = {line.get_label(): line for line in ax.get_lines()}
@@ -342,9 +342,9 @@ def test_saved_bytes_figure_draws_the_three_forms_and_the_measurements():
     markers = [line for line in ax.get_lines() if line.get_marker() == "o"]
     assert [list(line.get_xdata()) for line in markers] == [[196, 784], [784]]
     np.testing.assert_allclose(markers[0].get_ydata(), [0.254016, 2.860032])
-    # the finding moves with c: at c = 64, M = 784 is 12.25 times c
+    # the finding moves with C: at C = 64, M = 784 is 12.25 times C
     title = lessons.saved_bytes_figure(64).axes[0].get_title()
-    assert "M = c = 64; at M = 784 I_hat is 12.2x X" in title
+    assert "M = C = 64; at M = 784 I_hat is 12.2x X" in title
 
 
 def test_channel_accuracy_figure_draws_draws_means_and_controls():
@@ -362,3 +362,6 @@ def test_channel_accuracy_figure_draws_draws_means_and_controls():
     test[16] = [0.95, 0.95]
     title = lessons.channel_accuracy_figure(test, train).axes[0].get_title()
     assert title.startswith("best mean test accuracy at C = 16")
+    # a caller's title (the finding) replaces the default
+    fig = lessons.channel_accuracy_figure(test, train, title="more channels help, then overfit")
+    assert fig.axes[0].get_title() == "more channels help, then overfit"

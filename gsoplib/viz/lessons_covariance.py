@@ -138,8 +138,8 @@ def centring_share_figure(
     the blur width sigma of the ``second_order`` generator, for S x S images (M = S^2 pixels).
 
     The curve is :func:`centring_share` at each width in ``widths`` (default 0 to 4 pixels); for
-    the separable, normalised Gaussian kernel k it is a = 1 / (M (sum_t k_t^2)^2), and 1/M for
-    independent pixels (sigma = 0, GM-SOP Eq. 5's biased estimate shrinks by 1 - 1/M). The
+    the separable, normalised Gaussian kernel kappa it is a = 1 / (M (sum_t kappa_t^2)^2), and
+    1/M for independent pixels (sigma = 0, GM-SOP Eq. 5's biased estimate shrinks by 1 - 1/M). The
     generator's ``smoothing`` is marked, with ``measured``: {name: (a, standard error)} drawn as
     points with 2-standard-error bars at that width, where they were measured (each with its
     own marker and colour, the later ones hollow, so overlapping points stay distinguishable).
@@ -150,7 +150,7 @@ def centring_share_figure(
     a = centring_share(image_size, smoothing)
     fig = _figure(figsize, left=0.12, right=0.97, bottom=0.16, top=0.86)
     ax = fig.subplots()
-    ax.semilogy(widths, curve, "-", color=OTHER, label="a = 1 / (M (sum_t k_t^2)^2)")
+    ax.semilogy(widths, curve, "-", color=OTHER, label="a = 1 / (M (sum_t kappa_t^2)^2)")
     ax.axhline(1 / image_size**2, color="k", ls=":", lw=1,
                label=f"1/M = 1/{image_size**2}: independent pixels")
     ax.axvline(smoothing, color=CHOSEN, ls="--", lw=1,
@@ -174,6 +174,7 @@ def channel_accuracy_figure(
     train: dict[int, list[float]],
     markers: dict[str, tuple[int, list[float]]] | None = None,
     *,
+    title: str | None = None,
     figsize=(7.0, 3.4),
 ) -> Figure:
     """The covariance probe's accuracy against the number of channels C, one point per draw.
@@ -183,7 +184,8 @@ def channel_accuracy_figure(
     each with a line through the means over the draws. ``markers``: {label: (C, [accuracy of
     each draw])}, controls drawn just right of their C (side by side) as their own markers, with
     the mean as a short bar.
-    The title names the C with the best mean test accuracy.
+    The title names the C with the best mean test accuracy, unless ``title`` (the finding, in
+    the caller's words) replaces it.
     """
     fig = _figure(figsize, left=0.1, right=0.6, bottom=0.15, top=0.88)
     ax = fig.subplots()
@@ -207,7 +209,7 @@ def channel_accuracy_figure(
     ax.set_ylabel("accuracy of the linear probe")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     best = max(channels, key=lambda c: float(np.mean(test[c])))
-    _title(ax, f"best mean test accuracy at C = {best}: {float(np.mean(test[best])):.3f}")
+    _title(ax, title or f"best mean test accuracy at C = {best}: {float(np.mean(test[best])):.3f}")
     return fig
 
 
@@ -288,10 +290,10 @@ def second_order_figure(
             corr(-,+,+)).
 
     Top row: one image per class, channels shown as RGB. Bottom row: (a) channel 0 against
-    channel 1 at ``num_points`` pixels of each of the two ``pair_classes`` with the
-    least-squares line through each cloud (slope = the measured per-pixel correlation, the
-    channels having unit variance: +-rho of R_k); (b) every image's channel means mu_0 against
-    mu_1, coloured by class (E[mu] = 0 for every class: one cloud); (c) every image's
+    channel 1 at ``num_points`` pixels of each of the two ``pair_classes``, each cloud with the
+    line through the origin whose slope is that class's measured per-pixel correlation
+    corr(x_0, x_1) (+-rho of R_k; not a least-squares fit); (b) every image's channel means
+    mu_0 against mu_1, coloured by class (E[mu] = 0 for every class: one cloud); (c) every image's
     covariances Sigma_01 against Sigma_02 (Sigma = (1/M) X_c X_c^T, GSoP-Net Sec. 3.1),
     coloured by class: one cluster per sign pair, E[Sigma] = (1 - a) R_k (notebook 01,
     section 4), each holding the two classes that differ only in the sign of Sigma_12.
@@ -320,7 +322,7 @@ def second_order_figure(
         ap.scatter(x0, x1, s=2, alpha=0.25, color=colors[k])
         line = np.array([-3.0, 3.0])
         ap.plot(line, r * line, color=colors[k], lw=2,
-                label=f"{class_names[k]}: corr(x_0, x_1) = {r:+.2f}")
+                label=f"{class_names[k]}: line of slope corr(x_0, x_1) = {r:+.2f}")
     ap.set_xlim(-3.5, 3.5)
     ap.set_ylim(-3.5, 3.5)
     ap.set_xlabel("pixel value, channel 0 (normalised)")
@@ -636,22 +638,22 @@ FORMS = {
     "autograd": ("plain autograd through Eq. 5 (covariance_centring_matrix)", 2),
     "gsoplib": ("gsoplib's covariance (X alone)", None),
 }
-"""The forms :func:`saved_bytes` counts: a label, and how many (c, M) matrices each keeps beside
+"""The forms :func:`saved_bytes` counts: a label, and how many (C, M) matrices each keeps beside
 I_hat (None: no I_hat at all, X alone). The labels name the functions, not what they keep or
 the byte formulas: notebook 01's exercise 3 asks the reader to derive those."""
 
 
 def saved_bytes(channels: int, positions, form: str) -> np.ndarray:
-    """Bytes per sample (float32) a covariance form keeps for the backward, at c channels and
+    """Bytes per sample (float32) a covariance form keeps for the backward, at C channels and
     M positions (``positions`` a number or an array).
 
-    "authors": the authors' autograd function saves X (c x M) and its per-sample copy of
-    GM-SOP Eq. 5's I_hat (M x M): 4 (M^2 + cM)
+    "authors": the authors' autograd function saves X (C x M) and its per-sample copy of
+    GM-SOP Eq. 5's I_hat (M x M): 4 (M^2 + CM)
     (:func:`gsoplib.ops.authors_covpool.authors_covpool`).
     "autograd": plain autograd through (X I_hat) X^T keeps the inputs of both products, X, I_hat
-    and X I_hat (X^T is a view of X): 4 (M^2 + 2cM)
+    and X I_hat (X^T is a view of X): 4 (M^2 + 2CM)
     (:func:`gsoplib.ops.covariance_centring_matrix`).
-    "gsoplib": :func:`gsoplib.ops.covariance` keeps X alone: 4 cM.
+    "gsoplib": :func:`gsoplib.ops.covariance` keeps X alone: 4 CM.
 
     >>> int(saved_bytes(128, 784, "authors")), int(saved_bytes(128, 784, "autograd"))
     (2860032, 3261440)
@@ -670,13 +672,13 @@ def saved_bytes_figure(
     figsize=(11.0, 4.0),
 ) -> Figure:
     """Bytes per sample kept for the backward against the number of positions M, log-log, for
-    the three forms of :func:`saved_bytes` at c = ``channels``, M = 49 (7 x 7) to 3136 (56 x 56).
+    the three forms of :func:`saved_bytes` at C = ``channels``, M = 49 (7 x 7) to 3136 (56 x 56).
 
     ``marks``: {M: what it is} drawn as dotted vertical lines (default the GSoP-Net blocks' 196,
     784 and 3136 positions). ``measured``: {form: {M: bytes}} measured values (for example with
     :func:`gsoplib.ops.saved_tensor_bytes`), drawn as hollow markers on their form's line. The
-    crossing M = c, where I_hat's M^2 numbers pass X's cM, is marked; the title gives it and how
-    many times X I_hat is at ``finding_at`` (M / c).
+    crossing M = C, where I_hat's M^2 numbers pass X's CM, is marked; the title gives it and how
+    many times X I_hat is at ``finding_at`` (M / C).
     """
     marks = marks if marks is not None else {
         196: "last stage, 14 x 14", 784: "first block, 28 x 28", 3136: "stride 1, 56 x 56"}
@@ -694,7 +696,7 @@ def saved_bytes_figure(
                   color=styles[form][0],
                   label="measured (saved_tensor_bytes), on its line" if i == 0 else None)
     ax.axvline(channels, color="0.4", lw=0.8)
-    ax.text(channels / 1.05, 0.013, f"M = c = {channels}:\nM^2 = cM", fontsize=7, color="0.3",
+    ax.text(channels / 1.05, 0.013, f"M = C = {channels}:\nM^2 = CM", fontsize=7, color="0.3",
             ha="right")
     for positions, what in marks.items():
         ax.axvline(positions, color="k", ls=":", lw=0.8)
@@ -708,6 +710,6 @@ def saved_bytes_figure(
     ax.set_xlabel("positions M = H W (log scale)")
     ax.set_ylabel("MB kept for the backward, per sample\n(float32, log scale)")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    _title(ax, f"c = {channels}: I_hat's M^2 passes X's cM at M = c = {channels}; at "
+    _title(ax, f"C = {channels}: I_hat's M^2 passes X's CM at M = C = {channels}; at "
                f"M = {finding_at} I_hat is {finding_at / channels:.1f}x X")
     return fig
