@@ -1,11 +1,15 @@
-"""The comparison ops (log, power, Newton-Schulz with a chosen pre-normalisation) compute in
-their input's dtype under autocast, as covariance and sqrtm_newton_schulz do: a bf16 region
-around them changes nothing."""
+"""The comparison ops (log, power, plain Newton, Denman-Beavers, Newton-Schulz with a chosen
+pre-normalisation) compute in their input's dtype under autocast, as covariance and
+sqrtm_newton_schulz do: a bf16 region around them changes nothing."""
 
 import torch
 
 from gsoplib.ops import covariance
-from gsoplib.ops.iterations import newton_schulz_prenormalised
+from gsoplib.ops.iterations import (
+    denman_beavers_sqrtm,
+    newton_schulz_prenormalised,
+    plain_newton_sqrtm,
+)
 from gsoplib.ops.normalisations import logm_eigh, power_euclidean
 
 
@@ -21,6 +25,8 @@ def test_under_bf16_autocast_each_op_returns_what_it_returns_outside():
         "power": lambda m: power_euclidean(m, 0.5),
         "ns trace": lambda m: newton_schulz_prenormalised(m, 5, "trace"),
         "ns frobenius": lambda m: newton_schulz_prenormalised(m, 5, "frobenius"),
+        "plain Newton": lambda m: plain_newton_sqrtm(m, 4),
+        "Denman-Beavers": lambda m: denman_beavers_sqrtm(m, 4),
     }
     for name, op in ops.items():
         plain = op(a)

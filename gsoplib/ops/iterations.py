@@ -98,15 +98,16 @@ def newton_schulz_polynomial(lam: torch.Tensor, iters: int) -> torch.Tensor:
 def plain_newton_sqrtm(a: torch.Tensor, iters: int) -> torch.Tensor:
     """Iterates X_1..X_N of the uncoupled Newton iteration X_{k+1} = (X_k + X_k^{-1} A) / 2.
 
-    a: (B, n, n) symmetric positive definite -> (N, B, n, n), in a's dtype. X_k^{-1} A is a
-    linear solve, as a careful implementation would do it: the instability is the iteration's,
-    not the inverse's.
+    a: (B, n, n) symmetric positive definite -> (N, B, n, n), in a's dtype (autocast off
+    inside). X_k^{-1} A is a linear solve, as a careful implementation would do it: the
+    instability is the iteration's, not the inverse's.
     """
-    x = torch.eye(a.shape[-1], dtype=a.dtype).expand_as(a).clone()
+    x = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device).expand_as(a).clone()
     out = []
-    for _ in range(iters):
-        x = 0.5 * (x + torch.linalg.solve(x, a))
-        out.append(x)
+    with no_autocast(a.device):
+        for _ in range(iters):
+            x = 0.5 * (x + torch.linalg.solve(x, a))
+            out.append(x)
     return torch.stack(out)
 
 
@@ -126,14 +127,16 @@ def plain_newton_amplification(evals: torch.Tensor) -> torch.Tensor:
 def denman_beavers_sqrtm(a: torch.Tensor, iters: int) -> torch.Tensor:
     """Iterates Y_1..Y_N of the coupled Denman-Beavers iteration (with inverses).
 
-    a: (B, n, n) symmetric positive definite -> (N, B, n, n). Stable: Y_k and Z_k correct each
-    other, so round-off is not amplified (Higham, Functions of Matrices, Sec. 6.4).
+    a: (B, n, n) symmetric positive definite -> (N, B, n, n), in a's dtype (autocast off
+    inside). Stable: Y_k and Z_k correct each other, so round-off is not amplified (Higham,
+    Functions of Matrices, Sec. 6.4).
     """
-    y, z = a.clone(), torch.eye(a.shape[-1], dtype=a.dtype).expand_as(a).clone()
+    y, z = a.clone(), torch.eye(a.shape[-1], dtype=a.dtype, device=a.device).expand_as(a).clone()
     out = []
-    for _ in range(iters):
-        y, z = 0.5 * (y + torch.linalg.inv(z)), 0.5 * (z + torch.linalg.inv(y))
-        out.append(y)
+    with no_autocast(a.device):
+        for _ in range(iters):
+            y, z = 0.5 * (y + torch.linalg.inv(z)), 0.5 * (z + torch.linalg.inv(y))
+            out.append(y)
     return torch.stack(out)
 
 
