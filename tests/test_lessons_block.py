@@ -203,9 +203,31 @@ def test_trained_weights_figure_draws_the_shuffled_floors():
                                                floors={"trained": (0.2, 0.3),
                                                        "untrained": (0.05, 0.07)})
     right = fig.axes[3]
-    dotted = [line for line in right.get_lines() if line.get_linestyle() == ":"]
-    levels = sorted(line.get_ydata()[0] for line in dotted if len(line.get_ydata()))
-    assert levels == pytest.approx([0.05, 0.2])        # one dotted line per model, at its mean
+    flat = [line for line in right.get_lines() if len(line.get_ydata()) == 2]   # axhline: 2 points
+    assert sorted(line.get_ydata()[0] for line in flat) == pytest.approx([0.05, 0.2])
+    assert all(line.get_linestyle() not in ("-", "None") for line in flat)   # dashed, one per model
     assert len(right.patches) == 2                     # the bands up to the 95th percentile
-    assert right.get_legend().get_texts()[-1].get_text().startswith("shuffled labels")
-    assert not any(line.get_linestyle() == ":" for line in plain.axes[3].get_lines())
+    texts = [t.get_text() for t in right.get_legend().get_texts()]
+    assert texts[-1].startswith("shuffled labels") and ", shuffled 0.200" in texts[0]
+    assert "each model sorted" in right.get_xlabel()
+    assert not [line for line in plain.axes[3].get_lines() if len(line.get_ydata()) == 2]
+
+
+def test_channel_weights_reads_the_tap():
+    torch.manual_seed(0)
+    block = GSoPChannel(3, rd_channels=8).eval()
+    x = torch.randn(5, 3, 8, 8)
+    w = lessons_block.channel_weights(block, x)
+    with torch.no_grad():
+        expected = (block(x) / x)[:, :, 0, 0]            # x * w, so w = output / x where x != 0
+    assert w.shape == (5, 3)
+    torch.testing.assert_close(w, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(w, lessons_block.channel_weights(block, 2 * x + 1))
+
+
+def test_gate_probe_title_gives_ranges_and_single_values():
+    accuracy = {"SE, uncentred": [0.14, 0.12], "SE, centred": [0.125],
+                "GSoP channel, uncentred": [0.5, 0.4], "GSoP channel, centred": [0.6, 0.6]}
+    title = lessons_block.gate_probe_title(accuracy)
+    assert title.startswith("probe on 3 untrained weights, seeds 0-1: SE 0.120-0.140 -> 0.125 ")
+    assert "GSoP 0.400-0.500 -> 0.600 (chance 0.125)" in title

@@ -316,7 +316,8 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     deviation with the baseline's (``untrained``), not the reference's. ``floors`` (optional):
     per line name ("trained", ``untrained_name``, ``reference_name``), the (mean, 95th
     percentile) of the median class range under shuffled labels, drawn in the right panel as a
-    dotted line at the mean and a band up to the 95th percentile, in that line's colour.
+    line at the mean (a dash pattern of its own, so close floors stay apart) and a band up to
+    the 95th percentile, in that line's colour. Each curve is sorted by its own class ranges.
     """
     t, u = trained.flatten(1).double(), untrained.flatten(1).double()
     st, su = weight_spread(t, labels), weight_spread(u, labels)
@@ -354,26 +355,30 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     lines = [(t, st, CHOSEN, "-", "trained"), (u, su, OTHER, "-", untrained_name)]
     if r is not None:
         lines.append((r, sr, "k", "--", reference_name))
-    for w, spread, colour, style, name in lines:
+    for i, (w, spread, colour, style, name) in enumerate(lines):
         m = _class_means(w, labels)
         ranges = (m.amax(0) - m.amin(0)).sort(descending=True).values.numpy()
+        floor = floors.get(name) if floors else None
+        shuffled = f", shuffled {floor[0]:.3f}" if floor else ""
         ax_r.plot(np.arange(1, len(ranges) + 1), ranges, color=colour, ls=style, lw=1.6,
-                  label=f"{name}: median {spread.class_range:.3f}")
-        if floors is not None and name in floors:
-            low, high = floors[name]
-            ax_r.axhline(low, color=colour, ls=":", lw=1.2)
-            ax_r.axhspan(low, high, color=colour, alpha=0.15, lw=0)
+                  label=f"{name}: median {spread.class_range:.3f}{shuffled}")
+        if floor:
+            ax_r.axhline(floor[0], color=colour, ls=_FLOOR_DASHES[i % len(_FLOOR_DASHES)], lw=1.2)
+            ax_r.axhspan(floor[0], floor[1], color=colour, alpha=0.15, lw=0)
     if floors:
-        ax_r.plot([], [], color="0.3", ls=":", lw=1.2,
-                  label="shuffled labels: mean (dotted), 95% (band)")
+        ax_r.plot([], [], color="0.3", ls=_FLOOR_DASHES[0], lw=1.2,
+                  label="shuffled labels: mean (dashes), 95% (band)")
     ax_r.set_ylim(0, 1)
-    ax_r.set_xlabel("channel, sorted", fontsize=9)
+    ax_r.set_xlabel("channel, each model sorted by its class range (descending)", fontsize=8)
     ax_r.set_ylabel("largest - smallest class mean", fontsize=9)
-    ax_r.legend(fontsize=7)
+    ax_r.legend(fontsize=6, loc="upper right", handlelength=1.6)
     _title(ax_r, "how much the class moves a channel's weight")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+_FLOOR_DASHES = [(0, (1, 1.5)), (0, (4, 2)), (0, (6, 2, 1, 2)), (0, (1, 4))]
 
 
 def table2_fit(channels: int = 1024, c: int = 128, positions: int = 196,
@@ -540,7 +545,39 @@ def gate_probe_figure(weights: dict[str, torch.Tensor], labels: torch.Tensor,
     return fig
 
 
+def channel_weights(block: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """A channel-attention block's weights on ``images`` (N, C, H, W), read from its
+    ``tap_channel_weights`` (N, C, 1, 1) in one no-grad pass and returned as (N, C): SE's
+    w = sigmoid(W_2 ReLU(W_1 mu + b_1) + b_2) of the channel means mu, or a GSoP channel block's
+    w = sigmoid(W_e rowconv(rowBN(Sigma)) + b_e) (GSoP-Net Sec. 3.1, Fig. 1b)."""
+    seen = []
+    hook = block.tap_channel_weights.register_forward_hook(lambda m, a, out: seen.append(out))
+    with torch.no_grad():
+        block(images)
+    hook.remove()
+    return seen[0].flatten(1)
+
+
+def gate_probe_title(accuracy: dict[str, list[float]], chance: float = 0.125) -> str:
+    """Title of notebook 03's gate-probe figure (section 4). ``accuracy`` maps "SE, uncentred",
+    "SE, centred", "GSoP channel, uncentred" and "GSoP channel, centred" to a linear probe's test
+    accuracy on a gate's K = 3 weights w (N, K), one per seed (seed 0 only for "SE, centred",
+    whose weights are one constant vector); a range prints as low-high, or as one value when
+    both ends round alike."""
+    def span(key: str) -> str:
+        low, high = f"{min(accuracy[key]):.3f}", f"{max(accuracy[key]):.3f}"
+        return low if low == high else f"{low}-{high}"
+    seeds = len(accuracy["GSoP channel, uncentred"])
+    return (f"probe on 3 untrained weights, seeds 0-{seeds - 1}: SE {span('SE, uncentred')} -> "
+            f"{span('SE, centred')} when centred (seed 0; constant weights in every draw); "
+            f"GSoP {span('GSoP channel, uncentred')} -> {span('GSoP channel, centred')} "
+            f"(chance {chance:.3f})\npanels: seed 0 on second-order test images, as they are (top) "
+            "and centred (bottom), coloured by class")
+
+
 __all__ = [
+    "channel_weights",
+    "gate_probe_title",
     "STAGES",
     "TrainedBlock",
     "block_view",
