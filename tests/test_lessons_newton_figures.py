@@ -121,6 +121,14 @@ def test_a_reference_row_from_another_json_is_drawn_as_a_band():
     assert lower.axes[0].get_title() == plain.axes[0].get_title()
 
 
+def test_a_subtitle_replaces_the_titles_second_line_of_its_table_only():
+    results = json.load(open(RESULTS / "heads-cpu.json"))
+    plain = newton.accuracy_against_iterations(results)
+    told = newton.accuracy_against_iterations(results, subtitles={"isqrt_iters": "no gap resolved"})
+    assert told.axes[0].get_title() == "isqrt_iters\nno gap resolved" != plain.axes[0].get_title()
+    assert told.axes[1].get_title() == plain.axes[1].get_title()
+
+
 def _dense(line, ax):
     """The line's points in display space, 50 per segment, and half its marker size (1 if none)."""
     xy = ax.transData.transform(line.get_xydata())

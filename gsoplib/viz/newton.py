@@ -415,6 +415,7 @@ def accuracy_against_iterations(
     figsize=(9.0, 3.6),
     references: Mapping[str, Sequence[str]] | None = None,
     extra_references: Mapping[str, Sequence[IterationsAccuracy]] | None = None,
+    subtitles: Mapping[str, str] | None = None,
 ) -> Figure:
     """Test top-1 (%) against N, one panel per table of a ``benchmarks/compare.py --table`` JSON
     (:func:`accuracy_by_iterations`): mean and sample std over seeds (error bars), every seed a
@@ -428,7 +429,8 @@ def accuracy_against_iterations(
     mean and a band of +- std across all N, a row with one as a diamond with its error bar
     drawn just left of its N (the legend says so). extra_references: per table, rows from
     elsewhere (another JSON, as :class:`IterationsAccuracy`; ``iters`` 0 for GAP) drawn the
-    same way after those of ``references``.
+    same way after those of ``references``. subtitles: per table, a text that replaces the
+    title's second line (e.g. what the notebook's significance tests resolved).
     """
     fig = _figure(figsize, left=0.08, right=0.98, bottom=0.16, top=0.86, wspace=0.22)
     axes = np.atleast_1d(fig.subplots(1, len(tables), sharey=True))
@@ -463,9 +465,10 @@ def accuracy_against_iterations(
         best, close = within_one_std_of_best(rows)
         above = [r.variant.split(" (")[-1].rstrip(")") for r in others
                  if r.iters == 0 and r.mean > max(x.mean for x in rows)]
-        _title(ax, f"{(labels or {}).get(table, table)}\nbest mean at N = {best}; within 1 std: "
-                   f"N = {', '.join(map(str, close))}"
-                   + "".join(f"; {a} mean above every N" for a in above), fontsize=8)
+        second = (f"best mean at N = {best}; within 1 std: N = {', '.join(map(str, close))}"
+                  + "".join(f"; {a} mean above every N" for a in above))
+        _title(ax, f"{(labels or {}).get(table, table)}\n{(subtitles or {}).get(table, second)}",
+               fontsize=8)
         ax.legend(fontsize=6.5 if others else 7, loc="lower right")
         shown += [v for r in rows + others for v in (r.mean - r.std, r.mean + r.std, *r.runs)]
     low, high = min(shown), max(shown)
