@@ -87,3 +87,18 @@ def test_mixture_timing_figure_draws_a_bar_per_method_and_the_prediction():
     assert len(network.lines) == 1 and head.get_title() == "h"       # the prediction: head only
     with pytest.raises(ValueError, match="needs 2 titles"):
         gate_benchmarks.mixture_timing_figure(rows, titles=("h",))
+
+
+def test_timing_verdict_resolves_only_rounds_that_agree_on_a_side():
+    # notebook 04's committed rounds: dispatch / Ave-SOP-16 and GM-SOP-16-4 / GM-SOP-8-4
+    assert lessons_mixture.timing_verdict([0.45, 0.31, 0.38], 5 / 16).startswith(
+        "not resolved: the rounds spread 0.14, more than their median's 0.07 from the 0.31")
+    assert lessons_mixture.timing_verdict([0.99, 0.75, 0.95], 1.0).startswith("not resolved")
+    # the rounds agree on a side and spread less than their median lies from the prediction
+    assert lessons_mixture.timing_verdict([0.50, 0.52, 0.51], 1.0) == (
+        "resolved: all rounds below the 1.00 predicted (spread 0.02)")
+    above = lessons_mixture.timing_verdict([1.30, 1.25, 1.35], 1.0)
+    assert above.startswith("resolved: all rounds above")
+    assert lessons_mixture.timing_verdict([0.9, 1.1], 1.0).startswith("not resolved")   # both sides
+    with pytest.raises(ValueError, match="at least one"):
+        lessons_mixture.timing_verdict([], 1.0)

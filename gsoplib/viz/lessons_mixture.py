@@ -404,6 +404,24 @@ def router_view(growth: float = 10.0, s: float = 2.0) -> Figure:
     return fig
 
 
+def timing_verdict(ratios: Sequence[float], expected: float) -> str:
+    """Notebook 04's section 7 reading of a time ratio a / b measured in several rounds (each
+    round times both heads side by side) against the ratio a count of CM evaluations predicts.
+    ``ratios``: (R,) one ratio per round. Resolved, and on which side, only when every round
+    lies on one side of ``expected``; else, or when the rounds spread (max - min) more than
+    their median lies from ``expected``, "not resolved" (the load of the machine moves the
+    rounds more than the prediction is off)."""
+    ratios = np.asarray(ratios, dtype=float)
+    if ratios.size == 0:
+        raise ValueError("timing_verdict needs at least one ratio")
+    spread, off = float(np.ptp(ratios)), float(np.median(ratios)) - expected
+    if spread > abs(off) or (ratios.min() <= expected <= ratios.max()):
+        return (f"not resolved: the rounds spread {spread:.2f}, more than their median's "
+                f"{abs(off):.2f} from the {expected:.2f} predicted")
+    side = "above" if off > 0 else "below"
+    return f"resolved: all rounds {side} the {expected:.2f} predicted (spread {spread:.2f})"
+
+
 def load_check_figure(
     formula: np.ndarray, simulated: np.ndarray, se: np.ndarray, *, title: str = ""
 ) -> Figure:
