@@ -356,8 +356,12 @@ def test_channel_accuracy_figure_draws_draws_means_and_controls():
     mean_line = ax.lines[0]
     assert list(mean_line.get_xdata()) == [3, 6, 16]
     assert list(mean_line.get_ydata()) == pytest.approx([0.855, 0.89, 0.71])
-    raw_bar = ax.lines[-1]
+    controls = fig.axes[1]              # the controls sit in their own panel, not on the C axis
+    assert max(x for line in ax.lines for x in line.get_xdata()) == 16
+    raw_bar = controls.lines[-1]
     assert list(raw_bar.get_ydata()) == pytest.approx([0.835, 0.835])
+    assert [t.get_text() for t in controls.get_xticklabels()] == ["raw"]
+    assert len(lessons.channel_accuracy_figure(test, train).axes) == 1
     # the best C moves when the test accuracies do
     test[16] = [0.95, 0.95]
     title = lessons.channel_accuracy_figure(test, train).axes[0].get_title()

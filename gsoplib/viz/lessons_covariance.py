@@ -35,6 +35,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,20 +176,26 @@ def channel_accuracy_figure(
     markers: dict[str, tuple[int, list[float]]] | None = None,
     *,
     title: str | None = None,
-    figsize=(7.0, 3.4),
+    figsize=(10.5, 3.8),
 ) -> Figure:
     """The covariance probe's accuracy against the number of channels C, one point per draw.
 
     ``test`` and ``train``: {C: [accuracy of each draw]} of the linear probe on triu_vec of
     GM-SOP Eq. 5's Sigma (d = C(C+1)/2 features); test points are filled, train points open,
     each with a line through the means over the draws. ``markers``: {label: (C, [accuracy of
-    each draw])}, controls drawn just right of their C (side by side) as their own markers, with
-    the mean as a short bar.
+    each draw])}, controls drawn in a second panel (fig.axes[1], same accuracy axis), one column
+    per control named by its label (which should name its C), with the mean as a short bar; the
+    left panel's C axis holds the probe alone.
     The title names the C with the best mean test accuracy, unless ``title`` (the finding, in
     the caller's words) replaces it.
     """
-    fig = _figure(figsize, left=0.1, right=0.6, bottom=0.15, top=0.88)
-    ax = fig.subplots()
+    fig = _figure(figsize, left=0.07, right=0.78 if markers else 0.72,
+                  bottom=0.33 if markers else 0.15, top=0.86)
+    if markers:
+        ax, ac = fig.subplots(1, 2, sharey=True,
+                              gridspec_kw={"width_ratios": [3, 2.2], "wspace": 0.06})
+    else:
+        ax, ac = fig.subplots(), None
     channels = sorted(test)
     for part, values, fill in (("test", test, CHOSEN), ("train", train, "none")):
         means = [float(np.mean(values[c])) for c in channels]
@@ -197,19 +204,28 @@ def channel_accuracy_figure(
         for c in channels:
             ax.plot([c] * len(values[c]), values[c], "o", ms=5, color=CHOSEN, mfc=fill,
                     label=f"{part}: one draw" if c == channels[0] else None)
-    placed: dict[int, int] = {}                   # controls at one C sit side by side, right of it
-    for i, (label, (c, values)) in enumerate((markers or {}).items()):
-        color = ("tab:green", "tab:red", "tab:purple", "tab:brown")[i % 4]
-        placed[c] = placed.get(c, 0) + 1
-        x = c + 0.6 * placed[c]
-        ax.plot([x] * len(values), values, "s^Dv"[i % 4], ms=5, color=color, label=f"test, {label}")
-        ax.plot([x - 0.25, x + 0.25], [float(np.mean(values))] * 2, "-", color=color, lw=2)
     ax.set_xticks(channels)
     ax.set_xlabel("channels C (d = C(C+1)/2 features)")
     ax.set_ylabel("accuracy of the linear probe")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     best = max(channels, key=lambda c: float(np.mean(test[c])))
     _title(ax, title or f"best mean test accuracy at C = {best}: {float(np.mean(test[best])):.3f}")
+    if ac is not None:
+        colors = ("tab:green", "tab:red", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")
+        for i, (_c, values) in enumerate(markers.values()):
+            color = colors[i % len(colors)]
+            ac.plot([i] * len(values), values, "s^Dv<>"[i % 6], ms=5, color=color,
+                    label="test, one draw" if i == 0 else None)
+            ac.plot([i - 0.3, i + 0.3], [float(np.mean(values))] * 2, "-", color=color, lw=2,
+                    label="test, mean over draws" if i == 0 else None)
+        ac.set_xticks(range(len(markers)))
+        ac.set_xticklabels([textwrap.fill(label, 12) for label in markers], fontsize=6.5)
+        ac.set_xlim(-0.6, len(markers) - 0.4)
+        ac.set_title("controls, on the same draws", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    if ac is not None:
+        more = ac.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + [f"control: {name}" for name in more[1]]
+    (ac or ax).legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.03, 1.0))
     return fig
 
 
