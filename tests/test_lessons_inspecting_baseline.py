@@ -65,6 +65,18 @@ def test_baseline_view_recomputes_the_maps_when_the_intensity_moves(tshirt):
         lessons_inspecting.baseline_view(1.5, model, image, garment)
 
 
+def test_baseline_view_keeps_given_colour_limits(tshirt):
+    model, image, garment, info = tshirt
+    own = lessons_inspecting.baseline_view(0.05, model, image, garment, info.mean[0], info.std[0],
+                                           nodes=16)
+    fixed = lessons_inspecting.baseline_view(0.05, model, image, garment, info.mean[0],
+                                             info.std[0], nodes=16, limits=(1.5, 0.7))
+    own_lims = [abs(ax.images[-1].norm.vmax) for ax in own.axes[1:3]]
+    fixed_lims = [abs(ax.images[-1].norm.vmax) for ax in fixed.axes[1:3]]
+    assert fixed_lims == pytest.approx([1.5, 0.7])                # the given limits, not the maps'
+    assert own_lims[0] != pytest.approx(1.5) and own_lims[1] != pytest.approx(0.7)
+
+
 def test_attribution_figure_takes_shared_colour_limits():
     maps = {"Grad-CAM": torch.rand(12, 12) * 0.5, "IG": torch.randn(12, 12)}
     plain = viz.attribution_figure(torch.randn(1, 12, 12), maps)

@@ -16,6 +16,8 @@ mean grey, the baseline of :mod:`gsoplib.attribution`), and a GM-SOP gate's choi
                                                  mean, classes x channels, one panel per block
     map_grid_figure(grid)                        rows of h x w maps, one colour scale per row
     class_mean_maps_figure(maps, labels, ...)    the class-mean position maps of each block
+    spectra_figure(spectra, mark)                eigenvalues / the largest, largest first, log axis
+    null_histograms_figure(controls, measured)   a statistic against its shuffles, per block
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ def baseline_view(
     mean: float = 0.286,
     std: float = 0.353,
     nodes: int = 128,
+    limits: tuple[float, float] | None = None,
 ) -> Figure:
     """The widget's callback: :func:`baseline_attributions` from a uniform baseline of raw
     ``intensity`` (0 black, 1 white; ``mean`` and ``std`` normalise it as the images were), drawn
@@ -123,7 +126,9 @@ def baseline_view(
     ``garment`` (H, W) bool marks the garment's pixels; each panel's title gives the map's mean
     (occlusion) or sum (integrated gradients) over them and over the rest, the background, and
     the figure's title the intensity and the completeness check (the map's sum against the
-    logit's change)."""
+    logit's change). ``limits`` (occlusion's, integrated gradients') fixes the two colour scales,
+    so that moving the intensity does not rescale the colours; by default each map spans its own
+    largest absolute value."""
     if model is None or image is None or garment is None:
         raise ValueError("baseline_view needs the model, the image and its garment mask")
     if not 0 <= intensity <= 1:
@@ -137,7 +142,8 @@ def baseline_view(
               f"integrated gradients from {intensity:.2f}: sum\nover the garment {ig_on:+.2f}\n"
               f"over the background {ig_off:+.2f}")
     fig = attribution_figure(image[0], dict(zip(titles, (maps.occlusion, maps.integrated))),
-                             units=dict(zip(titles, _UNITS)), figsize=(10.0, 3.6))
+                             units=dict(zip(titles, _UNITS)), figsize=(10.0, 3.6),
+                             limits=None if limits is None else dict(zip(titles, limits)))
     fig.subplots_adjust(top=0.8)
     fig.suptitle(f"baseline: uniform intensity {intensity:.2f} ({round(255 * intensity)} of 255); "
                  f"integrated gradients sum to {maps.integrated.sum():.2f}, the logit rises by "
@@ -376,6 +382,55 @@ def class_mean_maps_figure(
     return fig
 
 
+def spectra_figure(spectra: dict[str, torch.Tensor], *, mark: int | None = None,
+                   floor: float = 1e-18, title: str = "", figsize=(6.4, 3.4)) -> Figure:
+    """Each spectrum (name -> (d,) eigenvalues of a symmetric matrix, any order) sorted largest
+    first and divided by its largest, lambda_i / lambda_1, on a log axis against the index i
+    (1 to d); values below ``floor`` (round-off zeros, negative ones included) are drawn at
+    ``floor``. ``mark`` draws a dashed vertical line after index ``mark`` (e.g. a rank bound)."""
+    fig = Figure(figsize=figsize)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.8)
+    ax = fig.subplots()
+    for name, values in spectra.items():
+        v = values.detach().double().flatten().sort(descending=True).values
+        ax.semilogy(np.arange(1, len(v) + 1), (v / v[0]).clamp_min(floor).numpy(), "o-", ms=3,
+                    label=name)
+    if mark is not None:
+        ax.axvline(mark + 0.5, color="grey", ls="--", lw=1, label=f"index {mark} | {mark + 1}")
+    ax.set_xlabel("eigenvalue index i (largest first)")
+    ax.set_ylabel("lambda_i / lambda_1")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def null_histograms_figure(controls: dict[str, torch.Tensor], measured: dict[str, float], *,
+                           xlabel: str = "statistic", title: str = "",
+                           figsize=(10.0, 2.9)) -> Figure:
+    """One panel per name: the histogram of ``controls[name]`` (the statistic under shuffles,
+    (n,)) and a red vertical line at ``measured[name]`` (the statistic on the real pairing); the
+    panel title gives where the measured value lies, in standard deviations of the controls from
+    their mean, (measured - mean) / sd."""
+    if set(controls) != set(measured):
+        raise ValueError("controls and measured must name the same panels")
+    fig = Figure(figsize=figsize)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.2, top=0.72, wspace=0.3)
+    axes = np.atleast_1d(fig.subplots(1, len(controls)))
+    for ax, (name, values) in zip(axes, controls.items()):
+        v = values.detach().double().flatten()
+        ax.hist(v.numpy(), bins=20, color="grey", label=f"{len(v)} shuffles")
+        ax.axvline(measured[name], color="red", lw=2, label="measured")
+        z = (measured[name] - v.mean().item()) / v.std().item()
+        ax.set_title(f"{name}\nmeasured {z:+.1f} sd from the shuffles' mean", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("shuffles")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 __all__ = ["BaselineMaps", "RegionSums", "baseline_attributions", "baseline_view", "choice_share",
            "choice_share_figure", "class_mean_maps_figure", "class_mean_weights_figure",
-           "class_means", "map_grid_figure", "region_sums", "region_sums_figure"]
+           "class_means", "map_grid_figure", "null_histograms_figure", "region_sums",
+           "region_sums_figure", "spectra_figure"]
