@@ -231,3 +231,11 @@ def test_gate_probe_title_gives_ranges_and_single_values():
     title = lessons_block.gate_probe_title(accuracy)
     assert title.startswith("probe on 3 untrained weights, seeds 0-1: SE 0.120-0.140 -> 0.125 ")
     assert "GSoP 0.400-0.500 -> 0.600 (chance 0.125)" in title
+
+
+def test_spread_title_lists_each_model_in_order():
+    title = lessons_block.spread_title("one block", {"trained": 0.264, "fresh": 0.126},
+                                       {"trained": 0.502, "fresh": 0.584})
+    assert title.startswith("one block: class range above the shuffled floor "
+                            "0.26 (trained) / 0.13 (fresh);")
+    assert "the class explains 50% / 58% of a channel's variance" in title

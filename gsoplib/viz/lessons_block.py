@@ -575,8 +575,20 @@ def gate_probe_title(accuracy: dict[str, list[float]], chance: float = 0.125) ->
             "and centred (bottom), coloured by class")
 
 
+def spread_title(head: str, above: dict[str, float], share: dict[str, float]) -> str:
+    """Title of notebook 03's trained-weights figure: ``head``, then per model (the keys of
+    ``above``, in order) its median class range above the shuffled-label floor and its median
+    class share sum_k n_k (m_k - m)^2 / (N Var(w)) of a channel's weights w (N, C) (see
+    :func:`weight_spread`), e.g. "class range above the shuffled floor 0.26 (trained) / ..."."""
+    ranges = " / ".join(f"{value:.2f} ({name})" for name, value in above.items())
+    shares = " / ".join(f"{share[name]:.0%}" for name in above)
+    return (f"{head}: class range above the shuffled floor {ranges};\nthe class explains {shares} "
+            "of a channel's variance (shuffled labels: about 1%)")
+
+
 __all__ = [
     "channel_weights",
+    "spread_title",
     "gate_probe_title",
     "STAGES",
     "TrainedBlock",
