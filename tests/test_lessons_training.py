@@ -164,7 +164,32 @@ def test_depth_figure_states_the_first_and_last_depth():
                 "layer3": {"gap": 16.8, "covariance": 17.1}}
     fig = lessons_training.depth_figure(accuracy, chance=12.5)
     assert fig.axes[0].get_title() == ("an untrained network loses the set with depth: "
-                                       "gap 13% -> 17%; covariance 82% -> 17%")
-    moved = lessons_training.depth_figure({**accuracy, "layer3": {"gap": 30.0, "covariance": 40.0}},
-                                          chance=12.5)
-    assert moved.axes[0].get_title().endswith("gap 13% -> 30%; covariance 82% -> 40%")
+                                       "covariance 82% -> 17%; GAP 13% -> 56% after the stem "
+                                       "-> 17% after layer3 (chance 12.5%)")
+    moved = lessons_training.depth_figure({**accuracy, "layer3": {"gap": 60.0, "covariance": 40.0}},
+                                          chance=12.5, network="untrained small_vanilla")
+    assert moved.axes[0].get_title() == ("untrained small_vanilla loses the set with depth: "
+                                         "covariance 82% -> 40%; GAP 13% -> 60% (chance 12.5%)")
+
+
+def test_smoothed_target_entropy_and_its_line():
+    import torch
+    from torch.nn import functional as F
+
+    from gsoplib.viz import step_curves
+    q = torch.full((8,), 0.1 / 8)
+    q[3] += 0.9
+    floor = lessons_training.smoothed_target_entropy(8, 0.1)
+    assert floor == pytest.approx(-(q * q.log()).sum().item(), rel=1e-6)
+    assert floor == pytest.approx(0.467, abs=5e-4)
+    loss_at_q = F.cross_entropy(q.log()[None], torch.tensor([3]), label_smoothing=0.1).item()
+    assert loss_at_q == pytest.approx(floor, rel=1e-5)          # the floor is reached at p = q
+    assert lessons_training.smoothed_target_entropy(10, 0.1) > floor   # more classes, higher floor
+    steps = [{"step": i, "epoch": i / 4, "lr": 0.1, "train_loss": 2.0 - 0.1 * i, "train_top1": 0.5}
+             for i in range(1, 9)]
+    fig = lessons_training.with_loss_floor(step_curves([{"model": "m", "steps": steps}]), floor)
+    line = [ln for ln in fig.axes[0].lines if ln.get_label().startswith("H(q)")]
+    assert len(line) == 1 and line[0].get_ydata()[0] == pytest.approx(floor)
+    assert line[0].get_label() == "H(q): floor under label smoothing (0.467)"
+    with pytest.raises(ValueError):
+        lessons_training.smoothed_target_entropy(8, 0.0)

@@ -11,6 +11,7 @@ import pytest
 from gsoplib.viz.lessons_sqrtm import t_two_sided_p
 from gsoplib.viz.seed_claims import (
     SeedComparison,
+    benjamini_hochberg,
     claims_markdown,
     claims_table,
     compare_seeds,
@@ -185,3 +186,20 @@ def test_strata_with_one_x_are_left_out_and_bad_input_is_one_sentence():
         stratified_permutation_test(list(range(12)), list(range(12)), max_exact=1000)
     text = stratified_permutation_test([0, 0, 0, 1, 1, 1], [1, 2, 3, 4, 5, 6]).text("doubling")
     assert text == "slope +3.0 per doubling; p = 0.10 (exact, 20 arrangements)"
+
+
+def test_benjamini_hochberg_by_hand_and_its_edges():
+    # m = 4: sorted 0.0077, 0.029, 0.036, 0.077 -> 4p/rank 0.0308, 0.058, 0.048, 0.077,
+    # then the running minimum from the top: 0.0308, 0.048, 0.048, 0.077 (input order kept)
+    q = benjamini_hochberg([0.029, 0.0077, 0.077, 0.036])
+    assert q == pytest.approx([0.048, 0.0308, 0.077, 0.048])
+    assert all(a >= p for a, p in zip(q, [0.029, 0.0077, 0.077, 0.036]))
+    assert benjamini_hochberg([0.5]) == [0.5]
+    # the larger p's adjusted value caps the smaller's
+    assert benjamini_hochberg([0.9, 0.95]) == pytest.approx([0.95, 0.95])
+    assert max(benjamini_hochberg([0.01] * 3 + [0.9] * 97)) <= 1.0
+    assert benjamini_hochberg([0.01] * 3 + [0.9] * 97)[0] == pytest.approx(0.01 * 100 / 3)
+    with pytest.raises(ValueError):
+        benjamini_hochberg([])
+    with pytest.raises(ValueError):
+        benjamini_hochberg([0.1, 1.2])

@@ -23,6 +23,9 @@ and two pieces of notebook 05's section on the bundled checkpoints:
     depth_figure(accuracy, chance) linear-probe accuracy of GAP and the covariance against the
                                    depth of an untrained network (notebook 05, section 7)
     fc_input_norm(model, x)        the mean squared norm of what a model's classifier reads
+    smoothed_target_entropy(num_classes, smoothing), with_loss_floor(fig, floor)
+                                   H(q), the lowest loss under label smoothing, and its line on
+                                   gsoplib.viz.step_curves' loss panel
 
 The optimiser is the ``fast`` recipe's (notebook 05 builds its step from scratch and checks it
 against ``torch.optim.SGD``): with momentum mu = 0.9, Nesterov, weight decay lambda = 5e-4 and the
@@ -294,15 +297,19 @@ def bundled_figure(rows: list[dict], test_images: dict[str, int],
     return fig
 
 
-__all__ = ["HEADS", "PAIR_MISSES", "WarmupRun", "bundled_figure", "fixed_batches",
-           "per_image_correct", "warmup_figure", "warmup_run", "warmup_view"]
+__all__ = ["HEADS", "PAIR_MISSES", "WarmupRun", "bundled_figure", "depth_figure", "fc_input_norm",
+           "fixed_batches", "per_image_correct", "smoothed_target_entropy", "warmup_figure",
+           "warmup_run", "warmup_view", "with_loss_floor"]
 
 
 def depth_figure(accuracy: dict[str, dict[str, float]], chance: float,
-                 figsize: tuple[float, float] = (7.0, 3.4)) -> Figure:
+                 figsize: tuple[float, float] = (7.0, 3.4),
+                 network: str = "an untrained network") -> Figure:
     """Linear-probe test top-1 (%) against depth: ``accuracy[where][pooling]``, ``where`` in
     order from the input (e.g. the image, the stem, each stage), ``pooling`` "gap" or
-    "covariance"; chance (%) dotted. The title states the first and last point of each pooling."""
+    "covariance"; chance (%) dotted. The title states, for each pooling, the first point, its
+    highest where that lies in between (naming the depth), and the last, then the chance;
+    ``network`` names the network in it."""
     fig = _figure(figsize, left=0.1, right=0.98, bottom=0.2, top=0.82)
     ax = fig.subplots()
     where = list(accuracy)
@@ -314,9 +321,16 @@ def depth_figure(accuracy: dict[str, dict[str, float]], chance: float,
     ax.set_ylim(0, 100)
     ax.set_ylabel("probe test top-1 %")
     ax.legend(fontsize=7, loc="upper right")
-    ends = "; ".join(f"{p} {accuracy[where[0]][p]:.0f}% -> {accuracy[where[-1]][p]:.0f}%"
-                     for p in ("gap", "covariance"))
-    _title(ax, f"an untrained network loses the set with depth: {ends}")
+    def path(pooling: str) -> str:
+        top = max(where, key=lambda w: accuracy[w][pooling])
+        inner = (f" -> {accuracy[top][pooling]:.0f}% after the {top}"
+                 if top not in (where[0], where[-1]) else "")
+        name = "GAP" if pooling == "gap" else pooling
+        return (f"{name} {accuracy[where[0]][pooling]:.0f}%{inner}"
+                f" -> {accuracy[where[-1]][pooling]:.0f}%"
+                + (f" after {where[-1]}" if inner else ""))
+    _title(ax, f"{network} loses the set with depth: {path('covariance')}; {path('gap')} "
+               f"(chance {chance:g}%)")
     return fig
 
 
@@ -333,3 +347,24 @@ def fc_input_norm(model: torch.nn.Module, x: torch.Tensor) -> float:
     finally:
         hook.remove()
     return float(seen[0].square().sum(1).mean())
+
+
+def smoothed_target_entropy(num_classes: int, smoothing: float) -> float:
+    """H(q) = -sum_k q_k ln q_k for the smoothed target q = (1 - eps) 1_y + eps / K (K =
+    ``num_classes``, eps = ``smoothing``): the cross-entropy against q is H(q) + KL(q || p) >= H(q),
+    so no loss under label smoothing lies below it (0.467 for K = 8, eps = 0.1)."""
+    if num_classes < 2 or not 0.0 < smoothing < 1.0:
+        raise ValueError("need num_classes >= 2 and 0 < smoothing < 1, "
+                         f"got {num_classes}, {smoothing}")
+    on, off = 1.0 - smoothing + smoothing / num_classes, smoothing / num_classes
+    return -(on * math.log(on) + (num_classes - 1) * off * math.log(off))
+
+
+def with_loss_floor(fig: Figure, floor: float,
+                    label: str = "H(q): floor under label smoothing") -> Figure:
+    """Draws a horizontal dashed line at ``floor`` on the first panel of ``fig`` (the loss panel
+    of :func:`gsoplib.viz.step_curves`), labelled in its legend; returns ``fig``."""
+    ax = fig.axes[0]
+    ax.axhline(floor, color="black", lw=0.9, ls="--", label=f"{label} ({floor:.3f})")
+    ax.legend(fontsize=7)
+    return fig

@@ -4,6 +4,8 @@
                           deviations, the project's std rule, Welch's t-test (two-sided p)
     claims_table(rows)    claim | paper | measured | verdict, as aligned plain text
     claims_markdown(rows) the same rows as a Markdown table
+    benjamini_hochberg(pvalues)
+                          the Benjamini-Hochberg adjusted p-values of a family of tests
     stratified_permutation_test(x, y, strata)
                           does y move with x inside each stratum (e.g. top-1 with N at
                           fixed K)? The pooled within-stratum slope and a permutation p,
@@ -109,6 +111,32 @@ def compare_seeds(a: Sequence[float], b: Sequence[float]) -> SeedComparison:
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return SeedComparison(statistics.mean(a), statistics.stdev(a), len(a), statistics.mean(b),
                           statistics.stdev(b), len(b), t, df, t_two_sided_p(t, df))
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values of m tests, in the input's order.
+
+    With the p-values sorted, p_(1) <= ... <= p_(m), the adjusted value of the i-th smallest is
+    q_(i) = min_{j >= i} min(1, m p_(j) / j) (Benjamini and Hochberg 1995, the step-up procedure
+    written as adjusted values): rejecting every test with q <= alpha keeps the expected share of
+    false discoveries among the rejections at or below alpha for independent tests.
+
+    Args:
+        pvalues: m >= 1 values in [0, 1].
+    Returns:
+        m adjusted values, each >= its p-value, in the same order.
+    """
+    m = len(pvalues)
+    if m == 0 or any(not 0.0 <= p <= 1.0 for p in pvalues):
+        raise ValueError("benjamini_hochberg needs one or more p-values in [0, 1], "
+                         f"got {pvalues!r}")
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * m, 1.0
+    for rank in range(m, 0, -1):                       # from the largest p down: the running min
+        i = order[rank - 1]
+        running = min(running, m * pvalues[i] / rank)
+        adjusted[i] = running
+    return adjusted
 
 
 def p_text(p: float) -> str:
@@ -299,6 +327,7 @@ __all__ = [
     "HEADER",
     "PermutationTest",
     "SeedComparison",
+    "benjamini_hochberg",
     "claims_markdown",
     "claims_table",
     "compare_seeds",
