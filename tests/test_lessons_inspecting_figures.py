@@ -27,3 +27,11 @@ def test_null_histograms_figure_places_the_measured_value_in_sds():
     assert fig.axes[0].get_lines()[0].get_xdata()[0] == pytest.approx(2.0 + 3 * 1.5811, abs=1e-3)
     with pytest.raises(ValueError, match="same panels"):
         li.null_histograms_figure(controls, {"a": 0.0})
+
+
+def test_eigenvalue_errors_figure_draws_percent_and_leaves_out_nans():
+    errors = {"N = 3": torch.tensor([-0.01, -0.1, -0.5, float("nan")]), "N = 10": torch.zeros(4)}
+    fig = li.eigenvalue_errors_figure(errors, title="t")
+    curve = next(line for line in fig.axes[0].get_lines() if line.get_label() == "N = 3")
+    assert list(curve.get_xdata()) == [1, 2, 3]
+    assert list(curve.get_ydata()) == pytest.approx([-1.0, -10.0, -50.0])

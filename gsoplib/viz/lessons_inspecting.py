@@ -18,6 +18,7 @@ mean grey, the baseline of :mod:`gsoplib.attribution`), and a GM-SOP gate's choi
     class_mean_maps_figure(maps, labels, ...)    the class-mean position maps of each block
     spectra_figure(spectra, mark)                eigenvalues / the largest, largest first, log axis
     null_histograms_figure(controls, measured)   a statistic against its shuffles, per block
+    eigenvalue_errors_figure(errors)             a root's relative error per eigenvalue index
 """
 
 from __future__ import annotations
@@ -430,7 +431,28 @@ def null_histograms_figure(controls: dict[str, torch.Tensor], measured: dict[str
     return fig
 
 
+def eigenvalue_errors_figure(errors: dict[str, torch.Tensor], *, title: str = "",
+                             figsize=(6.4, 3.4)) -> Figure:
+    """Each curve (name -> (d,) relative errors e_i = mu_i(Y) / sqrt(lambda_i) - 1 of a root's
+    eigenvalues, largest eigenvalue first, e.g. ``compare_root(...).eigenvalue_error().mean(0)``)
+    in percent against the index i (1 to d), NaNs (past the rank) left out, with the exact
+    root's 0% as a dotted line."""
+    fig = Figure(figsize=figsize)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.8)
+    ax = fig.subplots()
+    for name, values in errors.items():
+        e = values.detach().double().flatten()
+        index = torch.arange(1, len(e) + 1)[~e.isnan()]
+        ax.plot(index.numpy(), 100 * e[~e.isnan()].numpy(), "o-", ms=3, label=name)
+    ax.axhline(0.0, color="grey", ls=":", lw=1, label="exact root")
+    ax.set_xlabel("eigenvalue index i (largest first)")
+    ax.set_ylabel("relative error of the root's eigenvalue (%)")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
 __all__ = ["BaselineMaps", "RegionSums", "baseline_attributions", "baseline_view", "choice_share",
            "choice_share_figure", "class_mean_maps_figure", "class_mean_weights_figure",
-           "class_means", "map_grid_figure", "null_histograms_figure", "region_sums",
-           "region_sums_figure", "spectra_figure"]
+           "class_means", "eigenvalue_errors_figure", "map_grid_figure", "null_histograms_figure",
+           "region_sums", "region_sums_figure", "spectra_figure"]
