@@ -267,8 +267,8 @@ def test_balance_figure_draws_a_column_per_gate_with_seed_ranges():
     assert len(bars) == 2                           # live, training usage: alpha 0 and 100
     assert abs(bars[0].patches[0].get_height() - 25.0) < 1e-9     # the mean of 20% and 30%
     assert [t.get_text() for t in axes[0].get_legend().get_texts()][-2:] == [
-        "alpha = 0 (2 seeds; bars: lowest to highest seed)",
-        "alpha = 100 (2 seeds; bars: lowest to highest seed)"]
+        "alpha = 0 (2 seeds; error bars: lowest to highest seed)",
+        "alpha = 100 (2 seeds; error bars: lowest to highest seed)"]
     with pytest.raises(ValueError, match="4 titles"):
         gate_benchmarks.balance_figure(rows, titles=["one"])
 

@@ -329,7 +329,8 @@ def balance_figure(
                 spread = np.stack([mean - shares.min(0), shares.max(0) - mean])
                 ax.bar(np.arange(n) + (j - (len(alphas) - 1) / 2) * width, mean, width=width,
                        yerr=spread, capsize=1.5,
-                       label=f"alpha = {alpha:g} ({len(runs)} seeds; bars: lowest to highest seed)")
+                       label=f"alpha = {alpha:g} ({len(runs)} seeds; "
+                             "error bars: lowest to highest seed)")
             ax.axhline(even, color="0.4", lw=0.8, ls="--", label="even share")
             ax.axhline(even * BUSY_FRACTION, color="0.4", lw=0.8, ls=":",
                        label="a quarter of it: busy above, starved below")
