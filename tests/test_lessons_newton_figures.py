@@ -173,6 +173,9 @@ def test_null_gradient_panels_labels_clear_of_the_curves():
     assert [t.get_text() for t in fig.axes[0].texts] == ["N = 3", "N = 5", "N = 10"]
     assert fig.axes[1].texts[0].get_text() == "N = 3: eps = 0.066"
     assert fig.axes[0].get_title() and fig.axes[1].get_title() and fig.axes[0].get_xlabel()
+    low, high = fig.axes[1].get_xlim()
+    ticks = [t for t in fig.axes[1].get_xticks() if low <= t <= high]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks   # N: whole numbers
     # the check itself can fail: the library's figure, labels at their old offsets, overlaps
     from gsoplib.viz.lessons_sqrtm_gradient import null_gradient_figure
     assert _text_clear_of_curves(null_gradient_figure()) != []

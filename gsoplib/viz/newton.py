@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..heads.isqrt import ISqrtCovHead
 from ..ops import newton_schulz_errors
@@ -645,7 +646,8 @@ def null_gradient_panels(**kwargs) -> Figure:
     eps = tr Sigma / (4 (9/4)^N)) with each marked N's label moved off the curves: below left of
     its diamond on the left panel, whose curve eps^(-1/2) falls to the right, and below right of
     its point on the right panel, whose curve (3/2)^N / sqrt(tr Sigma) rises; the left y range
-    is widened downwards so that the lowest label stays inside the axes."""
+    is widened downwards so that the lowest label stays inside the axes; the right x axis (N)
+    has whole-number ticks only."""
     fig = null_gradient_figure(**kwargs)
     left, right = fig.axes[:2]
     for ann in left.texts:
@@ -658,6 +660,7 @@ def null_gradient_panels(**kwargs) -> Figure:
     for ax in (left, right):
         low, high = ax.get_ylim()
         ax.set_ylim(low / 2.5, high)
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))   # N counts iterations
     return fig
 
 
