@@ -311,6 +311,19 @@ def test_feature_covariance_figure_draws_correlations_on_minus_one_to_one():
     assert np.isnan(blank[4]).all() and not np.isnan(blank[0, :4]).any()
 
 
+def test_feature_covariance_figure_names_the_noise_baseline_beside_the_image_median():
+    g = torch.Generator().manual_seed(10)
+    sigma = covariance(torch.randn(2, 6, 5, 5, generator=g, dtype=torch.float64))
+    d = sigma[0].diagonal().rsqrt()
+    corr = (d[:, None] * sigma[0] * d[None, :]).abs()
+    own = float(corr[~torch.eye(6, dtype=torch.bool)].median())
+    title = lessons.feature_covariance_figure(sigma, 25, correlation=True,
+                                              noise_median=0.123).axes[0].get_title()
+    assert f"median |correlation| {own:.2f}; positions shuffled (noise alone) 0.12" in title
+    plain = lessons.feature_covariance_figure(sigma, 25, correlation=True).axes[0].get_title()
+    assert "shuffled" not in plain
+
+
 def test_saved_bytes_are_what_each_form_keeps():
     from gsoplib.ops import covariance_centring_matrix, saved_tensor_bytes
     from gsoplib.ops.authors_covpool import authors_covpool
@@ -369,3 +382,20 @@ def test_channel_accuracy_figure_draws_draws_means_and_controls():
     # a caller's title (the finding) replaces the default
     fig = lessons.channel_accuracy_figure(test, train, title="more channels help, then overfit")
     assert fig.axes[0].get_title() == "more channels help, then overfit"
+
+
+def test_channel_accuracy_figure_draws_the_bayes_rule_and_slanted_control_labels():
+    test = {3: [0.85, 0.86], 6: [0.88, 0.90], 16: [0.70, 0.72]}
+    train = {3: [0.87, 0.87], 6: [0.94, 0.95], 16: [1.0, 1.0]}
+    plain = lessons.channel_accuracy_figure(test, train)
+    fig = lessons.channel_accuracy_figure(test, train, bayes={16: 0.96, 3: 0.87, 6: 0.92})
+    assert len(fig.axes[0].lines) == len(plain.axes[0].lines) + 1      # one line more, no more
+    bayes = [line for line in fig.axes[0].lines if line.get_label() == "Bayes rule, true R_k"]
+    assert len(bayes) == 1 and bayes[0].get_linestyle() == "--"
+    assert list(bayes[0].get_xdata()) == [3, 6, 16]                      # sorted by C
+    assert list(bayes[0].get_ydata()) == pytest.approx([0.87, 0.92, 0.96])
+    labels = {"C = 16: raw entries": (16, [0.84]), "C = 16: mean subtracted only": (16, [0.67])}
+    fig = lessons.channel_accuracy_figure(test, train, labels, bayes={3: 0.87})
+    ticks = fig.axes[1].get_xticklabels()
+    assert [t.get_rotation() for t in ticks] == [35.0, 35.0]
+    assert [t.get_text() for t in ticks] == ["C = 16: raw entries", "C = 16: mean\nsubtracted only"]

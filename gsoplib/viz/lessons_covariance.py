@@ -176,6 +176,7 @@ def channel_accuracy_figure(
     markers: dict[str, tuple[int, list[float]]] | None = None,
     *,
     title: str | None = None,
+    bayes: dict[int, float] | None = None,
     figsize=(10.5, 3.8),
 ) -> Figure:
     """The covariance probe's accuracy against the number of channels C, one point per draw.
@@ -187,7 +188,9 @@ def channel_accuracy_figure(
     per control named by its label (which should name its C), with the mean as a short bar; the
     left panel's C axis holds the probe alone.
     The title names the C with the best mean test accuracy, unless ``title`` (the finding, in
-    the caller's words) replaces it.
+    the caller's words) replaces it. ``bayes``: {C: accuracy} of the Bayes rule with the true
+    R_k (the largest log p(X | k) = -(M/2)(tr(R_k^-1 S) + log det R_k), S = (1/M) X X^T),
+    drawn as a dashed line on the left panel.
     """
     fig = _figure(figsize, left=0.07, right=0.78 if markers else 0.72,
                   bottom=0.33 if markers else 0.15, top=0.86)
@@ -204,6 +207,10 @@ def channel_accuracy_figure(
         for c in channels:
             ax.plot([c] * len(values[c]), values[c], "o", ms=5, color=CHOSEN, mfc=fill,
                     label=f"{part}: one draw" if c == channels[0] else None)
+    if bayes:
+        known = sorted(bayes)
+        ax.plot(known, [bayes[c] for c in known], "--", color="k", lw=1,
+                label="Bayes rule, true R_k")
     ax.set_xticks(channels)
     ax.set_xlabel("channels C (d = C(C+1)/2 features)")
     ax.set_ylabel("accuracy of the linear probe")
@@ -218,7 +225,8 @@ def channel_accuracy_figure(
             ac.plot([i - 0.3, i + 0.3], [float(np.mean(values))] * 2, "-", color=color, lw=2,
                     label="test, mean over draws" if i == 0 else None)
         ac.set_xticks(range(len(markers)))
-        ac.set_xticklabels([textwrap.fill(label, 12) for label in markers], fontsize=6.5)
+        ac.set_xticklabels([textwrap.fill(label, 20) for label in markers], fontsize=6.5,
+                           rotation=35, ha="right", rotation_mode="anchor")
         ac.set_xlim(-0.6, len(markers) - 0.4)
         ac.set_title("controls, on the same draws", fontsize=8)
     handles, labels = ax.get_legend_handles_labels()
@@ -373,6 +381,7 @@ def feature_covariance_figure(
     image: int = 0,
     source: str = "features",
     correlation: bool = False,
+    noise_median: float | None = None,
     figsize=(12.0, 4.0),
 ) -> Figure:
     """One image's covariance of C convolutional channels over M positions, and the spectra of
@@ -389,6 +398,9 @@ def feature_covariance_figure(
             on -1..1, so that channels with a large variance do not set the colours for all
             (a channel with zero variance has no correlation: its row and column stay blank),
             and the title gives the median and the largest channel variance.
+        noise_median: with ``correlation``, the median |correlation| of a noise baseline (for
+            example the same maps with each channel's positions shuffled), added to the title
+            beside the image's own median |correlation| off the diagonal.
 
     Left: the heat map. Right: each image's eigenvalues
     over its largest (median and 10-90% range over the N images), with the zeros (at most
@@ -400,7 +412,8 @@ def feature_covariance_figure(
     bound = min(channels, positions - 1)
     eigenvalues = torch.linalg.eigvalsh(sigma).flip(-1)
     ranks = numerical_rank(sigma, rtol=ZERO_RTOL)
-    fig = _figure(figsize, left=0.06, right=0.98, bottom=0.14, top=0.82, wspace=0.3)
+    fig = _figure(figsize, left=0.06, right=0.98, bottom=0.14,
+                  top=0.76 if noise_median is not None else 0.82, wspace=0.3)
     ah, ae = fig.subplots(1, 2, gridspec_kw={"width_ratios": (1.0, 1.5)})
     one = sigma[image]
     if correlation:
@@ -410,6 +423,11 @@ def feature_covariance_figure(
         label = "correlation of channels i and j"
         heading = (f"{source}: correlation, image {image}\n(channel variances: median "
                    f"{float(variances.median()):.2f}, largest {float(variances.max()):.2f})")
+        if noise_median is not None:
+            off = ~torch.eye(channels, dtype=torch.bool)
+            own = float(np.nanmedian(np.abs(values[off.numpy()])))
+            heading += (f"\nmedian |correlation| {own:.2f}; positions shuffled (noise alone) "
+                        f"{noise_median:.2f}")
     else:
         values = one.numpy()
         limit = float(np.abs(values).max())
