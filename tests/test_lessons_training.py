@@ -127,6 +127,12 @@ def test_bundled_figure_counts_errors_with_binomial_bars():
                                                               "second_order": 2_000},
                                             count_errors=())
     assert other.axes[1].get_xlim() == (0.0, 100.0)
+    # a note is written in the error-count panel, and only when given
+    noted = lessons_training.bundled_figure(_bundled_rows(), {"fashion_mnist": 10_000,
+                                                              "second_order": 2_000},
+                                            note="paired: 7 vs 1")
+    assert "paired: 7 vs 1" in [t.get_text() for t in noted.axes[1].texts]
+    assert "paired: 7 vs 1" not in [t.get_text() for t in fig.axes[1].texts]
 
 
 def test_pair_misses_are_the_images_each_bundled_model_gets_wrong():

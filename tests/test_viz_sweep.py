@@ -51,6 +51,21 @@ def test_sweep_finding_by_welch_counts_only_p_below_005():
         sweep_finding(ROWS, BACKBONES, "d", test="t")
 
 
+def test_sweep_finding_adds_the_leads_that_survive_a_correction():
+    """adjusted: a corrected p per (backbone, pooling); the title counts the leading pooling's
+    counted leads whose adjusted p is below 0.05, and says over which family."""
+    plain = sweep_finding(ROWS, BACKBONES, "d", test="welch")
+    kept = sweep_finding(ROWS, BACKBONES, "d", test="welch",
+                         adjusted={("small", "iSQRT-COV head"): 0.01}, family="the 2")
+    assert kept == plain.replace(" points);", " points),\n1 of 2 after BH over the 2;")
+    lost = sweep_finding(ROWS, BACKBONES, "d", test="welch",
+                         adjusted={("small", "iSQRT-COV head"): 0.2})
+    assert ",\n0 of 2 after BH;" in lost
+    # a small adjusted p where the lead did not count adds nothing
+    assert ",\n0 of 2 after BH;" in sweep_finding(ROWS, BACKBONES, "d", test="welch",
+                                                  adjusted={("large", "iSQRT-COV head"): 0.01})
+
+
 def test_titles_are_optional_and_the_defaults_stay():
     assert sweep_figure(ROWS, BACKBONES).axes[0].get_title() == "d: 3 seeds per point"
     named = sweep_figure(ROWS, BACKBONES, titles={"d": sweep_finding(ROWS, BACKBONES, "d")})

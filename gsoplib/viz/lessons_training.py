@@ -253,14 +253,16 @@ def per_image_correct(name: str, images: torch.Tensor, labels: torch.Tensor,
 
 def bundled_figure(rows: list[dict], test_images: dict[str, int],
                    count_errors: tuple[str, ...] = ("second_order",),
-                   figsize: tuple[float, float] = (11.0, 3.4)) -> Figure:
+                   figsize: tuple[float, float] = (11.0, 3.4),
+                   note: str | None = None) -> Figure:
     """The bundled checkpoints, a panel per dataset, a bar per checkpoint labelled with its
     model and epochs. ``rows``: dicts with "model", "data", "epochs" and "test top-1" (a
     fraction); ``test_images``: the test set's size n per dataset. A dataset of
     ``count_errors`` shows its test errors e = round(n (1 - p)) with the binomial standard
     error sqrt(n p (1 - p)) as bars; any other its test top-1 in % on the whole 0-100 axis,
     each bar's value written on it. Titles state the spread and that unequal budgets, or one
-    seed each, rank nothing."""
+    seed each, rank nothing. ``note`` (optional) is written inside the last error-count panel,
+    e.g. the paired test the independent +-1 SE bars do not show."""
     datasets = list(dict.fromkeys(r["data"] for r in rows))
     fig = _figure(figsize, left=0.14, right=0.98, bottom=0.16, top=0.8, wspace=0.55)
     axes = np.atleast_1d(fig.subplots(1, len(datasets), width_ratios=[
@@ -283,6 +285,9 @@ def bundled_figure(rows: list[dict], test_images: dict[str, int],
             ax.set_xlabel(f"test errors of {n:,} (bar: +-1 binomial SE)")
             each = ", ".join(f"{r['model']} {e}" for r, e in zip(chosen, errors))
             _title(ax, f"{data}: {each} test errors of {n:,}\n{budget}: a hint, no ranking")
+            if note:
+                ax.text(0.98, 0.96, note, transform=ax.transAxes, ha="right", va="top",
+                        fontsize=8, bbox={"facecolor": "white", "edgecolor": "0.7"})
         else:
             top1 = [100 * r["test top-1"] for r in chosen]
             ax.barh(labels, top1, color="tab:blue")

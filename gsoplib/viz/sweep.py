@@ -148,7 +148,9 @@ def probe_figure(rows: Sequence[dict], dataset: str, per_class: int, *,
 
 
 def sweep_finding(rows: Sequence[dict], backbones: Sequence[str], dataset: str,
-                  poolings: Sequence[str] | None = None, test: str = "std") -> str:
+                  poolings: Sequence[str] | None = None, test: str = "std",
+                  adjusted: Mapping[tuple[str, str], float] | None = None,
+                  family: str = "") -> str:
     """What one dataset of the sweep shows against GAP, as a title. For each pooling p of
     ``poolings`` (default: all but GAP) and backbone b, the lead l = mean_p - mean_GAP counts
     when |l| > max(std_p, std_GAP), the claims table's rule (the std over seeds; with three seeds
@@ -156,7 +158,9 @@ def sweep_finding(rows: Sequence[dict], backbones: Sequence[str], dataset: str,
     ``test="welch"`` it counts when Welch's two-sided p < 0.05 instead (each row's ``runs``, the
     seeds' values; :func:`gsoplib.viz.seed_claims.compare_seeds`). Names the pooling that leads
     at the most backbones, with its leads smallest backbone first, or says none does; then the
-    one that trails at the most, if any."""
+    one that trails at the most, if any. ``adjusted`` (optional): a corrected p per
+    (backbone, pooling), e.g. Benjamini-Hochberg's over a family of ``family``; the title then
+    adds how many of the leading pooling's counted leads keep an adjusted p < 0.05."""
     if test not in ("std", "welch"):
         raise ValueError(f"test must be 'std' or 'welch', got {test!r}")
     cells = {(r["backbone"], r["pooling"]): r for r in rows if r["dataset"] == dataset}
@@ -165,9 +169,9 @@ def sweep_finding(rows: Sequence[dict], backbones: Sequence[str], dataset: str,
     if not shown or not poolings:
         raise ValueError(f"sweep_finding needs GAP and another pooling of {dataset!r}")
 
-    def leads(p: str, sign: int) -> list[float]:
+    def leads(p: str, sign: int, at: Sequence[str] | None = None) -> list[float]:
         out = []
-        for b in shown:
+        for b in (shown if at is None else at):
             if (b, p) in cells:
                 lead = cells[(b, p)]["test_top1"] - cells[(b, "GAP")]["test_top1"]
                 noise = max(cells[(b, p)]["test_top1_std"], cells[(b, "GAP")]["test_top1_std"])
@@ -188,6 +192,10 @@ def sweep_finding(rows: Sequence[dict], backbones: Sequence[str], dataset: str,
     if ahead[1]:
         text = (f"{dataset}: {ahead[0]} leads GAP\n{rule} at {len(ahead[1])} of "
                 f"{len(shown)} sizes ({', '.join(f'{v:+.1f}' for v in ahead[1])} points)")
+        if adjusted is not None:
+            kept = sum(1 for b in shown if adjusted.get((b, ahead[0]), 1.0) < 0.05
+                       and leads(ahead[0], +1, [b]))
+            text += f",\n{kept} of {len(shown)} after BH" + (f" over {family}" if family else "")
     else:
         text = f"{dataset}: no pooling leads GAP {rule} at any size"
     if behind[1]:
