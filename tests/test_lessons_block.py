@@ -211,6 +211,19 @@ def test_trained_weights_figure_draws_the_shuffled_floors():
     assert texts[-1].startswith("shuffled labels") and ", shuffled 0.200" in texts[0]
     assert "each model sorted" in right.get_xlabel()
     assert not [line for line in plain.axes[3].get_lines() if len(line.get_ydata()) == 2]
+    # every model's curve solid, in its own colour; each floor's value written in that colour
+    reference = 0.5 + 0.05 * torch.randn(30, 16)
+    three = lessons_block.trained_weights_figure(trained, untrained, labels, ["a", "b", "c"],
+                                                 reference=reference, reference_name="other",
+                                                 floors={"trained": (0.2, 0.3),
+                                                         "other": (0.011, 0.013)}).axes[3]
+    curves = [line for line in three.get_lines() if len(line.get_ydata()) == 16]
+    assert [line.get_linestyle() for line in curves] == ["-"] * 3
+    assert len({line.get_color() for line in curves}) == 3
+    written = {t.get_text(): t.get_color() for t in three.texts}
+    assert written == {"0.200": curves[0].get_color(), "0.011": curves[2].get_color()}
+    assert three.get_yscale() == "log" and three.get_ylim()[0] < 0.011
+    assert not [t for t in plain.axes[3].get_legend().get_texts() if "shuffled" in t.get_text()]
 
 
 def test_channel_weights_reads_the_tap():
@@ -239,3 +252,42 @@ def test_spread_title_lists_each_model_in_order():
     assert title.startswith("one block: class range above the shuffled floor "
                             "0.26 (trained) / 0.13 (fresh);")
     assert "the class explains 50% / 58% of a channel's variance" in title
+
+
+def test_placement_figure_marks_the_width_bound():
+    # S2's block reads bn3(conv3(64 channels)): before its ReLU the reduced map's covariance has
+    # rank at most 64, which the spectrum panel marks with a dashed line in S2's colour
+    cost = lessons_block.placement_cost(128, "C,-,-,-")
+    s2 = cost.stages[0]
+    assert (s2.width, s2.rank_linear) == (64, 64) and s2.rank == 128
+    spectrum = lessons_block.placement_figure(cost).axes[2]
+    dashed = {line.get_label(): line for line in spectrum.lines if line.get_linestyle() == "--"}
+    assert list(dashed) == ["S2 width bound (before ReLU) = 64"]
+    assert dashed["S2 width bound (before ReLU) = 64"].get_xdata()[0] == 64
+    assert dashed["S2 width bound (before ReLU) = 64"].get_color() == spectrum.lines[0].get_color()
+    # at S4 (width 256, M - 1 = 195) the width bound is not the binding one: no dashed line
+    s4_only = lessons_block.placement_figure(lessons_block.placement_cost(128, "-,-,C,-")).axes[2]
+    assert not [line for line in s4_only.lines if line.get_linestyle() == "--"]
+
+
+def test_placement_model_is_what_placement_cost_reads():
+    model, image, shapes = lessons_block.placement_model(128, "C,-,-,-")
+    assert image.shape == (1, 3, 224, 224) and shapes[0] == (256, 56 * 56)
+    assert not model.training and model.layer1[-1].attn.rd_channels == 128
+
+
+def test_the_widget_tasks_answers():
+    # notebook 03's "before you move it" answers, recomputed by the widgets' callbacks' code
+    last, first = (lessons_block.trained_block(0, b) for b in ("layer3.2.attn", "layer1.2.attn"))
+    zero = (last.cov.diagonal() == 0).nonzero().flatten().tolist()
+    assert zero == [2, 24] and last.cov_bn[zero].std(dim=1).max() == 0   # constant after the BN
+    assert (first.cov.diagonal() > 0).all()
+    assert f"{first.cov_bn.std(dim=1).min():.2f}" == "0.11"
+    at128, at512 = (lessons_block.placement_cost(c, "C,C,C,C") for c in (128, 512))
+    assert [s.rank for s in at128.stages] == [128] * 4
+    assert [s.rank_bound for s in at128.stages] == [128] * 4
+    widths = [line.get_label() for line in lessons_block.placement_figure(at128).axes[2].lines
+              if line.get_linestyle() == "--"]
+    assert widths == ["S2 width bound (before ReLU) = 64"]
+    assert [s.rank for s in at512.stages] == [512, 512, 195, 195]
+    assert at512.stages[0].rank_linear == 64

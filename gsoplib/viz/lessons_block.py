@@ -4,6 +4,7 @@ block's channel weights differ from an untrained one's.
 
     block_parameters(channels, c)            Table 2's parameter count, as a formula
     block_multiply_adds(channels, c, M)      Table 2's FLOPs (multiply-adds), as a formula
+    placement_model(c, mask)                 the untrained network placement_cost reads, its image
     placement_cost(c, mask)                  ResNet-26 (250-class head, ImageNet-1/4K) with
                                              channel blocks of size c at the stages of ``mask``:
                                              each stage's block counted, the network's totals,
@@ -82,7 +83,8 @@ class StageCost:
     centred samples has rank at most M - 1. rank_linear: the numerical rank of the covariance of
     the block's reduced map before its ReLU (conv + BN, an affine map of the block's input), at
     most the rank of the block's input over the positions, e.g. the width of the bottleneck's
-    last conv's input (64 at S2).
+    last conv's input (64 at S2). width: that input's channels (the bottleneck's width), the
+    bound on rank_linear that the figure marks.
     """
 
     stage: str
@@ -96,6 +98,7 @@ class StageCost:
     rank: int | None = None
     eigenvalues: np.ndarray | None = None
     rank_linear: int | None = None
+    width: int | None = None
 
 
 @dataclass
@@ -150,6 +153,26 @@ def _calibrate(model: nn.Module, batch: torch.Tensor) -> list[tuple[int, int]]:
     return shapes
 
 
+def placement_model(c: int = 128, mask: str = "C,C,C,C", *, input_size: int = 224,
+                    seed: int = 0, calibration: int = 4, num_classes: int = 250
+                    ) -> tuple[nn.Module, torch.Tensor, list[tuple[int, int]]]:
+    """The untrained network that :func:`placement_cost` reads: ResNet-26 with
+    ``GSoPChannel(C', c)`` at the stages of ``mask``, its BN statistics set from ``calibration``
+    seeded noise images, in eval mode; the noise image (1, 3, input_size, input_size) it is
+    probed on; each stage's (C', M). The global random state is left as it was."""
+    parts = [p.strip() for p in mask.split(",")]
+    if len(parts) != len(STAGES) or not set(parts) <= {"C", "-"}:
+        raise ValueError(f"mask must be four of 'C' or '-' separated by commas "
+                         f"([S2, S3, S4, S5]), got {mask!r}")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = create_model("resnet26", blocks=mask, block_kwargs={"rd_channels": c},
+                             num_classes=num_classes)
+        shapes = _calibrate(model, torch.randn(calibration, 3, input_size, input_size))
+        image = torch.randn(1, 3, input_size, input_size)
+    return model, image, shapes
+
+
 def placement_cost(c: int = 128, mask: str = "C,C,C,C", *, input_size: int = 224,
                    seed: int = 0, calibration: int = 4, num_classes: int = 250) -> PlacementCost:
     """Build ResNet-26 with ``GSoPChannel(C', c)`` inside the last bottleneck of each stage
@@ -164,17 +187,9 @@ def placement_cost(c: int = 128, mask: str = "C,C,C,C", *, input_size: int = 224
     min(c, M - 1) (GSoP-Net Sec. 4.1 keeps conv5_x at 14 x 14 "to alleviate the problem of
     small sample size"). The global random state is left as it was.
     """
-    parts = [p.strip() for p in mask.split(",")]
-    if len(parts) != len(STAGES) or not set(parts) <= {"C", "-"}:
-        raise ValueError(f"mask must be four of 'C' or '-' separated by commas "
-                         f"([S2, S3, S4, S5]), got {mask!r}")
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = create_model("resnet26", blocks=mask, block_kwargs={"rd_channels": c},
-                             num_classes=num_classes)
-        shapes = _calibrate(model, torch.randn(calibration, 3, input_size, input_size))
-        image = torch.randn(1, 3, input_size, input_size)
-    placed = [p == "C" for p in parts]
+    model, image, shapes = placement_model(c, mask, input_size=input_size, seed=seed,
+                                           calibration=calibration, num_classes=num_classes)
+    placed = [p.strip() == "C" for p in mask.split(",")]
     insp = probe(model, image, taps=["tap_input", "tap_cov"]) if any(placed) else None
     stages = []
     for s, ((channels, positions), here) in enumerate(zip(shapes, placed)):
@@ -185,6 +200,7 @@ def placement_cost(c: int = 128, mask: str = "C,C,C,C", *, input_size: int = 224
         cost = StageCost(STAGES[s], path, channels, positions, count_parameters(block),
                          count_multiply_adds(block, side, channels), here,
                          min(c, positions - 1))
+        cost.width = getattr(model, f"layer{s + 1}")[-1].conv3.in_channels
         if here:
             cov = insp[path]["tap_cov"]
             evals = torch.linalg.eigvalsh(cov[0].double()).flip(0)
@@ -205,7 +221,9 @@ def placement_figure(cost: PlacementCost, *, figsize=(12.0, 3.6)) -> Figure:
     """Left: each stage's block parameters (M), orange where ``cost.mask`` places one, grey
     where it does not (what a block there would cost). Middle: the same for multiply-adds on one
     image. Right: each placed block's covariance eigenvalues over the largest (log scale) on
-    the noise image, with its rank; a dotted line at M - 1 where that is below c. The titles
+    the noise image, with its rank; a dotted line at M - 1 where that is below c, a dashed line
+    in the stage's colour at its bottleneck width where that is below both (the bound on the
+    rank before the block's ReLU, :attr:`StageCost.width`). The titles
     give the totals added to ResNet-26 and the ranks."""
     fig = _figure(figsize, left=0.06, right=0.98, bottom=0.22, top=0.8, wspace=0.32)
     ax_p, ax_m, ax_s = fig.subplots(1, 3)
@@ -235,12 +253,16 @@ def placement_figure(cost: PlacementCost, *, figsize=(12.0, 3.6)) -> Figure:
     placed = [s for s in cost.stages if s.placed]
     bounds = set()
     for s in placed:
-        ax_s.semilogy(np.arange(1, cost.c + 1), np.clip(s.eigenvalues, 1e-12, None), lw=1.4,
-                      label=f"{s.stage} (M = {s.positions}): rank {s.rank} of {cost.c}")
+        curve, = ax_s.semilogy(np.arange(1, cost.c + 1), np.clip(s.eigenvalues, 1e-12, None),
+                               lw=1.4,
+                               label=f"{s.stage} (M = {s.positions}): rank {s.rank} of {cost.c}")
         if s.positions - 1 < cost.c and s.positions not in bounds:
             bounds.add(s.positions)
             ax_s.axvline(s.positions - 1, color="k", ls=":", lw=1,
                          label=f"rank bound M - 1 = {s.positions - 1}")
+        if s.width is not None and s.width < min(cost.c, s.positions - 1):
+            ax_s.axvline(s.width, color=curve.get_color(), ls="--", lw=1,
+                         label=f"{s.stage} width bound (before ReLU) = {s.width}")
     ax_s.set_xlabel("eigenvalue index", fontsize=9)
     ax_s.set_ylabel("eigenvalue / largest", fontsize=9)
     ax_s.set_ylim(1e-12, 2)
@@ -310,14 +332,16 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     Left: histograms of all N x C weights of each. Middle: the trained block's class means,
     classes x channels, channels sorted by their mean weight, on the sigmoid's full (0, 1)
     scale. Right: per channel, how far apart its class means lie (largest - smallest), sorted,
-    for both blocks. ``reference`` (N, C), optional: a second baseline's weights, drawn as a
-    black outline (left) and a dashed line (right) and labelled ``reference_name``; ``title``
-    (optional) is the figure's title. The left title compares the trained weights' standard
-    deviation with the baseline's (``untrained``), not the reference's. ``floors`` (optional):
-    per line name ("trained", ``untrained_name``, ``reference_name``), the (mean, 95th
-    percentile) of the median class range under shuffled labels, drawn in the right panel as a
-    line at the mean (a dash pattern of its own, so close floors stay apart) and a band up to
-    the 95th percentile, in that line's colour. Each curve is sorted by its own class ranges.
+    for both blocks, on a log scale. ``reference`` (N, C), optional: a second baseline's weights,
+    drawn as an outline (left) and a solid line (right) in a third colour (``REFERENCE``) and
+    labelled ``reference_name``; ``title`` (optional) is the figure's title. The left title
+    compares the trained weights' standard deviation with the baseline's (``untrained``), not
+    the reference's. ``floors`` (optional): per line name ("trained", ``untrained_name``,
+    ``reference_name``), the (mean, 95th percentile) of the median class range under shuffled
+    labels, drawn in the right panel as a thin dotted line at the mean with its value written
+    at the left edge, and a band up to the 95th percentile, in that model's colour; the legend
+    names them only when some are drawn. Every model's curve is solid, in its own colour, each
+    sorted by its own class ranges.
     """
     t, u = trained.flatten(1).double(), untrained.flatten(1).double()
     st, su = weight_spread(t, labels), weight_spread(u, labels)
@@ -333,7 +357,7 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     ax_h.hist(t.flatten().numpy(), bins=bins, color=CHOSEN, alpha=0.7, density=True,
               label=f"trained: {st.low:.2f}-{st.high:.2f}")
     if r is not None:
-        ax_h.hist(r.flatten().numpy(), bins=bins, color="k", histtype="step", lw=1.0,
+        ax_h.hist(r.flatten().numpy(), bins=bins, color=REFERENCE, histtype="step", lw=1.2,
                   density=True, label=f"{reference_name}: {sr.low:.2f}-{sr.high:.2f}")
     ax_h.set_xlim(0, 1)
     ax_h.set_xlabel("channel weight", fontsize=9)
@@ -352,25 +376,31 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     fig.colorbar(im, ax=ax_c, label="class-mean weight", shrink=0.9, pad=0.02)
     _title(ax_c, "trained block: class means of each channel's weight")
     ax_r = fig.add_subplot(grid[2])
-    lines = [(t, st, CHOSEN, "-", "trained"), (u, su, OTHER, "-", untrained_name)]
+    lines = [(t, st, CHOSEN, "trained"), (u, su, OTHER, untrained_name)]
     if r is not None:
-        lines.append((r, sr, "k", "--", reference_name))
-    for i, (w, spread, colour, style, name) in enumerate(lines):
+        lines.append((r, sr, REFERENCE, reference_name))
+    lowest = 1.0
+    for w, spread, colour, name in lines:
         m = _class_means(w, labels)
         ranges = (m.amax(0) - m.amin(0)).sort(descending=True).values.numpy()
         floor = floors.get(name) if floors else None
         shuffled = f", shuffled {floor[0]:.3f}" if floor else ""
-        ax_r.plot(np.arange(1, len(ranges) + 1), ranges, color=colour, ls=style, lw=1.6,
+        ax_r.plot(np.arange(1, len(ranges) + 1), ranges, color=colour, ls="-", lw=1.6,
                   label=f"{name}: median {spread.class_range:.3f}{shuffled}")
+        lowest = min(lowest, float(ranges.min()))
         if floor:
-            ax_r.axhline(floor[0], color=colour, ls=_FLOOR_DASHES[i % len(_FLOOR_DASHES)], lw=1.2)
+            ax_r.axhline(floor[0], color=colour, ls=":", lw=0.9)
             ax_r.axhspan(floor[0], floor[1], color=colour, alpha=0.15, lw=0)
+            ax_r.text(1, floor[0], f"{floor[0]:.3f}", color=colour, fontsize=6, ha="left",
+                      va="bottom")
+            lowest = min(lowest, floor[0])
     if floors:
-        ax_r.plot([], [], color="0.3", ls=_FLOOR_DASHES[0], lw=1.2,
-                  label="shuffled labels: mean (dashes), 95% (band)")
-    ax_r.set_ylim(0, 1)
+        ax_r.plot([], [], color="0.3", ls=":", lw=0.9,
+                  label="shuffled labels: mean (dotted, value at left), 95% (band)")
+    ax_r.set_yscale("log")
+    ax_r.set_ylim(max(lowest, 1e-4) / 2, 5)             # the legend sits above 1 (weights < 1)
     ax_r.set_xlabel("channel, each model sorted by its class range (descending)", fontsize=8)
-    ax_r.set_ylabel("largest - smallest class mean", fontsize=9)
+    ax_r.set_ylabel("largest - smallest class mean (log)", fontsize=9)
     ax_r.legend(fontsize=6, loc="upper right", handlelength=1.6)
     _title(ax_r, "how much the class moves a channel's weight")
     if title:
@@ -378,7 +408,7 @@ def trained_weights_figure(trained: torch.Tensor, untrained: torch.Tensor,
     return fig
 
 
-_FLOOR_DASHES = [(0, (1, 1.5)), (0, (4, 2)), (0, (6, 2, 1, 2)), (0, (1, 4))]
+REFERENCE = "tab:blue"   # trained_weights_figure's second baseline, beside CHOSEN and OTHER
 
 
 def table2_fit(channels: int = 1024, c: int = 128, positions: int = 196,
@@ -603,6 +633,7 @@ __all__ = [
     "block_parameters",
     "placement_cost",
     "placement_figure",
+    "placement_model",
     "placement_view",
     "trained_weights_figure",
     "weight_spread",
