@@ -102,3 +102,20 @@ def test_timing_verdict_resolves_only_rounds_that_agree_on_a_side():
     assert lessons_mixture.timing_verdict([0.9, 1.1], 1.0).startswith("not resolved")   # both sides
     with pytest.raises(ValueError, match="at least one"):
         lessons_mixture.timing_verdict([], 1.0)
+
+
+def test_class_choice_shares_rows_sum_to_k_and_tell_a_class_fixed_gate_from_a_blind_one():
+    import torch
+    labels = torch.arange(400) % 4
+    fixed = torch.stack([(2 * labels + j) % 8 for j in range(4)], dim=1)   # class c: 2c .. 2c + 3
+    shares = lessons_mixture.class_choice_shares(fixed, labels, 8)
+    assert shares.shape == (4, 8) and np.allclose(shares.sum(1), 4)
+    assert np.array_equal(shares[1], [0, 0, 1, 1, 1, 1, 0, 0])                 # class 1 fixes 2..5
+    torch.manual_seed(0)
+    blind = torch.rand(400, 8).argsort(dim=1)[:, :4]
+    spread = lessons_mixture.class_choice_shares(blind, labels, 8)
+    assert np.allclose(spread.sum(1), 4) and 0.3 < spread.min() and spread.max() < 0.7
+    fig = lessons_mixture.class_choice_figure(fixed, labels, 8, class_names=list("abcd"), title="t")
+    assert fig.axes[0].get_title() == "t" and len(fig.axes[0].texts) == 32
+    with pytest.raises(ValueError):
+        lessons_mixture.class_choice_shares(fixed[:3], labels, 8)

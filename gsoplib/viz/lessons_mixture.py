@@ -13,6 +13,8 @@ and the functions its widgets call.
                                  grows, effective components and largest kept weight
     router_view(growth, s)       the same drawn, with the cosine bound: the router widget's callback
     load_check_figure(...)       Shazeer's P(s, n) by formula against a simulation, +-2 SE
+    class_choice_shares(...)     share of each class's images whose chosen set holds each component
+    class_choice_figure(...)     the same as a classes x components heatmap
 
 The benchmarks' committed results (Fig. 3, the saturation table, the balance run) are drawn by
 :mod:`gsoplib.viz.gate_benchmarks`.
@@ -459,10 +461,56 @@ def load_check_figure(
     return fig
 
 
+def class_choice_shares(indices: torch.Tensor, labels, num_experts: int,
+                        num_classes: int | None = None) -> np.ndarray:
+    """Share of each class's images whose chosen set (GM-SOP Eq. 3's top K) holds each
+    component: indices (S, K) the chosen components, labels (S,) the classes; returns
+    (C, N), each row summing to K (an image counts once for each of its K components). A class
+    that fixes its K components has K ones in its row; a gate blind to the class gives every
+    row the components' overall shares (what :func:`gate_diagnostics`' mutual information
+    I(c; n) measures the distance from)."""
+    indices = torch.as_tensor(indices).long().cpu()
+    labels = torch.as_tensor(labels).long().cpu()
+    if indices.ndim != 2 or len(indices) != len(labels) or len(labels) == 0:
+        raise ValueError("class_choice_shares needs indices (S, K) and labels (S,), S > 0")
+    classes = num_classes or int(labels.max()) + 1
+    chosen = torch.zeros(len(labels), num_experts, dtype=torch.float64).scatter_(1, indices, 1.0)
+    counts = torch.zeros(classes, num_experts, dtype=torch.float64).index_add_(0, labels, chosen)
+    images = torch.bincount(labels, minlength=classes).double().clamp_min(1)[:, None]
+    return (counts / images).numpy()
+
+
+def class_choice_figure(indices: torch.Tensor, labels, num_experts: int, *,
+                        class_names: Sequence[str] | None = None, title: str = "") -> Figure:
+    """:func:`class_choice_shares` as a heatmap: one row per class, one column per component,
+    the share of that class's test images whose chosen set holds the component (0 to 1; each
+    row sums to K), the number written in every cell."""
+    shares = class_choice_shares(indices, labels, num_experts,
+                                 len(class_names) if class_names else None)
+    fig = _figure((7.5, 0.42 * len(shares) + 1.6), left=0.2, right=0.95, bottom=0.16,
+                  top=0.84 if title else 0.95)
+    ax = fig.subplots()
+    image = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues", aspect="auto")
+    for (c, n), value in np.ndenumerate(shares):
+        ax.text(n, c, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                color="white" if value > 0.6 else "black")
+    ax.set_xticks(range(num_experts))
+    ax.set_yticks(range(len(shares)), labels=list(class_names) if class_names
+                  else [str(c) for c in range(len(shares))])
+    ax.set_xlabel("component n")
+    ax.set_ylabel("class")
+    fig.colorbar(image, ax=ax, label="share of the class's images choosing n")
+    if title:
+        _title(ax, title)
+    return fig
+
+
 __all__ = [
     "ROUTER_GROWTH",
     "BranchToyRun",
     "branch_collapse_figure",
+    "class_choice_figure",
+    "class_choice_shares",
     "cosine_bound",
     "fig2_figure",
     "importance_cv",
