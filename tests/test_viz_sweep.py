@@ -90,3 +90,19 @@ def test_probe_finding_reads_the_better_second_order_pooling_against_gap():
     assert probe_figure(rows, "d", 5, title=finding).axes[0].get_title() == finding
     with pytest.raises(ValueError, match="no probe rows"):
         probe_finding(rows, "d", 100)
+
+
+def test_probe_figure_differences_panel_shows_the_paired_gaps():
+    """differences=True: a right panel with, per backbone, the mean and std over the draws of
+    each second-order pooling's top-1 minus GAP's on the same draw; off by default."""
+    runs = {"gap": [80.0, 82.0, 84.0], "covariance": [79.0, 80.0, 84.0], "root": [81.0, 83.0, 85.0]}
+    rows = [{"dataset": "d", "classes": 10, "backbone": "b", "pooling": p, "per_class": 5,
+             "seeds": 3, "test_top1": sum(r) / 3, "test_top1_std": 1.0, "runs": r}
+            for p, r in runs.items()]
+    assert len(probe_figure(rows, "d", 5).axes) == 1
+    fig = probe_figure(rows, "d", 5, differences=True)
+    right = fig.axes[1]
+    assert [p.get_height() for p in right.patches] == pytest.approx([-1.0, 1.0])
+    # covariance - gap per draw: -1, -2, 0 (std 1); root - gap: 1, 1, 1 (std 0)
+    half = [(s[1][1] - s[0][1]) / 2 for s in right.collections[0].get_segments()]
+    assert half == pytest.approx([1.0]) and right.get_title().startswith("paired by draw")

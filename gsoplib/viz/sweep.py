@@ -115,19 +115,25 @@ PROBE_COLOURS = {"gap": "tab:grey", "covariance": "tab:blue", "root": "tab:orang
 
 def probe_figure(rows: Sequence[dict], dataset: str, per_class: int, *,
                  backbones: Sequence[str] | None = None,
-                 figsize: tuple[float, float] = (8.0, 3.6), title: str | None = None) -> Figure:
+                 figsize: tuple[float, float] | None = None, title: str | None = None,
+                 differences: bool = False) -> Figure:
     """Linear-probe test top-1 (mean +- std over the label draws) of one dataset at one number
     of labels a class: a group of bars per frozen backbone, a bar per pooling (GAP, covariance,
     Newton-Schulz root). ``rows``: ``benchmarks/results/probes-cpu.json``'s rows. ``title``:
-    default, the dataset, the labels and the draws; :func:`probe_finding` states the leads."""
+    default, the dataset, the labels and the draws; :func:`probe_finding` states the leads.
+    ``differences=True`` adds a right panel: per backbone and second-order pooling p, the paired
+    differences d_i = top1_p,i - top1_GAP,i over the draws i (each row's ``runs``, the same
+    labelled images for every pooling), their mean +- std in points. ``figsize`` default:
+    (8, 3.6), or (12.5, 3.6) with the right panel."""
     chosen = [r for r in rows if r["dataset"] == dataset and r["per_class"] == per_class]
     if not chosen:
         raise ValueError(f"no probe rows for {dataset!r} at {per_class} labels a class")
     backbones = list(backbones or dict.fromkeys(r["backbone"] for r in chosen))
     poolings = list(dict.fromkeys(r["pooling"] for r in chosen))
     cell = {(r["backbone"], r["pooling"]): r for r in chosen}
-    fig = _figure(figsize, left=0.08, right=0.98, bottom=0.3, top=0.86)
-    ax = fig.subplots()
+    fig = _figure(figsize or ((12.5, 3.6) if differences else (8.0, 3.6)), left=0.07,
+                  right=0.98, bottom=0.3, top=0.86, wspace=0.25)
+    ax, right = fig.subplots(1, 2, width_ratios=[3, 2]) if differences else (fig.subplots(), None)
     width = 0.8 / len(poolings)
     for j, pooling in enumerate(poolings):
         shown = [i for i, b in enumerate(backbones) if (b, pooling) in cell]
@@ -144,6 +150,23 @@ def probe_figure(rows: Sequence[dict], dataset: str, per_class: int, *,
     seeds = sorted({r["seeds"] for r in chosen})
     _title(ax, title or f"{dataset}: linear probes on frozen features, {per_class} labels a "
                         f"class, {'/'.join(map(str, seeds))} draws")
+    if right is not None:
+        others = [p for p in poolings if p != "gap"]
+        step = 0.8 / max(len(others), 1)
+        for j, pooling in enumerate(others):
+            shown = [i for i, b in enumerate(backbones)
+                     if (b, pooling) in cell and (b, "gap") in cell]
+            paired = [np.subtract(cell[(backbones[i], pooling)]["runs"],
+                                  cell[(backbones[i], "gap")]["runs"]) for i in shown]
+            right.bar([i + (j - (len(others) - 1) / 2) * step for i in shown],
+                      [d.mean() for d in paired], step,
+                      yerr=[d.std(ddof=1) if len(d) > 1 else 0.0 for d in paired], capsize=2,
+                      color=PROBE_COLOURS.get(pooling), label=f"{pooling} - gap")
+        right.axhline(0, color="black", lw=0.8)
+        right.set_xticks(range(len(backbones)), backbones, rotation=12, ha="right", fontsize=7)
+        right.set_ylabel("minus GAP, points (mean +- std)")
+        right.legend(fontsize=7)
+        _title(right, "paired by draw: second-order pooling minus GAP")
     return fig
 
 
