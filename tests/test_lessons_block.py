@@ -291,3 +291,14 @@ def test_the_widget_tasks_answers():
     assert widths == ["S2 width bound (before ReLU) = 64"]
     assert [s.rank for s in at512.stages] == [512, 512, 195, 195]
     assert at512.stages[0].rank_linear == 64
+
+
+def test_reach_figure_shows_where_a_change_arrives():
+    near, far = torch.zeros(14, 14), torch.full((14, 14), 0.1)
+    near[:6, :6] = 0.5                                        # reached only near the corner
+    fig = lessons_block.reach_figure({"2 convs": near, "one block": far})
+    titles = [ax.get_title() for ax in fig.axes[:2]]
+    assert titles[0] == "2 convs\n0 at (13, 13)\n18% moved"
+    assert titles[1] == "one block\n0.1 at (13, 13)\n100% moved"
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.mask[13, 13] and not shown.mask[0, 0]        # unmoved positions are masked (white)

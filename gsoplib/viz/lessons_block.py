@@ -19,6 +19,7 @@ block's channel weights differ from an untrained one's.
                                              a block's Sigma, row-BN output and channel weights
     block_view(image, block)                 notebook 03's first widget callback: that, drawn
     gate_probe_figure(weights, labels, accuracy)   SE's and GSoP's weights on second-order images
+    reach_figure(changes)                    Sec. 3.3: where a corner change reaches
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 from matplotlib import colormaps
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -536,6 +538,35 @@ def block_view(image: int = 0, block: str = "layer3.2.attn") -> Figure:
     return fig
 
 
+def reach_figure(changes: dict[str, torch.Tensor], *, patch: int = 4,
+                 target: tuple[int, int] = (13, 13), figsize=(14.0, 2.4)) -> Figure:
+    """GSoP-Net Sec. 3.3 (Fig. 2), long-range dependency: per label, an (H, W) map of how much
+    the output moved, |output(x') - output(x)| averaged over the batch and the channels, when only
+    the top-left ``patch`` x ``patch`` corner of x changed. One panel per entry of ``changes``
+    (e.g. "3 convs", ..., "SE block"), on one shared log colour scale; positions that did not move
+    at all are white. The patch is outlined and ``target`` (row, column) circled; each title gives
+    the change there and the share of positions that moved."""
+    fig = _figure(figsize, left=0.01, right=0.92, bottom=0.03, top=0.76, wspace=0.3)
+    axes = fig.subplots(1, len(changes))
+    moved = [c[c > 0] for c in changes.values()]
+    top = max(float(m.max()) for m in moved if m.numel())
+    low = min(float(m.min()) for m in moved if m.numel())
+    norm = LogNorm(vmin=max(low, top * 1e-6), vmax=top)
+    cmap = colormaps["viridis"].with_extremes(bad="white")
+    for ax, (label, change) in zip(np.atleast_1d(axes), changes.items()):
+        im = ax.imshow(np.ma.masked_equal(change.double().numpy(), 0), cmap=cmap, norm=norm,
+                       interpolation="nearest")
+        ax.add_patch(Rectangle((-0.5, -0.5), patch, patch, fill=False, ec="r", lw=1.2))
+        ax.plot(target[1], target[0], "o", mfc="none", mec="r", ms=7)
+        ax.set_xticks([]), ax.set_yticks([])
+        share = float((change > 0).double().mean())
+        _title(ax, f"{label}\n{float(change[target]):.2g} at {target}\n{share:.0%} moved",
+               fontsize=7)
+    fig.colorbar(im, ax=list(np.atleast_1d(axes)), shrink=0.8, pad=0.01,
+                 label="|change| (log; white: 0)")
+    return fig
+
+
 def gate_probe_figure(weights: dict[str, torch.Tensor], labels: torch.Tensor,
                       accuracy: dict[str, float], class_names: Sequence[str] | None = None,
                       *, figsize=None, ncols: int | None = None,
@@ -635,6 +666,7 @@ __all__ = [
     "placement_figure",
     "placement_model",
     "placement_view",
+    "reach_figure",
     "trained_weights_figure",
     "weight_spread",
 ]
