@@ -110,7 +110,7 @@ def centring_share(image_size: int = 32, smoothing: float = 1.5) -> float:
     d of an S x S image (M = S^2 pixels), so its mean mu = (1/M) sum_p x_p has variance
     (1/M^2) sum_p sum_q c(p - q) = (1/M) sum_d c(d) = a. With x_p = L_k z_p (channels mixed per
     pixel, L_k L_k^T = R_k) the biased covariance (GM-SOP Eq. 5, Sigma = X J_hat X^T) has
-    E[Sigma] = E[(1/M) X X^T] - E[mu mu^T] = R_k - a R_k = (1 - a) R_k (notebook 01, section 4).
+    E[Sigma] = E[(1/M) X X^T] - E[mu mu^T] = R_k - a R_k = (1 - a) R_k (notebook 01, section 5).
 
     c is taken from the generator itself, not from a formula: its blur (circular padding,
     rescaled to unit variance) applied to a one-pixel impulse gives the impulse response
@@ -258,7 +258,7 @@ def class_covariance_figure(
         colorbar_label: what the shared colour bar's values are.
 
     One diverging colour scale (-1 to 1) for both rows, so equal colours mean equal values. The
-    bottom row is (1 - a) R_k in expectation (notebook 01, section 4): the same signs, shrunk.
+    bottom row is (1 - a) R_k in expectation (notebook 01, section 5): the same signs, shrunk.
     The suptitle gives the entrywise factor mean Sigma / R_k, averaged over classes and entries,
     on the diagonal and off it (off it signed by R_k, so +-rho count alike).
     """
