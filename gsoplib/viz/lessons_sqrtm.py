@@ -5,6 +5,7 @@
                             pairwise (McNemar) rather than through one accuracy's binomial error
     :func:`t_two_sided_p`   two-sided p-value of Student's t (for Welch's and the pooled t-test
                             on a handful of seeds), by numerical integration of the density
+    :func:`welch_t`         Welch's t and its degrees of freedom for two lists of seeds
     :func:`welch_p`         Welch's t-test of two lists of seeds: two-sided p
     :func:`permutation_p`   the exact two-sided permutation test of a difference of means
     :func:`variance_ratio_p` the F-test of two seed spreads, for three seeds a side
@@ -65,25 +66,31 @@ def t_two_sided_p(t: float, df: float, points: int = 200_001) -> float:
     return float(min(1.0, max(0.0, 1.0 - torch.trapezoid(density, x).item())))
 
 
-def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
-    """Welch's t-test of two settings' seeds (e.g. test top-1 %), two-sided p.
+def welch_t(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Welch's t of two settings' seeds and its Welch-Satterthwaite degrees of freedom.
 
-    t = (mean_a - mean_b) / sqrt(v_a + v_b) with v = s^2 / n (sample variance s^2, n - 1), and the
-    Welch-Satterthwaite df = (v_a + v_b)^2 / (v_a^2 / (n_a - 1) + v_b^2 / (n_b - 1)).
+    t = (mean_a - mean_b) / sqrt(v_a + v_b) with v = s^2 / n (sample variance s^2, n - 1), and
+    df = (v_a + v_b)^2 / (v_a^2 / (n_a - 1) + v_b^2 / (n_b - 1)).
 
     Args:
         a, b: sequences of at least two floats each, not all equal on both sides.
     Returns:
-        the p-value of :func:`t_two_sided_p`, a float in [0, 1].
+        (t, df).
     """
     if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"welch_p needs two or more values a side, got {len(a)} and {len(b)}")
+        raise ValueError(f"Welch's test needs two or more seeds a side, got {len(a)} and {len(b)}")
     ta, tb = torch.tensor(list(a), dtype=torch.float64), torch.tensor(list(b), dtype=torch.float64)
     va, vb = ta.var().item() / len(a), tb.var().item() / len(b)
     if va + vb == 0:
-        raise ValueError("welch_p: every value is the same on both sides")
+        raise ValueError("Welch's test: every seed gives the same value on both sides")
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return t_two_sided_p((ta.mean() - tb.mean()).item() / math.sqrt(va + vb), df)
+    return (ta.mean() - tb.mean()).item() / math.sqrt(va + vb), df
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Welch's t-test of two settings' seeds (e.g. test top-1 %): the two-sided p of
+    :func:`t_two_sided_p` at :func:`welch_t`'s t and degrees of freedom, a float in [0, 1]."""
+    return t_two_sided_p(*welch_t(a, b))
 
 
 def permutation_p(a: Sequence[float], b: Sequence[float]) -> float:
@@ -130,4 +137,11 @@ def variance_ratio_p(a: Sequence[float], b: Sequence[float]) -> tuple[float, flo
     return f, min(1.0, 2 / (1 + f))
 
 
-__all__ = ["permutation_p", "probe_correct", "t_two_sided_p", "variance_ratio_p", "welch_p"]
+__all__ = [
+    "permutation_p",
+    "probe_correct",
+    "t_two_sided_p",
+    "variance_ratio_p",
+    "welch_p",
+    "welch_t",
+]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lessons_sqrtm import t_two_sided_p
+from .lessons_sqrtm import t_two_sided_p, welch_t
 
 
 @dataclass(frozen=True)
@@ -94,21 +94,15 @@ def compare_seeds(a: Sequence[float], b: Sequence[float]) -> SeedComparison:
 
     Means and sample standard deviations (n - 1); Welch's t = (mean_a - mean_b) /
     sqrt(s_a^2/n_a + s_b^2/n_b) with the Welch-Satterthwaite degrees of freedom
-    df = (s_a^2/n_a + s_b^2/n_b)^2 / ((s_a^2/n_a)^2/(n_a - 1) + (s_b^2/n_b)^2/(n_b - 1)),
-    and its two-sided p-value (:func:`gsoplib.viz.lessons_sqrtm.t_two_sided_p`).
+    (:func:`gsoplib.viz.lessons_sqrtm.welch_t`) and its two-sided p-value
+    (:func:`gsoplib.viz.lessons_sqrtm.t_two_sided_p`).
 
     Args:
         a, b: at least two values each, not all equal on both sides.
     Returns:
         :class:`SeedComparison`.
     """
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"compare_seeds needs two or more seeds a side, got {len(a)} and {len(b)}")
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    if va + vb == 0:
-        raise ValueError("compare_seeds: every seed gives the same value on both sides")
-    t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    t, df = welch_t(a, b)
     return SeedComparison(statistics.mean(a), statistics.stdev(a), len(a), statistics.mean(b),
                           statistics.stdev(b), len(b), t, df, t_two_sided_p(t, df))
 
